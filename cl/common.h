@@ -1,0 +1,53 @@
+/*
+ * clconv shared definitions: the storage type `real_t`, the accumulator
+ * type `acc_t`, and element load/store helpers.
+ *
+ * REAL_BITS (16, 32 or 64) selects the dtype of every tensor argument.
+ *   64: storage and accumulation in double (needs cl_khr_fp64).
+ *   32: storage and accumulation in float.
+ *   16: storage in half, read and written with vload_half/vstore_half_rte
+ *       (core OpenCL 1.2, no cl_khr_fp16 needed), accumulation in float.
+ *
+ * Tensor layouts (row-major, innermost last):
+ *   x      : N, C, H, W
+ *   weight : K, C/groups, R, S
+ *   y      : N, K, P, Q
+ * with P = (H + pad_top + pad_bottom - dil_h*(R-1) - 1) / stride_h + 1 (likewise Q).
+ * Output pixel (p, q) with kernel tap (r, s) reads input row
+ * h = p*stride_h - pad_top + r*dil_h and column w = q*stride_w - pad_left + s*dil_w;
+ * taps that land outside [0, H) x [0, W) read the zero padding.
+ *
+ * Every buffer argument comes with an element offset so that views into a
+ * larger buffer (a batch slice of a pyopencl array) need no copy.
+ */
+#ifndef CLCONV_COMMON_H
+#define CLCONV_COMMON_H
+
+#ifndef REAL_BITS
+#define REAL_BITS 32
+#endif
+
+#if REAL_BITS == 64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+typedef double real_t;
+typedef double acc_t;
+#define LOAD(ptr, i) ((ptr)[i])
+#define STORE(value, ptr, i) ((ptr)[i] = (value))
+#elif REAL_BITS == 32
+typedef float real_t;
+typedef float acc_t;
+#define LOAD(ptr, i) ((ptr)[i])
+#define STORE(value, ptr, i) ((ptr)[i] = (value))
+#elif REAL_BITS == 16
+typedef half real_t;
+typedef float acc_t;
+#define LOAD(ptr, i) vload_half((i), (ptr))
+#define STORE(value, ptr, i) vstore_half_rte((value), (i), (ptr))
+#else
+#error "REAL_BITS must be 16, 32 or 64"
+#endif
+
+/* Ceiling division for non-negative ints. */
+#define DIV_UP(a, b) (((a) + (b) - 1) / (b))
+
+#endif /* CLCONV_COMMON_H */

@@ -1,0 +1,28 @@
+"""clconv: the forward pass and both gradients of 2-D convolution as portable OpenCL kernels.
+
+    y  = clconv.conv2d(x, w, bias, stride=1, padding=1)
+    gx = clconv.conv2d_grad_input(gy, w, x.shape, stride=1, padding=1)
+    gw = clconv.conv2d_grad_weight(x, gy, w.shape, stride=1, padding=1)
+    gb = clconv.conv2d_grad_bias(gy)
+
+``clconv.reference`` holds the NumPy oracle with the same functions;
+``clconv.devices()`` and ``clconv.select_device()`` list and choose devices.
+"""
+
+from . import reference
+from .api import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from .platforms import DeviceInfo, default_device, devices, select_device
+from .params import Conv2DParams
+
+__all__ = [
+    "Conv2DParams",
+    "DeviceInfo",
+    "conv2d",
+    "conv2d_grad_bias",
+    "conv2d_grad_input",
+    "conv2d_grad_weight",
+    "default_device",
+    "devices",
+    "reference",
+    "select_device",
+]

@@ -1,0 +1,167 @@
+"""Checking kernels against the NumPy oracle: the tolerance table, the layer cases, the comparison.
+
+The same cases and the same tolerance table serve ``clconv check`` and the
+test suite, so a user's check and CI judge a device by one standard.
+
+Error measure: for each element, |got - expected| divided by the same pass
+computed on absolute values (for the forward pass, conv2d(|x|, |w|) + |b|).
+That quotient is the relative error of a sum of products as floating-point
+analysis bounds it, so one tolerance per dtype holds for every shape and
+data scale, and cancellation in signed data cannot make a correct kernel
+look wrong. Elements whose bound is 0 must come out exactly 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from . import reference
+from .params import PASSES, Conv2DParams, dtype_name
+
+#: Largest accepted normalised error per dtype, about 170 units of roundoff: room for the rounding
+#: of sums of many thousand terms (the error grows about as sqrt(terms) * unit roundoff), yet a kernel
+#: that drops or repeats a single term of a 10,000-term sum fails. fp16 is stored in half and summed in
+#: float, so its limit is the final rounding to half (2**-11) with a factor 2 of margin.
+TOLERANCE = {
+    np.dtype(np.float16): 1e-3,
+    np.dtype(np.float32): 1e-5,
+    np.dtype(np.float64): 2e-14,
+}
+
+DTYPES = tuple(TOLERANCE)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One layer shape with its convolution arguments, named for test ids."""
+
+    name: str
+    input_shape: tuple
+    weight_shape: tuple
+    stride: object = 1
+    padding: object = 0
+    dilation: object = 1
+    groups: int = 1
+
+    @property
+    def conv_args(self) -> dict:
+        return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
+
+    def params(self, dtype=np.float32) -> Conv2DParams:
+        return Conv2DParams.create(self.input_shape, self.weight_shape, dtype=dtype, **self.conv_args)
+
+
+#: Shapes chosen to hit every code path: tile remainders (K, C, Q, W not multiples of the tiles),
+#: every padding form, strides that skip input pixels, dilation, groups and both reduction layouts.
+CASES = (
+    Case("1x1", (2, 8, 7, 7), (6, 8, 1, 1)),
+    Case("3x3-p1", (2, 3, 9, 9), (5, 3, 3, 3), padding=1),
+    Case("5x5-p2", (2, 4, 11, 10), (3, 4, 5, 5), padding=2),
+    Case("3x3-s2-p1", (2, 3, 10, 9), (4, 3, 3, 3), stride=2, padding=1),
+    Case("3x3-s3", (2, 3, 13, 11), (4, 3, 3, 3), stride=3),
+    Case("3x3-d2-p2", (2, 3, 11, 12), (4, 3, 3, 3), padding=2, dilation=2),
+    Case("1x7-p0x3", (2, 3, 8, 12), (4, 3, 1, 7), padding=(0, 3)),
+    Case("7x1-p3x0", (2, 3, 12, 8), (4, 3, 7, 1), padding=(3, 0)),
+    Case("3x3-asympad", (2, 3, 8, 9), (4, 3, 3, 3), padding=((1, 2), (0, 3))),
+    Case("4x4-same", (2, 3, 8, 7), (4, 3, 4, 4), padding="same"),
+    Case("3x3-valid", (2, 3, 8, 7), (4, 3, 3, 3), padding="valid"),
+    Case("3x3-g2", (2, 4, 8, 8), (6, 2, 3, 3), padding=1, groups=2),
+    Case("3x3-depthwise", (2, 6, 9, 9), (6, 1, 3, 3), padding=1, groups=6),
+    Case("3x3-nonsquare", (2, 3, 5, 13), (4, 3, 3, 3), padding=1),
+    Case("3x3-odd-s2x1", (3, 5, 7, 11), (7, 5, 3, 3), stride=(2, 1), padding=(1, 0)),
+    Case("3x3-n1-c1", (1, 1, 6, 6), (1, 1, 3, 3)),
+    Case("11x11-s4-p2", (1, 3, 35, 35), (8, 3, 11, 11), stride=4, padding=2),
+    Case("3x3-k13-c7", (2, 7, 9, 9), (13, 7, 3, 3), padding=1),
+    Case("3x3-s2-d2-g3", (2, 6, 15, 15), (9, 2, 3, 3), stride=2, padding=(1, 2), dilation=2, groups=3),
+    Case("3x3-c64-k64", (2, 64, 5, 5), (64, 64, 3, 3), padding=1),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Outcome of comparing a kernel's result to the oracle."""
+
+    max_error: float
+    tolerance: float
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.max_error <= self.tolerance  # False for NaN
+
+
+def compare(got, expected, bound, dtype) -> Comparison:
+    """Normalised error of ``got`` against ``expected`` (float64) with ``bound`` from absolute values."""
+    tolerance = TOLERANCE[np.dtype(dtype)]
+    got = np.asarray(got)
+    if got.shape != expected.shape:
+        return Comparison(np.inf, tolerance, f"shape {got.shape} != expected {expected.shape}")
+    if got.dtype != np.dtype(dtype):
+        return Comparison(np.inf, tolerance, f"dtype {got.dtype} != expected {np.dtype(dtype)}")
+    if got.size == 0:
+        return Comparison(0.0, tolerance, "empty")
+    difference = np.abs(got.astype(np.float64) - expected)
+    error = np.where(difference == 0, 0.0, difference / np.maximum(bound, np.finfo(np.float64).tiny))
+    error = np.where(np.isnan(error), np.inf, error)
+    worst = np.unravel_index(np.argmax(error), error.shape)
+    message = (f"max normalised error {error[worst]:.3g} (tolerance {tolerance:.0e}) at index {tuple(map(int, worst))}: "
+               f"got {got[worst]!r}, expected {expected[worst]!r}")
+    return Comparison(float(error[worst]), tolerance, message)
+
+
+def random_inputs(case: Case, dtype, seed: int = 0) -> dict:
+    """Signed uniform data for every tensor of a case, in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    params = case.params(dtype)
+
+    def uniform(shape):
+        return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
+
+    return {"x": uniform(params.input_shape), "weight": uniform(params.weight_shape),
+            "bias": uniform((params.K,)), "grad_output": uniform(params.output_shape)}
+
+
+def _oracle(pass_name: str, case: Case, inputs: dict):
+    """The pass computed by the oracle on float64 copies of ``inputs`` (no rounding to the dtype)."""
+    data = {name: value.astype(np.float64) for name, value in inputs.items()}
+    args = case.conv_args
+    if pass_name == "forward":
+        return reference.conv2d(data["x"], data["weight"], data["bias"], **args)
+    if pass_name == "grad_input":
+        return reference.conv2d_grad_input(data["grad_output"], data["weight"], case.input_shape, **args)
+    if pass_name == "grad_weight":
+        return reference.conv2d_grad_weight(data["x"], data["grad_output"], case.weight_shape, **args)
+    return reference.conv2d_grad_bias(data["grad_output"])
+
+
+def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = "auto"):
+    """Run one pass of clconv on ``inputs`` (NumPy) and return its NumPy result."""
+    from . import api
+
+    args = case.conv_args
+    if pass_name == "forward":
+        return api.conv2d(inputs["x"], inputs["weight"], inputs["bias"], device=device, algo=algo, **args)
+    if pass_name == "grad_input":
+        return api.conv2d_grad_input(inputs["grad_output"], inputs["weight"], case.input_shape,
+                                     device=device, algo=algo, **args)
+    if pass_name == "grad_weight":
+        return api.conv2d_grad_weight(inputs["x"], inputs["grad_output"], case.weight_shape,
+                                      device=device, algo=algo, **args)
+    if pass_name == "grad_bias":
+        return api.conv2d_grad_bias(inputs["grad_output"], device=device, algo=algo)
+    raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
+
+
+def check_pass(pass_name: str, case: Case, dtype, device=None, algo: str = "auto", seed: int = 0) -> Comparison:
+    """Run one pass of one case on a device and compare it with the oracle."""
+    inputs = random_inputs(case, dtype, seed)
+    got = run_pass(pass_name, case, inputs, device=device, algo=algo)
+    expected = _oracle(pass_name, case, inputs)
+    bound = _oracle(pass_name, case, {name: np.abs(value) for name, value in inputs.items()})
+    return compare(got, expected, bound, dtype)
+
+
+def case_id(case: Case, dtype) -> str:
+    return f"{case.name}-{dtype_name(dtype)}"

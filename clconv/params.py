@@ -1,0 +1,321 @@
+"""The geometry of one 2-D convolution layer, validated once.
+
+:class:`Conv2DParams` is the single source of truth that the kernels, the
+NumPy oracle, the tests and the command line all take: it normalises the
+user's ``stride``/``padding``/``dilation``/``groups`` arguments, checks them
+against the tensor shapes with messages that name the bad argument, and
+derives the output size and the FLOP count of each pass.
+
+Layouts: x is (N, C, H, W), weight is (K, C/groups, R, S), y is (N, K, P, Q).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+#: dtypes that kernels exist for; everything else is a TypeError.
+SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+# Kernels index with 32-bit ints (cheap on GPUs); larger tensors are refused up front.
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+
+PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
+
+
+def dtype_name(dtype) -> str:
+    """Short dtype tag used in test ids and tables: fp16, fp32, fp64."""
+    return f"fp{np.dtype(dtype).itemsize * 8}"
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
+
+
+def normalize_pair(name: str, value) -> tuple[int, int]:
+    """An int or an (h, w) pair of ints, each >= 1 (stride, dilation)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
+        return (_positive_int(f"{name}[0]", value[0]), _positive_int(f"{name}[1]", value[1]))
+    return (_positive_int(name, value), _positive_int(name, value))
+
+
+def _pad_amount(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (zero padding only), got {value}")
+    return int(value)
+
+
+def normalize_padding(padding, kernel_hw, stride, dilation) -> tuple[int, int, int, int]:
+    """Turn every accepted padding form into (top, bottom, left, right).
+
+    Accepted: int; (ph, pw); ((top, bottom), (left, right)); "valid"; "same".
+    "same" keeps H and W at stride 1 and puts the odd extra pixel at the
+    bottom/right, like TensorFlow and PyTorch.
+    """
+    if isinstance(padding, str):
+        mode = padding.lower()
+        if mode == "valid":
+            return (0, 0, 0, 0)
+        if mode == "same":
+            if stride != (1, 1):
+                raise ValueError(
+                    f"padding='same' is only defined for stride 1, got stride={stride}; "
+                    "give explicit padding for strided convolutions"
+                )
+            pads = []
+            for extent, dil in zip(kernel_hw, dilation):
+                total = dil * (extent - 1)
+                pads += [total // 2, total - total // 2]
+            return tuple(pads)
+        raise ValueError(f"padding must be an int, a pair, a pair of pairs, 'valid' or 'same'; got {padding!r}")
+    if isinstance(padding, (tuple, list)):
+        if len(padding) != 2:
+            raise ValueError(
+                f"padding must be an int, (ph, pw) or ((top, bottom), (left, right)); got {padding!r}"
+            )
+        result = []
+        for axis, item in zip("hw", padding):
+            if isinstance(item, (tuple, list)):
+                if len(item) != 2:
+                    raise ValueError(f"padding for axis {axis} must be an int or a (before, after) pair, got {item!r}")
+                result += [_pad_amount(f"padding[{axis}][0]", item[0]), _pad_amount(f"padding[{axis}][1]", item[1])]
+            else:
+                amount = _pad_amount(f"padding[{axis}]", item)
+                result += [amount, amount]
+        return tuple(result)
+    amount = _pad_amount("padding", padding)
+    return (amount, amount, amount, amount)
+
+
+def _shape4(name: str, shape, layout: str) -> tuple[int, int, int, int]:
+    try:
+        dims = tuple(shape)
+    except TypeError:
+        raise TypeError(f"{name} must be a 4-tuple {layout}, got {shape!r}") from None
+    if len(dims) != 4:
+        raise ValueError(f"{name} must have 4 dimensions {layout}, got shape {dims}")
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0:
+            raise ValueError(f"{name} must hold non-negative ints {layout}, got {dims}")
+    return tuple(int(d) for d in dims)
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv2DParams:
+    """Everything that fixes the shape of a convolution and its three passes."""
+
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)  # top, bottom, left, right
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    dtype: np.dtype = np.dtype(np.float32)
+
+    @classmethod
+    def create(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
+               dtype=np.float32, input_name="x", weight_name="weight") -> "Conv2DParams":
+        """Validate user arguments and build the params (raises ValueError/TypeError)."""
+        N, C, H, W = _shape4(input_name, input_shape, "(N, C, H, W)")
+        K, Cg, R, S = _shape4(weight_name, weight_shape, "(K, C/groups, R, S)")
+        stride = normalize_pair("stride", stride)
+        dilation = normalize_pair("dilation", dilation)
+        groups = _positive_int("groups", groups)
+        if K < 1 or Cg < 1 or R < 1 or S < 1:
+            raise ValueError(f"{weight_name} must have every dimension >= 1 (K, C/groups, R, S), got {(K, Cg, R, S)}")
+        if C < 1 or H < 1 or W < 1:
+            raise ValueError(f"{input_name} must have C, H and W >= 1 (only N may be 0), got {(N, C, H, W)}")
+        if C % groups:
+            raise ValueError(f"groups={groups} must divide the input channels C={C} ({input_name}.shape[1])")
+        if K % groups:
+            raise ValueError(f"groups={groups} must divide the output channels K={K} ({weight_name}.shape[0])")
+        if C != groups * Cg:
+            raise ValueError(
+                f"channel mismatch: {input_name} has C={C} channels but {weight_name}.shape[1]={Cg} "
+                f"with groups={groups} expects C = groups * {weight_name}.shape[1] = {groups * Cg}"
+            )
+        padding = normalize_padding(padding, (R, S), stride, dilation)
+        dtype = np.dtype(dtype)
+        if dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"dtype must be float16, float32 or float64, got {dtype}")
+        params = cls(N, C, H, W, K, R, S, stride, padding, dilation, groups, dtype)
+        padded_h = H + padding[0] + padding[1]
+        padded_w = W + padding[2] + padding[3]
+        span_h, span_w = params.dilated_kernel
+        if span_h > padded_h or span_w > padded_w:
+            raise ValueError(
+                f"dilated kernel {span_h}x{span_w} (weight {R}x{S}, dilation {dilation}) is larger than the "
+                f"padded input {padded_h}x{padded_w} ({input_name} {H}x{W}, padding {padding})"
+            )
+        for name, shape in ((input_name, params.input_shape), (weight_name, params.weight_shape),
+                            ("output", params.output_shape)):
+            if int(np.prod(shape, dtype=np.int64)) > MAX_TENSOR_ELEMENTS:
+                raise ValueError(f"{name} of shape {shape} has more than 2**31-1 elements; split the batch")
+        return params
+
+    # -- derived sizes -------------------------------------------------------------------------
+    @property
+    def dilated_kernel(self) -> tuple[int, int]:
+        return (self.dilation[0] * (self.R - 1) + 1, self.dilation[1] * (self.S - 1) + 1)
+
+    @property
+    def P(self) -> int:
+        span = self.H + self.padding[0] + self.padding[1] - self.dilated_kernel[0]
+        return span // self.stride[0] + 1
+
+    @property
+    def Q(self) -> int:
+        span = self.W + self.padding[2] + self.padding[3] - self.dilated_kernel[1]
+        return span // self.stride[1] + 1
+
+    @property
+    def C_per_group(self) -> int:
+        return self.C // self.groups
+
+    @property
+    def K_per_group(self) -> int:
+        return self.K // self.groups
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.C, self.H, self.W)
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return (self.K, self.C_per_group, self.R, self.S)
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return (self.N, self.K, self.P, self.Q)
+
+    def flops(self, pass_name: str = "forward") -> int:
+        """Multiply-adds x 2 of a pass, counting only the taps that fall inside the output.
+
+        forward, grad_input and grad_weight each touch every (output pixel, weight) pair once;
+        grad_bias reads grad_output once.
+        """
+        if pass_name not in PASSES:
+            raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
+        if pass_name == "grad_bias":
+            return self.N * self.K * self.P * self.Q
+        return 2 * self.N * self.K * self.P * self.Q * self.C_per_group * self.R * self.S
+
+    def bytes_moved(self, pass_name: str = "forward") -> int:
+        """Minimum bytes each pass reads and writes (every tensor once)."""
+        item = self.dtype.itemsize
+        x, w, y = (int(np.prod(s)) for s in (self.input_shape, self.weight_shape, self.output_shape))
+        sizes = {"forward": x + w + y + self.K, "grad_input": y + w + x, "grad_weight": x + y + w,
+                 "grad_bias": y + self.K}
+        if pass_name not in sizes:
+            raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
+        return sizes[pass_name] * item
+
+    def with_dtype(self, dtype) -> "Conv2DParams":
+        return dataclasses.replace(self, dtype=np.dtype(dtype))
+
+    @property
+    def label(self) -> str:
+        """Readable id such as ``3x3-s2-p1-d1-g1-fp32`` (asymmetric values spelled out)."""
+        def pair(values):
+            return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+        return (f"{self.R}x{self.S}-s{pair(self.stride)}-p{pair(self.padding)}-d{pair(self.dilation)}"
+                f"-g{self.groups}-{dtype_name(self.dtype)}")
+
+    def describe(self) -> str:
+        return (f"x{self.input_shape} w{self.weight_shape} -> y{self.output_shape} stride={self.stride} "
+                f"padding(t,b,l,r)={self.padding} dilation={self.dilation} groups={self.groups} "
+                f"{dtype_name(self.dtype)}")
+
+
+# -- per-pass entry points: shapes of the call's arrays in, validated params out ------------------
+
+def common_dtype(**arrays) -> np.dtype:
+    """The one float dtype shared by the named arrays; TypeError for non-float or mixed dtypes."""
+    dtypes = {}
+    for name, array in arrays.items():
+        if array is None:
+            continue
+        if not hasattr(array, "dtype") or not hasattr(array, "shape"):
+            raise TypeError(f"{name} must be a numpy.ndarray or pyopencl.array.Array, got {type(array).__name__}")
+        dtype = np.dtype(array.dtype).newbyteorder("=")  # byte order is fixed on upload
+        if dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"{name} must have dtype float16, float32 or float64, got {dtype}")
+        dtypes[name] = dtype
+    if len(set(dtypes.values())) > 1:
+        listed = ", ".join(f"{n}={d}" for n, d in dtypes.items())
+        raise TypeError(f"arrays must share one dtype (no silent casts), got {listed}")
+    return next(iter(dtypes.values()))
+
+
+def _require_ndim(name: str, shape, layout: str) -> None:
+    if len(shape) != 4:
+        raise ValueError(f"{name} must be a 4-D array {layout}, got shape {tuple(shape)}")
+
+
+def forward_params(x, weight, bias, stride, padding, dilation, groups) -> Conv2DParams:
+    dtype = common_dtype(x=x, weight=weight, bias=bias)
+    _require_ndim("x", x.shape, "(N, C, H, W)")
+    _require_ndim("weight", weight.shape, "(K, C/groups, R, S)")
+    params = Conv2DParams.create(x.shape, weight.shape, stride, padding, dilation, groups, dtype)
+    if bias is not None and tuple(bias.shape) != (params.K,):
+        raise ValueError(f"bias must have shape (K,) = ({params.K},), got {tuple(bias.shape)}")
+    return params
+
+
+def _check_grad_output(grad_output, params: Conv2DParams) -> None:
+    if tuple(grad_output.shape) != params.output_shape:
+        raise ValueError(
+            f"grad_output must have the output shape (N, K, P, Q) = {params.output_shape} computed from "
+            f"{params.describe()}, got {tuple(grad_output.shape)}"
+        )
+
+
+def grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups) -> Conv2DParams:
+    dtype = common_dtype(grad_output=grad_output, weight=weight)
+    _require_ndim("grad_output", grad_output.shape, "(N, K, P, Q)")
+    _require_ndim("weight", weight.shape, "(K, C/groups, R, S)")
+    params = Conv2DParams.create(input_shape, weight.shape, stride, padding, dilation, groups, dtype,
+                                 input_name="input_shape")
+    if params.N != grad_output.shape[0]:
+        raise ValueError(f"input_shape[0]={params.N} must equal the batch of grad_output, {grad_output.shape[0]}")
+    _check_grad_output(grad_output, params)
+    return params
+
+
+def grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups) -> Conv2DParams:
+    dtype = common_dtype(x=x, grad_output=grad_output)
+    _require_ndim("x", x.shape, "(N, C, H, W)")
+    _require_ndim("grad_output", grad_output.shape, "(N, K, P, Q)")
+    params = Conv2DParams.create(x.shape, weight_shape, stride, padding, dilation, groups, dtype,
+                                 weight_name="weight_shape")
+    _check_grad_output(grad_output, params)
+    return params
+
+
+def grad_bias_params(grad_output) -> Conv2DParams:
+    """The bias gradient depends only on grad_output's shape (N, K, P, Q).
+
+    It is described as the 1x1 depthwise layer whose output has exactly that shape, so it
+    shares the params type (and plan cache) of the other passes.
+    """
+    dtype = common_dtype(grad_output=grad_output)
+    _require_ndim("grad_output", grad_output.shape, "(N, K, P, Q)")
+    N, K, P, Q = (int(d) for d in grad_output.shape)
+    if K < 1 or P < 1 or Q < 1:
+        raise ValueError(f"grad_output must have K, P and Q >= 1 (only N may be 0), got {(N, K, P, Q)}")
+    return Conv2DParams.create((N, K, P, Q), (K, 1, 1, 1), groups=K, dtype=dtype, input_name="grad_output")

@@ -1,0 +1,267 @@
+"""Every OpenCL device of every platform: listing, describing and choosing one.
+
+A *spec* names a device: None (automatic), "P:D" indices, "cpu", "gpu",
+"accelerator", a case-insensitive substring of the platform or device name, a
+``pyopencl.Device`` or a ``pyopencl.CommandQueue``. The automatic choice
+prefers a GPU, then an accelerator, then a CPU; among devices of one type the
+one with the most compute units, then the newest platform and driver.
+
+A chosen device becomes a :class:`Target`: a context and an in-order queue,
+created once per device and reused, so compiled programs (cached per context)
+are reused too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import re
+import threading
+
+import pyopencl as cl
+
+ENV_VAR = "CLCONV_DEVICE"
+
+INSTALL_HINT = 'for a CPU OpenCL device from PyPI: pip install "clconv[pocl]" (or Debian/Ubuntu: apt install pocl-opencl-icd)'
+
+_TYPE_NAMES = (
+    (cl.device_type.GPU, "GPU"),
+    (cl.device_type.ACCELERATOR, "accelerator"),
+    (cl.device_type.CPU, "CPU"),
+)
+_TYPE_PREFERENCE = {"GPU": 0, "accelerator": 1, "CPU": 2}
+
+# Short, stable vendor tags for test ids and tables.
+_PLATFORM_TAGS = (
+    ("portable computing language", "pocl"),
+    ("nvidia", "nvidia"),
+    ("amd", "amd"),
+    ("intel", "intel"),
+    ("apple", "apple"),
+    ("rusticl", "rusticl"),
+    ("clover", "clover"),
+    ("arm", "arm"),
+    ("qualcomm", "qualcomm"),
+)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    """All numbers of a version string in order, e.g. 'OpenCL 3.0 PoCL 3.1+debian' -> (3, 0, 3, 1)."""
+    return tuple(int(n) for n in re.findall(r"\d+", text))
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceInfo:
+    """What a user needs to know about one OpenCL device."""
+
+    index: str  # "P:D"
+    platform_name: str
+    platform_version: str
+    name: str
+    type: str  # "CPU", "GPU", "accelerator" or "other"
+    compute_units: int
+    global_mem_bytes: int
+    max_alloc_bytes: int
+    fp64: bool
+    fp16: bool
+    opencl_c_version: str
+    driver_version: str
+    device: cl.Device = dataclasses.field(repr=False, compare=False)
+
+    @classmethod
+    def from_device(cls, device: cl.Device, index: str) -> "DeviceInfo":
+        type_name = next((name for flag, name in _TYPE_NAMES if device.type & flag), "other")
+        return cls(
+            index=index,
+            platform_name=device.platform.name.strip(),
+            platform_version=device.platform.version.strip(),
+            name=device.name.strip(),
+            type=type_name,
+            compute_units=device.max_compute_units,
+            global_mem_bytes=device.global_mem_size,
+            max_alloc_bytes=device.max_mem_alloc_size,
+            fp64=device.double_fp_config != 0,
+            fp16="cl_khr_fp16" in device.extensions.split(),
+            opencl_c_version=device.opencl_c_version.strip(),
+            driver_version=device.driver_version.strip(),
+            device=device,
+        )
+
+    @property
+    def tag(self) -> str:
+        """Readable id for tables and test ids, e.g. 'pocl:0:0'."""
+        lowered = self.platform_name.lower()
+        vendor = next((tag for key, tag in _PLATFORM_TAGS if key in lowered), None)
+        if vendor is None:
+            vendor = re.sub(r"[^a-z0-9]+", "", lowered.split()[0]) if lowered else "opencl"
+        return f"{vendor}:{self.index}"
+
+    def preference_key(self):
+        """Sort key: smaller is preferred by the automatic choice."""
+        return (_TYPE_PREFERENCE.get(self.type, 3), -self.compute_units,
+                tuple(-v for v in _version_tuple(self.platform_version)),
+                tuple(-v for v in _version_tuple(self.driver_version)))
+
+    def summary(self) -> str:
+        return f"[{self.index}] {self.name} ({self.type}) on {self.platform_name}, {self.platform_version}"
+
+
+def devices() -> list[DeviceInfo]:
+    """Every OpenCL device of every platform, in platform:device index order.
+
+    Raises RuntimeError when no OpenCL platform is installed.
+    """
+    return list(_enumerate_devices())
+
+
+@functools.lru_cache(maxsize=1)
+def _enumerate_devices() -> tuple[DeviceInfo, ...]:
+    # Platforms do not come and go within a process; enumerating once keeps per-call dispatch cheap.
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error as error:
+        platforms = []
+        reason = f" ({error})"
+    else:
+        reason = ""
+    if not platforms:
+        raise RuntimeError(f"no OpenCL platform found{reason}; {INSTALL_HINT}")
+    found = []
+    for p_index, platform in enumerate(platforms):
+        try:
+            platform_devices = platform.get_devices()
+        except cl.Error:
+            # A platform with no devices (e.g. a GPU driver without its card) is not an error.
+            continue
+        for d_index, device in enumerate(platform_devices):
+            found.append(DeviceInfo.from_device(device, f"{p_index}:{d_index}"))
+    if not found:
+        raise RuntimeError(f"OpenCL platforms exist but expose no device; {INSTALL_HINT}")
+    return tuple(found)
+
+
+def automatic_choice(candidates: list[DeviceInfo]) -> DeviceInfo:
+    return min(candidates, key=DeviceInfo.preference_key)
+
+
+def _available_listing(candidates: list[DeviceInfo]) -> str:
+    return "; ".join(info.summary() for info in candidates)
+
+
+def match(spec, candidates: list[DeviceInfo] | None = None) -> DeviceInfo:
+    """The DeviceInfo a spec names (not for CommandQueue specs). ValueError if nothing matches."""
+    candidates = devices() if candidates is None else candidates
+    if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "auto")):
+        return automatic_choice(candidates)
+    if isinstance(spec, cl.Device):
+        for info in candidates:
+            if info.device == spec:
+                return info
+        raise ValueError(f"device {spec.name!r} is not among the listed OpenCL devices: {_available_listing(candidates)}")
+    if not isinstance(spec, str):
+        raise TypeError(
+            "device must be None, a string ('P:D', 'cpu', 'gpu', 'accelerator' or a name substring), "
+            f"a pyopencl.Device or a pyopencl.CommandQueue; got {type(spec).__name__}"
+        )
+    text = spec.strip().lower()
+    if re.fullmatch(r"\d+:\d+", text):
+        chosen = [info for info in candidates if info.index == text]
+    elif text in ("cpu", "gpu", "accelerator"):
+        chosen = [info for info in candidates if info.type.lower() == text]
+    else:
+        chosen = [info for info in candidates
+                  if text in info.name.lower() or text in info.platform_name.lower() or text == info.tag]
+    if not chosen:
+        raise ValueError(
+            f"device spec {spec!r} matches no OpenCL device. Available: {_available_listing(candidates)}. "
+            f"Specs: 'P:D', 'cpu', 'gpu', 'accelerator', or a platform/device name substring; {INSTALL_HINT}"
+        )
+    return automatic_choice(chosen)
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """Where a call runs: a device with its context and in-order queue."""
+
+    info: DeviceInfo
+    context: cl.Context
+    queue: cl.CommandQueue
+
+
+_targets: dict = {}
+_targets_lock = threading.Lock()
+_default_spec = None
+_default_spec_set = False
+
+
+def _info_for(device: cl.Device) -> DeviceInfo:
+    for info in devices():
+        if info.device == device:
+            return info
+    # A device the platform list does not show (a sub-device, say) still gets described.
+    return DeviceInfo.from_device(device, "?:?")
+
+
+def target_for_device(info: DeviceInfo) -> Target:
+    """The cached context and queue of a device, created on first use."""
+    with _targets_lock:
+        target = _targets.get(info.device.int_ptr)
+        if target is None:
+            context = cl.Context([info.device])
+            queue = cl.CommandQueue(context, info.device,
+                                    properties=cl.command_queue_properties.PROFILING_ENABLE)
+            target = Target(info, context, queue)
+            _targets[info.device.int_ptr] = target
+        return target
+
+
+def target_for_queue(queue: cl.CommandQueue) -> Target:
+    """A user's own queue, used as it is."""
+    with _targets_lock:
+        key = ("queue", queue.int_ptr)
+        target = _targets.get(key)
+        if target is None:
+            target = Target(_info_for(queue.device), queue.context, queue)
+            _targets[key] = target
+        return target
+
+
+def target_for_context(context: cl.Context) -> Target:
+    """A queue on a user's own context (for device arrays that carry none)."""
+    with _targets_lock:
+        key = ("context", context.int_ptr)
+        target = _targets.get(key)
+        if target is None:
+            device = context.devices[0]
+            queue = cl.CommandQueue(context, device, properties=cl.command_queue_properties.PROFILING_ENABLE)
+            target = Target(_info_for(device), context, queue)
+            _targets[key] = target
+        return target
+
+
+def resolve(spec=None) -> Target:
+    """The Target a spec names; None means the default (select_device, then CLCONV_DEVICE, then automatic)."""
+    if spec is None:
+        spec = _default_spec if _default_spec_set else os.environ.get(ENV_VAR) or None
+    if isinstance(spec, Target):
+        return spec
+    if isinstance(spec, cl.CommandQueue):
+        return target_for_queue(spec)
+    return target_for_device(match(spec))
+
+
+def select_device(spec=None) -> DeviceInfo:
+    """Make ``spec`` the default device of later calls and return its description.
+
+    ``select_device(None)`` returns to the default (CLCONV_DEVICE, else automatic).
+    """
+    global _default_spec, _default_spec_set
+    target = resolve(spec) if spec is not None else None
+    _default_spec = spec if spec is not None else None
+    _default_spec_set = spec is not None
+    return target.info if target is not None else resolve(None).info
+
+
+def default_device() -> DeviceInfo:
+    return resolve(None).info

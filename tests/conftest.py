@@ -1,0 +1,32 @@
+"""Test configuration: every device-dependent test runs once per OpenCL device.
+
+CLCONV_TEST_DEVICES (comma-separated device specs) narrows the devices;
+by default every device of every platform is tested.
+"""
+
+import os
+import tempfile
+
+# PoCL 3.x races on a shared kernel cache; each parallel test process gets its own.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["POCL_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"clconv-pocl-{os.environ['PYTEST_XDIST_WORKER']}")
+
+from clconv import platforms  # noqa: E402  (after POCL_CACHE_DIR is set)
+
+
+def selected_devices():
+    specs = os.environ.get("CLCONV_TEST_DEVICES")
+    if not specs:
+        return platforms.devices()
+    chosen = []
+    for spec in specs.split(","):
+        info = platforms.match(spec)
+        if info not in chosen:
+            chosen.append(info)
+    return chosen
+
+
+def pytest_generate_tests(metafunc):
+    if "device" in metafunc.fixturenames:
+        infos = selected_devices()
+        metafunc.parametrize("device", infos, ids=[info.tag for info in infos])

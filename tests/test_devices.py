@@ -1,0 +1,100 @@
+"""Listing and choosing OpenCL devices."""
+
+import dataclasses
+import os
+
+import numpy as np
+import pyopencl as cl
+import pytest
+
+import clconv
+from clconv import platforms
+
+
+def test_devices_describe_every_device():
+    infos = clconv.devices()
+    assert infos, "the suite needs at least one OpenCL device"
+    platforms_found = cl.get_platforms()
+    assert len(infos) == sum(len(p.get_devices()) for p in platforms_found)
+    for info in infos:
+        p_index, d_index = map(int, info.index.split(":"))
+        assert platforms_found[p_index].get_devices()[d_index] == info.device
+        assert info.type in ("CPU", "GPU", "accelerator", "other")
+        assert info.compute_units >= 1 and info.global_mem_bytes >= info.max_alloc_bytes > 0
+        assert info.opencl_c_version.startswith("OpenCL C")
+        assert isinstance(info.fp64, bool) and isinstance(info.fp16, bool)
+        assert info.platform_name and info.platform_version and info.name
+
+
+def test_match_by_index_type_name_and_object(device):
+    assert platforms.match(device.index) == device
+    assert platforms.match(device.device) == device
+    assert platforms.match(device.type.lower()).type == device.type
+    assert platforms.match(device.name.upper()[:12]).name.lower().startswith(device.name.lower()[:12])
+    assert platforms.match(device.tag) == device
+    target = platforms.resolve(device.index)
+    assert platforms.resolve(target.queue).queue == target.queue
+
+
+def test_unknown_spec_lists_what_is_available():
+    with pytest.raises(ValueError) as raised:
+        platforms.match("no-such-device-anywhere")
+    message = str(raised.value)
+    assert "Available:" in message and clconv.devices()[0].name in message and "clconv[pocl]" in message
+
+
+def test_select_device_sets_default_and_call_overrides(device, monkeypatch):
+    other = next((info for info in clconv.devices() if info != device), device)
+    monkeypatch.delenv(platforms.ENV_VAR, raising=False)
+    try:
+        assert clconv.select_device(device.index) == device
+        assert clconv.default_device() == device
+        x, w = np.ones((1, 1, 4, 4), np.float32), np.ones((1, 1, 2, 2), np.float32)
+        x_dev = clconv.conv2d(cl.array.to_device(platforms.resolve(other.index).queue, x), w)
+        assert x_dev.queue.device == other.device  # arrays on another device decide
+    finally:
+        clconv.select_device(None)
+
+
+def test_environment_variable_picks_default(device, monkeypatch):
+    monkeypatch.setenv(platforms.ENV_VAR, device.index)
+    assert clconv.default_device() == device
+
+
+def test_no_platform_is_a_runtime_error(monkeypatch):
+    def no_platforms():
+        raise cl.LogicError("clGetPlatformIDs failed: PLATFORM_NOT_FOUND_KHR")
+
+    monkeypatch.setattr(cl, "get_platforms", no_platforms)
+    platforms._enumerate_devices.cache_clear()
+    try:
+        with pytest.raises(RuntimeError, match=r"no OpenCL platform found.*clconv\[pocl\]"):
+            clconv.devices()
+    finally:
+        monkeypatch.undo()
+        platforms._enumerate_devices.cache_clear()
+
+
+def _fake(index, type_name, units, version="OpenCL 3.0 X 1.0", driver="1.0"):
+    real = clconv.devices()[0]
+    return dataclasses.replace(real, index=index, type=type_name, compute_units=units,
+                               platform_version=version, driver_version=driver)
+
+
+def test_automatic_choice_prefers_gpu_then_units_then_newest():
+    cpu_big = _fake("0:0", "CPU", 64)
+    gpu_small = _fake("1:0", "GPU", 8)
+    accelerator = _fake("2:0", "accelerator", 100)
+    assert platforms.automatic_choice([cpu_big, gpu_small, accelerator]) == gpu_small
+    assert platforms.automatic_choice([cpu_big, accelerator]) == accelerator
+    assert platforms.automatic_choice([_fake("0:0", "CPU", 2), _fake("1:0", "CPU", 4)]).index == "1:0"
+    older = _fake("0:0", "CPU", 2, "OpenCL 3.0 PoCL 3.0-rc2", "3.0-rc2")
+    newer = _fake("1:0", "CPU", 2, "OpenCL 3.0 PoCL 3.1+debian", "3.1+debian")
+    assert platforms.automatic_choice([older, newer]) == newer
+
+
+def test_expected_platforms_present():
+    """CI installs two OpenCL implementations; make sure the suite really ran on both."""
+    wanted = int(os.environ.get("CLCONV_TEST_MIN_PLATFORMS", "1"))
+    found = {info.index.split(":")[0] for info in clconv.devices()}
+    assert len(found) >= wanted, f"expected {wanted} OpenCL platforms, found {clconv.devices()}"

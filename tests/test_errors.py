@@ -1,0 +1,145 @@
+"""Every class of bad input gets a ValueError or TypeError that names the argument."""
+
+import dataclasses
+import re
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cl_array
+import pytest
+
+import clconv
+from clconv import platforms
+
+
+def f32(*shape):
+    return np.ones(shape, np.float32)
+
+
+X, W, GY = f32(2, 4, 8, 8), f32(6, 4, 3, 3), f32(2, 6, 6, 6)
+
+BAD_FORWARD = [
+    ("x-ndim", dict(x=f32(4, 8, 8)), ValueError, "x must be a 4-D array"),
+    ("weight-ndim", dict(weight=f32(6, 4, 3)), ValueError, "weight must be a 4-D array"),
+    ("channel-mismatch", dict(weight=f32(6, 3, 3, 3)), ValueError, "channel mismatch"),
+    ("groups-not-dividing-C", dict(groups=3, weight=f32(6, 1, 3, 3)), ValueError, "must divide the input channels"),
+    ("groups-not-dividing-K", dict(groups=2, weight=f32(5, 2, 3, 3)), ValueError, "must divide the output channels"),
+    ("stride-zero", dict(stride=0), ValueError, "stride must be >= 1"),
+    ("stride-negative-h", dict(stride=(-1, 1)), ValueError, r"stride\[0\] must be >= 1"),
+    ("stride-float", dict(stride=1.5), TypeError, "stride must be an int"),
+    ("stride-triple", dict(stride=(1, 1, 1)), ValueError, "stride must be an int or a pair"),
+    ("dilation-zero", dict(dilation=0), ValueError, "dilation must be >= 1"),
+    ("groups-zero", dict(groups=0), ValueError, "groups must be >= 1"),
+    ("padding-negative", dict(padding=-1), ValueError, "padding must be >= 0"),
+    ("padding-negative-pair", dict(padding=((0, -1), (0, 0))), ValueError, r"padding\[h\]\[1\] must be >= 0"),
+    ("padding-unknown-string", dict(padding="full"), ValueError, "padding must be"),
+    ("padding-same-strided", dict(padding="same", stride=2), ValueError, "only defined for stride 1"),
+    ("kernel-larger-than-input", dict(x=f32(2, 4, 2, 8)), ValueError, "larger than the padded input"),
+    ("dilated-kernel-too-large", dict(dilation=5), ValueError, "dilated kernel 11x11"),
+    ("bias-shape", dict(bias=f32(5)), ValueError, r"bias must have shape \(K,\)"),
+    ("x-int", dict(x=np.ones((2, 4, 8, 8), np.int32)), TypeError, "x must have dtype float16, float32 or float64"),
+    ("x-complex", dict(x=np.ones((2, 4, 8, 8), np.complex64)), TypeError, "x must have dtype"),
+    ("mixed-dtypes", dict(weight=np.ones((6, 4, 3, 3), np.float64)), TypeError, "must share one dtype"),
+    ("bias-mixed-dtype", dict(bias=np.ones(6, np.float16)), TypeError, "must share one dtype"),
+    ("x-list", dict(x=[[1.0]]), TypeError, "x must be a numpy.ndarray"),
+    ("device-unknown", dict(device="no-such-device"), ValueError, "matches no OpenCL device"),
+    ("device-type", dict(device=3.5), TypeError, "device must be"),
+]
+
+
+@pytest.mark.parametrize("overrides, error, message",
+                         [pytest.param(o, e, m, id=name) for name, o, e, m in BAD_FORWARD])
+def test_bad_forward_arguments(overrides, error, message):
+    args = dict(x=X, weight=W, bias=None, stride=1, padding=0, dilation=1, groups=1)
+    args.update(overrides)
+    with pytest.raises(error, match=message):
+        clconv.conv2d(**args)
+    reference_args = {k: v for k, v in args.items() if k != "device"}
+    if "device" not in overrides:
+        with pytest.raises(error, match=message):
+            clconv.reference.conv2d(**reference_args)
+
+
+BAD_GRAD_INPUT = [
+    ("grad-output-shape", dict(grad_output=f32(2, 6, 5, 6)), ValueError, r"grad_output must have the output shape"),
+    ("grad-output-ndim", dict(grad_output=f32(6, 6, 6)), ValueError, "grad_output must be a 4-D array"),
+    ("input-shape-length", dict(input_shape=(2, 4, 8)), ValueError, "input_shape must have 4 dimensions"),
+    ("input-shape-channels", dict(input_shape=(2, 5, 8, 8)), ValueError, "channel mismatch"),
+    ("input-shape-batch", dict(input_shape=(3, 4, 8, 8)), ValueError, r"input_shape\[0\]=3 must equal the batch"),
+    ("input-shape-type", dict(input_shape=7), TypeError, "input_shape must be a 4-tuple"),
+    ("mixed-dtypes", dict(weight=np.ones((6, 4, 3, 3), np.float16)), TypeError, "must share one dtype"),
+]
+
+
+@pytest.mark.parametrize("overrides, error, message",
+                         [pytest.param(o, e, m, id=name) for name, o, e, m in BAD_GRAD_INPUT])
+def test_bad_grad_input_arguments(overrides, error, message):
+    args = dict(grad_output=GY, weight=W, input_shape=X.shape)
+    args.update(overrides)
+    with pytest.raises(error, match=message):
+        clconv.conv2d_grad_input(**args)
+    with pytest.raises(error, match=message):
+        clconv.reference.conv2d_grad_input(**args)
+
+
+BAD_GRAD_WEIGHT = [
+    ("grad-output-shape", dict(grad_output=f32(2, 6, 6, 5)), ValueError, "grad_output must have the output shape"),
+    ("weight-shape-channels", dict(weight_shape=(6, 3, 3, 3)), ValueError, "channel mismatch"),
+    ("weight-shape-K", dict(weight_shape=(5, 4, 3, 3)), ValueError, "grad_output must have the output shape"),
+    ("weight-shape-zero", dict(weight_shape=(6, 4, 0, 3)), ValueError, "weight_shape must have every dimension"),
+    ("weight-shape-negative", dict(weight_shape=(6, 4, -3, 3)), ValueError, "weight_shape must hold non-negative"),
+    ("x-ndim", dict(x=f32(2, 4, 8, 8, 1)), ValueError, "x must be a 4-D array"),
+]
+
+
+@pytest.mark.parametrize("overrides, error, message",
+                         [pytest.param(o, e, m, id=name) for name, o, e, m in BAD_GRAD_WEIGHT])
+def test_bad_grad_weight_arguments(overrides, error, message):
+    args = dict(x=X, grad_output=GY, weight_shape=W.shape)
+    args.update(overrides)
+    with pytest.raises(error, match=message):
+        clconv.conv2d_grad_weight(**args)
+    with pytest.raises(error, match=message):
+        clconv.reference.conv2d_grad_weight(**args)
+
+
+@pytest.mark.parametrize("grad_output, error, message", [
+    pytest.param(f32(2, 6, 6), ValueError, "grad_output must be a 4-D array", id="ndim"),
+    pytest.param(np.ones((2, 6, 6, 6), np.int64), TypeError, "grad_output must have dtype", id="int"),
+    pytest.param(f32(2, 0, 6, 6), ValueError, "grad_output must have K, P and Q >= 1", id="no-channels"),
+])
+def test_bad_grad_bias_arguments(grad_output, error, message):
+    with pytest.raises(error, match=message):
+        clconv.conv2d_grad_bias(grad_output)
+    with pytest.raises(error, match=message):
+        clconv.reference.conv2d_grad_bias(grad_output)
+
+
+def test_device_arrays_from_another_context(device):
+    own = platforms.resolve(device.device)
+    other_context = cl.Context([device.device])
+    other_queue = cl.CommandQueue(other_context)
+    x_own = cl_array.to_device(own.queue, X)
+    w_other = cl_array.to_device(other_queue, W)
+    with pytest.raises(ValueError, match="weight lives on a different OpenCL context than x"):
+        clconv.conv2d(x_own, w_other)
+    with pytest.raises(ValueError, match="lives on another OpenCL context"):
+        clconv.conv2d(cl_array.to_device(other_queue, X), W, device=device.device)
+
+
+def test_non_contiguous_device_array(device):
+    queue = platforms.resolve(device.device).queue
+    x_dev = cl_array.to_device(queue, np.ones((2, 4, 8, 8), np.float32))
+    transposed = x_dev.transpose((0, 1, 3, 2))
+    with pytest.raises(ValueError, match="x must be a C-contiguous device array"):
+        clconv.conv2d(transposed, W)
+
+
+def test_fp64_on_device_without_fp64(monkeypatch, device):
+    """A device that lacks cl_khr_fp64 refuses float64 with the device and extension named."""
+    target = platforms.resolve(device.device)
+    crippled = dataclasses.replace(target, info=dataclasses.replace(target.info, fp64=False))
+    monkeypatch.setattr(platforms, "resolve", lambda spec=None: crippled)
+    with pytest.raises(TypeError, match=re.escape(device.name)) as raised:
+        clconv.conv2d(X.astype(np.float64), W.astype(np.float64))
+    assert "cl_khr_fp64" in str(raised.value)
