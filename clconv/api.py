@@ -70,6 +70,7 @@ class _Call:
         if isinstance(array, np.ndarray):
             if array.size == 0:
                 return DeviceView(None, 0)
+            self._check_allocation(name, array.shape, array.dtype)
             host = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
             array = cl_array.to_device(self.target.queue, host)
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
@@ -77,7 +78,16 @@ class _Call:
             return DeviceView(None, 0)
         return DeviceView(array.base_data, array.offset // array.dtype.itemsize)
 
-    def empty(self, shape, dtype) -> cl_array.Array:
+    def _check_allocation(self, name, shape, dtype) -> None:
+        n_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        limit = self.target.info.max_alloc_bytes
+        if n_bytes > limit:
+            raise ValueError(
+                f"{name} of shape {tuple(shape)} needs {n_bytes} bytes in one buffer, more than the "
+                f"{limit} bytes {self.target.info.summary()} allows per allocation; split the batch")
+
+    def empty(self, name, shape, dtype) -> cl_array.Array:
+        self._check_allocation(name, shape, dtype)
         return cl_array.empty(self.target.queue, shape, dtype)
 
     def finish(self, result: cl_array.Array, event):
@@ -111,7 +121,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, d
     params = _params.forward_params(x, weight, bias, stride, padding, dilation, groups)
     call = _Call(device, x=x, weight=weight, bias=bias)
     call.check_dtype(params.dtype)
-    y = call.empty(params.output_shape, params.dtype)
+    y = call.empty("y", params.output_shape, params.dtype)
     event = None
     if y.size:
         plan = _plan(params, call.target, algo)
@@ -126,7 +136,7 @@ def conv2d_grad_input(grad_output, weight, input_shape, stride=1, padding=0, dil
     params = _params.grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups)
     call = _Call(device, grad_output=grad_output, weight=weight)
     call.check_dtype(params.dtype)
-    grad_input = call.empty(params.input_shape, params.dtype)
+    grad_input = call.empty("grad_input", params.input_shape, params.dtype)
     event = None
     if grad_input.size:
         plan = _plan(params, call.target, algo)
@@ -141,7 +151,7 @@ def conv2d_grad_weight(x, grad_output, weight_shape, stride=1, padding=0, dilati
     params = _params.grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups)
     call = _Call(device, x=x, grad_output=grad_output)
     call.check_dtype(params.dtype)
-    grad_weight = call.empty(params.weight_shape, params.dtype)
+    grad_weight = call.empty("grad_weight", params.weight_shape, params.dtype)
     plan = _plan(params, call.target, algo)
     event = plan.grad_weight(call.view("x"), call.view("grad_output"), _output_view(grad_weight),
                              wait_for=call.wait_for)
@@ -153,7 +163,7 @@ def conv2d_grad_bias(grad_output, *, device=None, algo="auto"):
     params = _params.grad_bias_params(grad_output)
     call = _Call(device, grad_output=grad_output)
     call.check_dtype(params.dtype)
-    grad_bias = call.empty((params.K,), params.dtype)
+    grad_bias = call.empty("grad_bias", (params.K,), params.dtype)
     plan = _plan(params, call.target, algo)
     event = plan.grad_bias(call.view("grad_output"), _output_view(grad_bias), wait_for=call.wait_for)
     return call.finish(grad_bias, event)

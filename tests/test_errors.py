@@ -143,3 +143,11 @@ def test_fp64_on_device_without_fp64(monkeypatch, device):
     with pytest.raises(TypeError, match=re.escape(device.name)) as raised:
         clconv.conv2d(X.astype(np.float64), W.astype(np.float64))
     assert "cl_khr_fp64" in str(raised.value)
+
+
+def test_tensor_over_the_device_allocation_limit(monkeypatch, device):
+    target = platforms.resolve(device.device)
+    small = dataclasses.replace(target, info=dataclasses.replace(target.info, max_alloc_bytes=1000))
+    monkeypatch.setattr(platforms, "resolve", lambda spec=None: small)
+    with pytest.raises(ValueError, match="y of shape .* more than the 1000 bytes"):
+        clconv.conv2d(X, W)

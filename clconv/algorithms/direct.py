@@ -7,6 +7,8 @@ and cl/reduce_partials.cl.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyopencl as cl
 
@@ -72,6 +74,8 @@ class DirectAlgorithm:
         # Fixed work-group widths: PoCL compiles one work-group function per local size, so letting
         # the runtime pick a size per shape would recompile for every new shape.
         self._local0 = 32 if target.info.type == "GPU" else 8
+        # A Kernel holds its arguments between set_args and enqueue; one launch at a time per plan.
+        self._launch_lock = threading.Lock()
         p = params
         self._conv_scalars = [np.int32(getattr(p, name)) for name in _CONV_SCALARS] + [
             np.int32(v) for v in (p.stride[0], p.stride[1], p.padding[0], p.padding[2],
@@ -81,7 +85,8 @@ class DirectAlgorithm:
     def _launch(self, kernel, global_size, args, wait_for):
         local = (self._local0,) + (1,) * (len(global_size) - 1)
         global_size = (_round_up(global_size[0], self._local0),) + tuple(global_size[1:])
-        return kernel(self.target.queue, global_size, local, *args, wait_for=wait_for)
+        with self._launch_lock:
+            return kernel(self.target.queue, global_size, local, *args, wait_for=wait_for)
 
     def _partials(self, count: int, splits: int):
         if splits == 1:
