@@ -27,24 +27,45 @@
 #define REAL_BITS 32
 #endif
 
+#define CAT_(a, b) a##b
+#define CAT(a, b) CAT_(a, b)
+
+/* ACC_NAME is acc_t spelled as a macro, so that CAT(ACC_NAME, 8) names float8 or double8.
+ * VLOAD/VSTORE move n consecutive elements between memory and an n-vector of acc_t. */
 #if REAL_BITS == 64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 typedef double real_t;
-typedef double acc_t;
+#define ACC_NAME double
 #define LOAD(ptr, i) ((ptr)[i])
 #define STORE(value, ptr, i) ((ptr)[i] = (value))
+#define VLOAD(n, ptr) CAT(vload, n)(0, (ptr))
+#define VSTORE(n, value, ptr) CAT(vstore, n)((value), 0, (ptr))
 #elif REAL_BITS == 32
 typedef float real_t;
-typedef float acc_t;
+#define ACC_NAME float
 #define LOAD(ptr, i) ((ptr)[i])
 #define STORE(value, ptr, i) ((ptr)[i] = (value))
+#define VLOAD(n, ptr) CAT(vload, n)(0, (ptr))
+#define VSTORE(n, value, ptr) CAT(vstore, n)((value), 0, (ptr))
 #elif REAL_BITS == 16
 typedef half real_t;
-typedef float acc_t;
+#define ACC_NAME float
 #define LOAD(ptr, i) vload_half((i), (ptr))
 #define STORE(value, ptr, i) vstore_half_rte((value), (i), (ptr))
+#define VLOAD(n, ptr) CAT(vload_half, n)(0, (ptr))
+#define VSTORE(n, value, ptr) CAT(CAT(vstore_half, n), _rte)((value), 0, (ptr))
 #else
 #error "REAL_BITS must be 16, 32 or 64"
+#endif
+
+typedef ACC_NAME acc_t;
+
+/* a*b + c. USE_FMA is set where the device reports fused multiply-add (CL_FP_FMA): then fma() is one
+ * hardware instruction, whereas mad() may be compiled as a separate multiply and add. */
+#if defined(USE_FMA) && USE_FMA
+#define MULADD(a, b, c) fma((a), (b), (c))
+#else
+#define MULADD(a, b, c) mad((a), (b), (c))
 #endif
 
 /* Ceiling division for non-negative ints. */

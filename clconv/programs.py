@@ -43,6 +43,13 @@ def real_bits(dtype) -> int:
     return np.dtype(dtype).itemsize * 8
 
 
+def dtype_defines(dtype, device: cl.Device) -> dict:
+    """REAL_BITS and USE_FMA (fused multiply-add reported for that precision) for common.h."""
+    dtype = np.dtype(dtype)
+    fp_config = device.double_fp_config if dtype == np.float64 else device.single_fp_config
+    return {"REAL_BITS": real_bits(dtype), "USE_FMA": int(bool(fp_config & cl.device_fp_config.FMA))}
+
+
 def build_options(defines: dict) -> tuple[str, ...]:
     """Turn {"NAME": value} into sorted ``-DNAME=value`` options plus the include path."""
     options = [f"-D{name}={int(value)}" for name, value in sorted(defines.items())]

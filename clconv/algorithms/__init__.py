@@ -18,6 +18,7 @@ import typing
 import pyopencl as cl
 
 from .direct import DirectAlgorithm
+from .tiled import TiledAlgorithm
 
 
 class DeviceView(typing.NamedTuple):
@@ -25,7 +26,7 @@ class DeviceView(typing.NamedTuple):
     offset: int  # in elements
 
 
-ALGORITHMS = {algorithm.name: algorithm for algorithm in (DirectAlgorithm,)}
+ALGORITHMS = {algorithm.name: algorithm for algorithm in (DirectAlgorithm, TiledAlgorithm)}
 
 
 def get_algorithm(name: str):

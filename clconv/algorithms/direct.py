@@ -33,11 +33,14 @@ def _round_up(a: int, b: int) -> int:
     return _div_up(a, b) * b
 
 
-def split_batch(N: int, items_per_image_chunk: int) -> tuple[int, int]:
-    """(n_per_split, splits) cutting the batch into fixed chunks for a deterministic two-pass sum."""
+def split_batch(N: int, items_per_image_chunk: int, target_items: int = _REDUCTION_TARGET_ITEMS) -> tuple[int, int]:
+    """(n_per_split, splits) cutting the batch into fixed chunks for a deterministic two-pass sum.
+
+    Enough chunks that items_per_image_chunk * splits reaches target_items, never more than N.
+    """
     if N == 0:
         return 1, 1
-    wanted = max(1, min(N, _div_up(_REDUCTION_TARGET_ITEMS, max(1, items_per_image_chunk))))
+    wanted = max(1, min(N, _div_up(target_items, max(1, items_per_image_chunk))))
     n_per_split = _div_up(N, wanted)
     return n_per_split, _div_up(N, n_per_split)
 
@@ -77,7 +80,7 @@ class DirectAlgorithm:
         # A Kernel holds its arguments between set_args and enqueue; one launch at a time per plan.
         self._launch_lock = threading.Lock()
         p = params
-        self._conv_scalars = [np.int32(getattr(p, name)) for name in _CONV_SCALARS] + [
+        self.conv_scalars = [np.int32(getattr(p, name)) for name in _CONV_SCALARS] + [
             np.int32(v) for v in (p.stride[0], p.stride[1], p.padding[0], p.padding[2],
                                   p.dilation[0], p.dilation[1], p.groups)]
 
@@ -88,13 +91,13 @@ class DirectAlgorithm:
         with self._launch_lock:
             return kernel(self.target.queue, global_size, local, *args, wait_for=wait_for)
 
-    def _partials(self, count: int, splits: int):
+    def partials(self, count: int, splits: int):
         if splits == 1:
             return None
         acc_size = 8 if self.params.dtype.itemsize == 8 else 4
         return cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * acc_size)
 
-    def _reduce_into(self, partial, count, splits, out, event):
+    def reduce_into(self, partial, count, splits, out, event):
         return self._launch(self._reduce, (count,),
                             [partial, np.int32(count), np.int32(splits), out.buffer, np.int32(out.offset)],
                             [event])
@@ -106,7 +109,7 @@ class DirectAlgorithm:
         bias_buffer, bias_offset = (bias.buffer, bias.offset) if has_bias else (None, 0)
         args = [x.buffer, np.int32(x.offset), weight.buffer, np.int32(weight.offset),
                 bias_buffer, np.int32(bias_offset), np.int32(has_bias), y.buffer, np.int32(y.offset),
-                *self._conv_scalars]
+                *self.conv_scalars]
         k_blocks = _div_up(p.K_per_group, TILES["BLOCK_K"])
         size = (_div_up(p.Q, TILES["BLOCK_Q"]), p.P, p.N * p.groups * k_blocks)
         return self._launch(self._forward, size, args, wait_for)
@@ -114,7 +117,7 @@ class DirectAlgorithm:
     def grad_input(self, grad_output, weight, grad_input, wait_for=None):
         p = self.params
         args = [grad_output.buffer, np.int32(grad_output.offset), weight.buffer, np.int32(weight.offset),
-                grad_input.buffer, np.int32(grad_input.offset), *self._conv_scalars]
+                grad_input.buffer, np.int32(grad_input.offset), *self.conv_scalars]
         c_blocks = _div_up(p.C_per_group, TILES["BLOCK_C"])
         size = (_div_up(p.W, TILES["BLOCK_W"]), p.H, p.N * p.groups * c_blocks)
         return self._launch(self._grad_input, size, args, wait_for)
@@ -123,23 +126,23 @@ class DirectAlgorithm:
         p = self.params
         n_per_split, splits = split_batch(p.N, _grad_weight_items(p))
         count = int(np.prod(p.weight_shape))
-        partial = self._partials(count, splits)
+        partial = self.partials(count, splits)
         args = [x.buffer, np.int32(x.offset), grad_output.buffer, np.int32(grad_output.offset), partial,
                 grad_weight.buffer, np.int32(grad_weight.offset), np.int32(n_per_split), np.int32(splits),
-                *self._conv_scalars]
+                *self.conv_scalars]
         size = (p.C_per_group * p.R * p.S, p.groups * _div_up(p.K_per_group, TILES["BLOCK_K"]), splits)
         event = self._launch(self._grad_weight, size, args, wait_for)
-        return event if partial is None else self._reduce_into(partial, count, splits, grad_weight, event)
+        return event if partial is None else self.reduce_into(partial, count, splits, grad_weight, event)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
         p = self.params
         n_per_split, splits = split_batch(p.N, p.K)
-        partial = self._partials(p.K, splits)
+        partial = self.partials(p.K, splits)
         args = [grad_output.buffer, np.int32(grad_output.offset), partial, grad_bias.buffer,
                 np.int32(grad_bias.offset), np.int32(n_per_split), np.int32(splits), np.int32(p.N),
                 np.int32(p.K), np.int32(p.P * p.Q)]
         event = self._launch(self._grad_bias, (p.K, splits), args, wait_for)
-        return event if partial is None else self._reduce_into(partial, p.K, splits, grad_bias, event)
+        return event if partial is None else self.reduce_into(partial, p.K, splits, grad_bias, event)
 
 
 def _grad_weight_items(p: Conv2DParams) -> int:

@@ -1,0 +1,173 @@
+/*
+ * Gradient with respect to the weights, tiled and vectorised, deterministic:
+ *   grad_weight[k,c,r,s] = sum_{n<N, p<P, q<Q} grad_output[n,k,p,q] * x[n, g*Cg+c, h, w]
+ * with g = k / Kg, h = p*stride_h - pad_top + r*dil_h, w = q*stride_w - pad_left + s*dil_w
+ * (layouts in common.h).
+ *
+ * Each work-item owns BLOCK_K output channels x BLOCK_C input channels of one tap (r, s), as
+ * BLOCK_K*BLOCK_C vectors of VEC lanes that run along q. Every step loads BLOCK_K grad_output vectors and
+ * BLOCK_C input vectors and issues BLOCK_K*BLOCK_C vector multiply-adds; the lanes are added up once at
+ * the end, in a fixed order. Lanes past Q, and input columns in the padding, are masked to zero (a
+ * masked lane must be zero, not garbage: 0 * Inf would be NaN).
+ *
+ * As in the direct kernel the batch is cut into `splits` fixed chunks of `n_per_split` images; with one
+ * chunk the result goes straight to grad_weight, otherwise acc_t partials [split][K][Cg][R][S] are added in
+ * split order by reduce_partials.cl. No atomics: repeated runs are bit-identical.
+ *
+ * NDRange: dim0 = ceil(Cg / BLOCK_C) * R * S, dim1 = groups * ceil(Kg / BLOCK_K), dim2 = splits
+ * (each rounded up to the work-group shape).
+ */
+#include "common.h"
+
+#ifndef VEC
+#define VEC 16
+#endif
+#ifndef BLOCK_K
+#define BLOCK_K 4
+#endif
+#ifndef BLOCK_C
+#define BLOCK_C 4
+#endif
+
+typedef CAT(ACC_NAME, VEC) accv_t;
+#if REAL_BITS == 64
+#define MASK_NAME long
+#else
+#define MASK_NAME int
+#endif
+typedef CAT(MASK_NAME, VEC) maskv_t;
+
+__constant int lane_ids[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+#define FIRST_INSIDE(shift, stride) ((shift) >= 0 ? 0 : DIV_UP(-(shift), (stride)))
+#define FIRST_PAST(shift, stride, limit) ((limit) - (shift) <= 0 ? 0 : DIV_UP((limit) - (shift), (stride)))
+
+/* VEC values from `row` at columns col, col+stride, ...; lanes outside [0, width) or with lane >= lanes_valid
+ * are zero. The vector load is used only where every lane lies inside the buffer. */
+inline accv_t load_masked(__global const real_t *row, int col, int stride, int width, int lanes_valid,
+                          __global const real_t *buffer_begin, __global const real_t *buffer_end)
+{
+    if (stride == 1 && row + col >= buffer_begin && row + col + VEC <= buffer_end) {
+        const maskv_t lane = CAT(convert_, CAT(MASK_NAME, VEC))(CAT(vload, VEC)(0, lane_ids));
+        const maskv_t column = lane + (maskv_t)col;
+        const maskv_t keep = column >= (maskv_t)0 && column < (maskv_t)width && lane < (maskv_t)lanes_valid;
+        return select((accv_t)0, VLOAD(VEC, row + col), keep);
+    }
+    acc_t values[VEC];
+    for (int j = 0; j < VEC; ++j) {
+        const int c = col + j * stride;
+        values[j] = (j < lanes_valid && c >= 0 && c < width) ? (acc_t)LOAD(row, c) : (acc_t)0;
+    }
+    return CAT(vload, VEC)(0, values);
+}
+
+/* Sum of the lanes of v in a fixed order. */
+inline acc_t lane_sum(accv_t v)
+{
+    acc_t lanes[VEC];
+    CAT(vstore, VEC)(v, 0, lanes);
+    acc_t total = (acc_t)0;
+    for (int j = 0; j < VEC; ++j)
+        total += lanes[j];
+    return total;
+}
+
+__kernel void conv2d_grad_weight_tiled(
+    __global const real_t *restrict x, const int x_offset,
+    __global const real_t *restrict grad_output, const int grad_output_offset,
+    __global acc_t *restrict partial,
+    __global real_t *restrict grad_weight, const int grad_weight_offset,
+    const int n_per_split, const int splits,
+    const int N, const int C, const int H, const int W,
+    const int K, const int R, const int S, const int P, const int Q,
+    const int stride_h, const int stride_w, const int pad_top, const int pad_left,
+    const int dil_h, const int dil_w, const int groups)
+{
+    const int Cg = C / groups;
+    const int Kg = K / groups;
+    const int c_blocks = DIV_UP(Cg, BLOCK_C);
+    const int k_blocks = DIV_UP(Kg, BLOCK_K);
+    int z = get_global_id(0);
+    if (z >= c_blocks * R * S)
+        return;
+    const int s = z % S;
+    z /= S;
+    const int r = z % R;
+    const int c0 = (z / R) * BLOCK_C;
+    const int gk = get_global_id(1);
+    if (gk >= groups * k_blocks)
+        return;
+    const int g = gk / k_blocks;
+    const int k0 = (gk % k_blocks) * BLOCK_K;
+    const int split = get_global_id(2);
+    if (split >= splits)
+        return;
+
+    accv_t acc[BLOCK_K][BLOCK_C];
+#pragma unroll
+    for (int i = 0; i < BLOCK_K; ++i)
+#pragma unroll
+        for (int j = 0; j < BLOCK_C; ++j)
+            acc[i][j] = (accv_t)0;
+
+    /* Output rows whose tap r lands inside the input. */
+    const int h_shift = r * dil_h - pad_top;
+    const int w_shift = s * dil_w - pad_left;
+    const int p_begin = FIRST_INSIDE(h_shift, stride_h);
+    const int p_end = min(P, FIRST_PAST(h_shift, stride_h, H));
+
+    /* Channels past the group's end repeat its last channel; their sums are not stored. */
+    int x_channel[BLOCK_C], grad_channel[BLOCK_K];
+#pragma unroll
+    for (int j = 0; j < BLOCK_C; ++j)
+        x_channel[j] = g * Cg + min(c0 + j, Cg - 1);
+#pragma unroll
+    for (int i = 0; i < BLOCK_K; ++i)
+        grad_channel[i] = g * Kg + min(k0 + i, Kg - 1);
+
+    __global const real_t *x_begin = x + x_offset;
+    __global const real_t *x_end = x_begin + N * C * H * W;
+    __global const real_t *grad_begin = grad_output + grad_output_offset;
+    __global const real_t *grad_end = grad_begin + N * K * P * Q;
+    const int n_begin = split * n_per_split;
+    const int n_end = min(N, n_begin + n_per_split);
+    for (int n = n_begin; n < n_end; ++n) {
+        for (int p = p_begin; p < p_end; ++p) {
+            const int h = p * stride_h + h_shift;
+            for (int q0 = 0; q0 < Q; q0 += VEC) {
+                const int lanes_valid = min(VEC, Q - q0);
+                const int col = q0 * stride_w + w_shift;
+                accv_t grad[BLOCK_K], input[BLOCK_C];
+#pragma unroll
+                for (int i = 0; i < BLOCK_K; ++i)
+                    grad[i] = load_masked(grad_begin + ((n * K + grad_channel[i]) * P + p) * Q, q0, 1, Q,
+                                          lanes_valid, grad_begin, grad_end);
+#pragma unroll
+                for (int j = 0; j < BLOCK_C; ++j)
+                    input[j] = load_masked(x_begin + ((n * C + x_channel[j]) * H + h) * W, col, stride_w, W,
+                                           lanes_valid, x_begin, x_end);
+#pragma unroll
+                for (int i = 0; i < BLOCK_K; ++i)
+#pragma unroll
+                    for (int j = 0; j < BLOCK_C; ++j)
+                        acc[i][j] = MULADD(grad[i], input[j], acc[i][j]);
+            }
+        }
+    }
+
+    const int weight_count = K * Cg * R * S;
+#pragma unroll
+    for (int i = 0; i < BLOCK_K; ++i) {
+#pragma unroll
+        for (int j = 0; j < BLOCK_C; ++j) {
+            if (k0 + i >= Kg || c0 + j >= Cg)
+                continue;
+            const int index = (((g * Kg + k0 + i) * Cg + c0 + j) * R + r) * S + s;
+            const acc_t total = lane_sum(acc[i][j]);
+            if (splits == 1)
+                STORE(total, grad_weight, grad_weight_offset + index);
+            else
+                partial[split * weight_count + index] = total;
+        }
+    }
+}
