@@ -13,9 +13,11 @@ from . import reference
 from .api import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 from .platforms import DeviceInfo, default_device, devices, select_device
 from .params import Conv2DParams
+from .planning import Conv2DPlan, plan
 
 __all__ = [
     "Conv2DParams",
+    "Conv2DPlan",
     "DeviceInfo",
     "conv2d",
     "conv2d_grad_bias",
@@ -23,6 +25,7 @@ __all__ = [
     "conv2d_grad_weight",
     "default_device",
     "devices",
+    "plan",
     "reference",
     "select_device",
 ]

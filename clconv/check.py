@@ -136,28 +136,28 @@ def _oracle(pass_name: str, case: Case, inputs: dict):
     return reference.conv2d_grad_bias(data["grad_output"])
 
 
-def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = "auto"):
+def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = "auto", max_workspace_bytes=None):
     """Run one pass of clconv on ``inputs`` (NumPy) and return its NumPy result."""
     from . import api
 
-    args = case.conv_args
+    args = dict(case.conv_args, algo=algo, max_workspace_bytes=max_workspace_bytes)
     if pass_name == "forward":
-        return api.conv2d(inputs["x"], inputs["weight"], inputs["bias"], device=device, algo=algo, **args)
+        return api.conv2d(inputs["x"], inputs["weight"], inputs["bias"], device=device, **args)
     if pass_name == "grad_input":
-        return api.conv2d_grad_input(inputs["grad_output"], inputs["weight"], case.input_shape,
-                                     device=device, algo=algo, **args)
+        return api.conv2d_grad_input(inputs["grad_output"], inputs["weight"], case.input_shape, device=device, **args)
     if pass_name == "grad_weight":
-        return api.conv2d_grad_weight(inputs["x"], inputs["grad_output"], case.weight_shape,
-                                      device=device, algo=algo, **args)
+        return api.conv2d_grad_weight(inputs["x"], inputs["grad_output"], case.weight_shape, device=device, **args)
     if pass_name == "grad_bias":
-        return api.conv2d_grad_bias(inputs["grad_output"], device=device, algo=algo)
+        return api.conv2d_grad_bias(inputs["grad_output"], device=device, algo=algo,
+                                    max_workspace_bytes=max_workspace_bytes)
     raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
 
 
-def check_pass(pass_name: str, case: Case, dtype, device=None, algo: str = "auto", seed: int = 0) -> Comparison:
+def check_pass(pass_name: str, case: Case, dtype, device=None, algo: str = "auto", seed: int = 0,
+               max_workspace_bytes=None) -> Comparison:
     """Run one pass of one case on a device and compare it with the oracle."""
     inputs = random_inputs(case, dtype, seed)
-    got = run_pass(pass_name, case, inputs, device=device, algo=algo)
+    got = run_pass(pass_name, case, inputs, device=device, algo=algo, max_workspace_bytes=max_workspace_bytes)
     expected = _oracle(pass_name, case, inputs)
     bound = _oracle(pass_name, case, {name: np.abs(value) for name, value in inputs.items()})
     return compare(got, expected, bound, dtype)

@@ -146,8 +146,12 @@ def test_fp64_on_device_without_fp64(monkeypatch, device):
 
 
 def test_tensor_over_the_device_allocation_limit(monkeypatch, device):
+    """One image too big for an allocation is refused; so is a device-array call whose output would be."""
     target = platforms.resolve(device.device)
     small = dataclasses.replace(target, info=dataclasses.replace(target.info, max_alloc_bytes=1000))
     monkeypatch.setattr(platforms, "resolve", lambda spec=None: small)
-    with pytest.raises(ValueError, match="y of shape .* more than the 1000 bytes"):
+    with pytest.raises(ValueError, match="a single image of .* exceeds the device's allocation limit of 1000 bytes"):
         clconv.conv2d(X, W)
+    x_dev = cl_array.to_device(small.queue, np.ones((4, 1, 8, 8), np.float32))
+    with pytest.raises(ValueError, match="y of shape .* more than the 1000 bytes"):
+        clconv.conv2d(x_dev, np.ones((6, 1, 1, 1), np.float32), device=small)

@@ -1,30 +1,15 @@
 """Convolution algorithms: each module drives the kernels of one family for all passes.
 
-An algorithm is a class with a ``name``, ``supports(params, info)`` (which
-parameter combinations and devices it handles) and ``workspace_bytes(params,
-pass_name)``; instantiating it for (params, target) compiles what it needs,
-and its ``forward``/``grad_input``/``grad_weight``/``grad_bias`` methods
-enqueue work on ``target.queue`` and return the last event.
-
-Tensors reach an algorithm as :class:`DeviceView`: a buffer plus an element
-offset (so batch slices of device arrays need no copy), and the events the
-kernels must wait for.
+An algorithm class has a ``name``, ``supports(params, info)`` (which parameter combinations and devices it
+handles) and ``workspace_bytes(params, pass_name, info, max_workspace_bytes)``. Instantiated for
+(params, target, configs, max_workspace_bytes) it compiles its kernels; its ``forward``, ``grad_input``,
+``grad_weight`` and ``grad_bias`` methods take :class:`DeviceView` tensors, enqueue work on
+``target.queue`` and return the last event.
 """
 
-from __future__ import annotations
-
-import typing
-
-import pyopencl as cl
-
+from .base import DeviceView
 from .direct import DirectAlgorithm
 from .tiled import TiledAlgorithm
-
-
-class DeviceView(typing.NamedTuple):
-    buffer: cl.Buffer | None  # None for an empty tensor
-    offset: int  # in elements
-
 
 ALGORITHMS = {algorithm.name: algorithm for algorithm in (DirectAlgorithm, TiledAlgorithm)}
 
@@ -33,3 +18,6 @@ def get_algorithm(name: str):
     if name not in ALGORITHMS:
         raise ValueError(f"algo must be 'auto' or one of {sorted(ALGORITHMS)}, got {name!r}")
     return ALGORITHMS[name]
+
+
+__all__ = ["ALGORITHMS", "DeviceView", "DirectAlgorithm", "TiledAlgorithm", "get_algorithm"]

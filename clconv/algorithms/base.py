@@ -1,0 +1,104 @@
+"""What every algorithm shares: device views, launches, and the deterministic batch split."""
+
+from __future__ import annotations
+
+import threading
+import typing
+
+import numpy as np
+import pyopencl as cl
+
+from .. import programs
+from ..params import Conv2DParams
+
+_CONV_SCALARS = ("N", "C", "H", "W", "K", "R", "S", "P", "Q")
+
+
+class DeviceView(typing.NamedTuple):
+    """A tensor on the device: its buffer (None when empty) and its first element's offset."""
+
+    buffer: cl.Buffer | None
+    offset: int  # in elements
+
+
+def div_up(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def round_up(a: int, b: int) -> int:
+    return div_up(a, b) * b
+
+
+def accumulator_bytes(params: Conv2DParams) -> int:
+    """Size of acc_t (common.h): double for fp64, float otherwise."""
+    return 8 if params.dtype.itemsize == 8 else 4
+
+
+def split_batch(N: int, items_per_chunk: int, target_items: int, count: int, acc_bytes: int,
+                max_workspace_bytes: int | None) -> tuple[int, int]:
+    """(n_per_split, splits): the batch cut into fixed chunks for a deterministic two-pass sum.
+
+    Enough chunks that items_per_chunk * splits reaches target_items, at most N, and few enough that
+    the partial sums (count * splits accumulators) fit max_workspace_bytes (None: no cap). The cut
+    depends only on its arguments, so a given plan always sums in the same order.
+    """
+    if N == 0:
+        return 1, 1
+    splits = max(1, min(N, div_up(target_items, max(1, items_per_chunk))))
+    if max_workspace_bytes is not None:
+        splits = min(splits, max(1, max_workspace_bytes // (count * acc_bytes)))
+    n_per_split = div_up(N, splits)
+    return n_per_split, div_up(N, n_per_split)
+
+
+class AlgorithmBase:
+    """Holds the target, builds kernels with the dtype's defines, and launches them one at a time."""
+
+    name = "base"
+
+    def __init__(self, params: Conv2DParams, target, max_workspace_bytes: int | None = None):
+        self.params = params
+        self.target = target
+        self.max_workspace_bytes = max_workspace_bytes
+        self.dtype_defines = programs.dtype_defines(params.dtype, target.info.device)
+        p = params
+        self.conv_scalars = [np.int32(getattr(p, name)) for name in _CONV_SCALARS] + [
+            np.int32(v) for v in (p.stride[0], p.stride[1], p.padding[0], p.padding[2],
+                                  p.dilation[0], p.dilation[1], p.groups)]
+        # A Kernel holds its arguments between set_args and enqueue: one launch at a time per plan.
+        self._launch_lock = threading.Lock()
+
+    def kernel(self, name: str, defines: dict) -> cl.Kernel:
+        return programs.get_kernel(self.target.context, name, dict(defines, **self.dtype_defines))
+
+    def launch(self, kernel, size, local, args, wait_for):
+        """Run ``kernel`` over at least ``size`` work-items in work-groups of shape ``local``.
+
+        The work-group shape is fixed per plan: PoCL compiles one work-group function per local size, so
+        letting the runtime choose one per shape would recompile for every new layer.
+        """
+        global_size = tuple(round_up(s, l) for s, l in zip(size, local))
+        with self._launch_lock:
+            return kernel(self.target.queue, global_size, local, *args, wait_for=wait_for)
+
+    def split(self, items_per_chunk: int, target_items: int, count: int) -> tuple[int, int]:
+        return split_batch(self.params.N, items_per_chunk, target_items, count,
+                           accumulator_bytes(self.params), self.max_workspace_bytes)
+
+    def partials(self, count: int, splits: int):
+        if splits == 1:
+            return None
+        return cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE,
+                         count * splits * accumulator_bytes(self.params))
+
+    def reduce_into(self, partial, count, splits, out, event):
+        """Add the split partial sums in split order into ``out``; returns the final event."""
+        if partial is None:
+            return event
+        kernel = self.kernel("reduce_partials", {})
+        return self.launch(kernel, (count,), (self.local_width,),
+                           [partial, np.int32(count), np.int32(splits), out.buffer, np.int32(out.offset)], [event])
+
+    @property
+    def local_width(self) -> int:
+        return 32 if self.target.info.type == "GPU" else 8

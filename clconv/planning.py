@@ -1,0 +1,235 @@
+"""Plans: one layer on one device, algorithms chosen and kernels compiled once, then run many times.
+
+A :class:`Conv2DPlan` picks an algorithm and tile for each pass: the one named by ``algo``, else the
+winner stored by the tuner for this device and driver, else a heuristic (the tiled algorithm with tiles
+matched to the layer). Algorithms whose workspace exceeds ``max_workspace_bytes`` are skipped.
+
+NumPy batches too large for one device allocation run in batch chunks; the weight and bias gradients
+of the chunks are added in chunk order, so the result stays reproducible.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import numpy as np
+import pyopencl.array as cl_array
+
+from . import arrays, platforms, tuning_cache
+from .algorithms import ALGORITHMS, get_algorithm
+from .algorithms.tiled import CONFIG_TYPES
+from .params import PASSES, Conv2DParams
+
+DEFAULT_ALGORITHM = "tiled"
+
+
+@dataclasses.dataclass(frozen=True)
+class Choice:
+    """The algorithm and tile one pass runs with, and why."""
+
+    algo: str
+    config: object  # a config dataclass of the algorithm, or None for its default
+    source: str  # "requested", "tuned" or "heuristic"
+
+
+def _config_from_record(record: dict, pass_name: str):
+    config = record.get("config")
+    if config is None:
+        return None
+    fields = dict(config)
+    if "local" in fields:
+        fields["local"] = tuple(fields["local"])
+    return CONFIG_TYPES[pass_name](**fields)
+
+
+def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto", max_workspace_bytes=None) -> Choice:
+    if algo != "auto":
+        algorithm = get_algorithm(algo)
+        if not algorithm.supports(params, info):
+            raise ValueError(f"algo={algo!r} does not support {params.describe()} on {info.summary()}")
+        return Choice(algo, None, "requested")
+    record = tuning_cache.lookup(info, params, pass_name)
+    if record and record.get("algo") in ALGORITHMS:
+        try:
+            config = _config_from_record(record, pass_name) if record["algo"] == "tiled" else None
+        except TypeError:
+            config = None  # a record from another clconv version; fall through to the heuristic
+        else:
+            algorithm = ALGORITHMS[record["algo"]]
+            fits = (max_workspace_bytes is None or algorithm.workspace_bytes(
+                params, pass_name, info, None) <= max_workspace_bytes)
+            if algorithm.supports(params, info) and fits:
+                return Choice(record["algo"], config, "tuned")
+    return Choice(DEFAULT_ALGORITHM, None, "heuristic")
+
+
+class Conv2DPlan:
+    """Forward pass and gradients of one layer (``params``) on one device, compiled once."""
+
+    def __init__(self, params: Conv2DParams, target: platforms.Target, algo: str = "auto",
+                 max_workspace_bytes: int | None = None, choices: dict | None = None):
+        self.params = params
+        self.target = target
+        self.max_workspace_bytes = max_workspace_bytes
+        arrays.check_dtype_supported(target.info, params.dtype)
+        self.choices = choices or {name: choose(params, target.info, name, algo, max_workspace_bytes)
+                                   for name in PASSES}
+        self._implementations = {}
+
+    # -- what the plan runs -------------------------------------------------------------------
+    @property
+    def algorithms(self) -> dict:
+        return {name: choice.algo for name, choice in self.choices.items()}
+
+    @property
+    def workspace_bytes(self) -> dict:
+        """Device bytes each pass allocates besides its inputs and output."""
+        result = {}
+        for name, choice in self.choices.items():
+            algorithm = ALGORITHMS[choice.algo]
+            extra = {"config": choice.config} if choice.algo == "tiled" else {}
+            result[name] = algorithm.workspace_bytes(self.params, name, self.target.info, self.max_workspace_bytes,
+                                                     **extra)
+        return result
+
+    def _implementation(self, pass_name: str):
+        choice = self.choices[pass_name]
+        key = (choice.algo, choice.config)
+        if key not in self._implementations:
+            configs = {pass_name: choice.config} if choice.config is not None else None
+            self._implementations[key] = ALGORITHMS[choice.algo](self.params, self.target, configs,
+                                                                  self.max_workspace_bytes)
+        return self._implementations[key]
+
+    def __repr__(self) -> str:
+        picked = ", ".join(f"{name}={choice.algo}({choice.source})" for name, choice in self.choices.items())
+        return f"Conv2DPlan({self.params.describe()} on [{self.target.info.index}] {self.target.info.name}: {picked})"
+
+    # -- running --------------------------------------------------------------------------------
+    def _check(self, name, array, shape):
+        if array is not None and tuple(array.shape) != tuple(shape):
+            raise ValueError(f"{name} must have shape {tuple(shape)} for this plan, got {tuple(array.shape)}")
+        if array is not None and np.dtype(array.dtype).newbyteorder("=") != self.params.dtype:
+            raise TypeError(f"{name} must have dtype {self.params.dtype} for this plan, got {array.dtype}")
+
+    def _call(self, **named):
+        shapes = {"x": self.params.input_shape, "weight": self.params.weight_shape, "bias": (self.params.K,),
+                  "grad_output": self.params.output_shape}
+        arrays.check_array_types(**named)
+        for name, array in named.items():
+            self._check(name, array, shapes[name])
+        arrays.target_for_arrays(self.target, **named)  # device arrays must live on this plan's context
+        return arrays.CallArrays(self.target, **named)
+
+    def forward(self, x, weight, bias=None):
+        """y = conv2d(x, weight) + bias, shape (N, K, P, Q)."""
+        call = self._call(x=x, weight=weight, bias=bias)
+        chunked = self._chunked(call, "forward", ("x",), "y")
+        if chunked is not None:
+            return chunked
+        y = call.empty("y", self.params.output_shape, self.params.dtype)
+        event = None
+        if y.size:
+            event = self._implementation("forward").forward(
+                call.view("x"), call.view("weight"), call.view("bias"), arrays.output_view(y), call.wait_for)
+        return call.finish(y, event)
+
+    def grad_input(self, grad_output, weight):
+        """dL/dx, shape (N, C, H, W)."""
+        call = self._call(grad_output=grad_output, weight=weight)
+        chunked = self._chunked(call, "grad_input", ("grad_output",), "grad_input")
+        if chunked is not None:
+            return chunked
+        grad_input = call.empty("grad_input", self.params.input_shape, self.params.dtype)
+        event = None
+        if grad_input.size:
+            event = self._implementation("grad_input").grad_input(
+                call.view("grad_output"), call.view("weight"), arrays.output_view(grad_input), call.wait_for)
+        return call.finish(grad_input, event)
+
+    def grad_weight(self, x, grad_output):
+        """dL/dk, shape (K, C/groups, R, S); bit-identical across runs."""
+        call = self._call(x=x, grad_output=grad_output)
+        chunked = self._chunked(call, "grad_weight", ("x", "grad_output"), None)
+        if chunked is not None:
+            return chunked
+        grad_weight = call.empty("grad_weight", self.params.weight_shape, self.params.dtype)
+        event = self._implementation("grad_weight").grad_weight(
+            call.view("x"), call.view("grad_output"), arrays.output_view(grad_weight), call.wait_for)
+        return call.finish(grad_weight, event)
+
+    def grad_bias(self, grad_output):
+        """dL/db, shape (K,); bit-identical across runs."""
+        call = self._call(grad_output=grad_output)
+        chunked = self._chunked(call, "grad_bias", ("grad_output",), None)
+        if chunked is not None:
+            return chunked
+        grad_bias = call.empty("grad_bias", (self.params.K,), self.params.dtype)
+        event = self._implementation("grad_bias").grad_bias(
+            call.view("grad_output"), arrays.output_view(grad_bias), call.wait_for)
+        return call.finish(grad_bias, event)
+
+    # -- batches larger than one allocation ------------------------------------------------------
+    def batch_chunk(self) -> int:
+        """Largest number of images whose per-batch tensors each fit one device allocation."""
+        p = self.params
+        per_image = max(int(np.prod(shape[1:])) for shape in (p.input_shape, p.output_shape)) * p.dtype.itemsize
+        return max(0, self.target.info.max_alloc_bytes // per_image)
+
+    def _chunked(self, call: arrays.CallArrays, pass_name: str, batch_inputs, batch_output):
+        """Run a NumPy call in batch chunks when it is too big for one allocation; None when it fits."""
+        p = self.params
+        chunk = self.batch_chunk()
+        if p.N <= chunk or call.device_result:
+            return None  # fits, or device arrays: those already live in single buffers (checked on output)
+        if chunk == 0:
+            raise ValueError(f"a single image of {p.describe()} exceeds the device's allocation limit of "
+                             f"{self.target.info.max_alloc_bytes} bytes on {self.target.info.summary()}")
+        pieces = []
+        for start in range(0, p.N, chunk):
+            stop = min(p.N, start + chunk)
+            sub = plan_for(dataclasses.replace(p, N=stop - start), self.target, choices=self.choices,
+                           max_workspace_bytes=self.max_workspace_bytes)
+            named = {name: (a[start:stop] if name in batch_inputs else a) for name, a in call.arrays.items()}
+            pieces.append(getattr(sub, pass_name)(**named))
+        if batch_output is not None:
+            return np.concatenate(pieces, axis=0)
+        # Sum of per-chunk gradients in chunk order, accumulated as the kernels do (float or double).
+        accumulator = np.float64 if p.dtype == np.float64 else np.float32
+        total = np.zeros(pieces[0].shape, accumulator)
+        for piece in pieces:
+            total += piece
+        return total.astype(p.dtype)
+
+
+@functools.lru_cache(maxsize=128)
+def _cached_plan(params, target, algo, max_workspace_bytes, choices_key):
+    choices = dict(choices_key) if choices_key else None
+    return Conv2DPlan(params, target, algo, max_workspace_bytes, choices)
+
+
+def plan_for(params: Conv2DParams, target: platforms.Target, algo: str = "auto", max_workspace_bytes=None,
+             choices: dict | None = None) -> Conv2DPlan:
+    """A cached plan: the functional API compiles and chooses once per (layer, device, options)."""
+    choices_key = tuple(sorted(choices.items())) if choices else None
+    return _cached_plan(params, target, algo, max_workspace_bytes, choices_key)
+
+
+def clear_plan_cache() -> None:
+    """Forget cached plans (after tuning, so that new winners take effect)."""
+    _cached_plan.cache_clear()
+
+
+def plan(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, dtype=np.float32, device=None,
+         algo: str = "auto", max_workspace_bytes: int | None = None) -> Conv2DPlan:
+    """A plan for one layer: validate once, choose algorithms and compile once, then call its passes.
+
+    ``plan.forward(x, w, b)``, ``plan.grad_input(gy, w)``, ``plan.grad_weight(x, gy)`` and
+    ``plan.grad_bias(gy)`` take NumPy or device arrays of exactly the planned shapes.
+    """
+    params = Conv2DParams.create(input_shape, weight_shape, stride, padding, dilation, groups, dtype)
+    target = device if isinstance(device, platforms.Target) else platforms.resolve(device)
+    if isinstance(device, cl_array.Array):
+        raise TypeError("device must be a device spec, not an array")
+    return Conv2DPlan(params, target, algo, max_workspace_bytes)

@@ -1,0 +1,128 @@
+"""Plans, algorithm choice, the tuning cache and batch chunking."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pyopencl.array as cl_array
+import pytest
+
+import clconv
+from clconv import check, platforms, planning, tuning_cache
+from clconv.algorithms.tiled import CorrelationConfig
+from clconv.params import PASSES
+
+CASE = next(case for case in check.CASES if case.name == "3x3-s2-d2-g3")
+
+
+@pytest.fixture
+def tuning_file(tmp_path, monkeypatch):
+    path = tmp_path / "tuning.json"
+    monkeypatch.setenv(tuning_cache.ENV_VAR, str(path))
+    planning.clear_plan_cache()
+    yield path
+    planning.clear_plan_cache()
+
+
+def test_plan_runs_every_pass(device):
+    inputs = check.random_inputs(CASE, np.float32)
+    plan = clconv.plan(CASE.input_shape, CASE.weight_shape, device=device.device, **CASE.conv_args)
+    assert set(plan.algorithms) == set(PASSES) and all(v == 0 for k, v in plan.workspace_bytes.items()
+                                                       if k in ("forward", "grad_input"))
+    expected = {"forward": check.run_pass("forward", CASE, inputs, device=device.device)}
+    got = plan.forward(inputs["x"], inputs["weight"], inputs["bias"])
+    assert got.tobytes() == expected["forward"].tobytes()
+    assert plan.grad_input(inputs["grad_output"], inputs["weight"]).shape == CASE.input_shape
+    assert plan.grad_weight(inputs["x"], inputs["grad_output"]).shape == CASE.weight_shape
+    with pytest.raises(ValueError, match=r"x must have shape \(2, 6, 15, 15\) for this plan"):
+        plan.forward(inputs["x"][:1], inputs["weight"])
+    with pytest.raises(TypeError, match="x must have dtype float32 for this plan"):
+        plan.forward(inputs["x"].astype(np.float64), inputs["weight"])
+
+
+def test_requested_algorithm_is_used(device):
+    plan = clconv.plan(CASE.input_shape, CASE.weight_shape, device=device.device, algo="direct", **CASE.conv_args)
+    assert set(plan.algorithms.values()) == {"direct"}
+    with pytest.raises(ValueError, match="algo must be 'auto' or one of"):
+        clconv.plan(CASE.input_shape, CASE.weight_shape, device=device.device, algo="fastest", **CASE.conv_args)
+
+
+def test_tuning_cache_round_trip(device, tuning_file):
+    params = CASE.params(np.float32)
+    config = CorrelationConfig(vec=8, block_k=2, block_p=3, local=(1, 1, 1))
+    record = json.loads(json.dumps({"algo": "tiled", "config": dataclasses.asdict(config), "gflops": 1.0}))
+    tuning_cache.store(device, params, "forward", record)
+    stored = json.loads(tuning_file.read_text())
+    assert stored["devices"][tuning_cache.device_key(device)][tuning_cache.params_key(params)]["forward"] == record
+    assert tuning_cache.lookup(device, params, "forward") == record
+    plan = clconv.plan(CASE.input_shape, CASE.weight_shape, device=device.device, **CASE.conv_args)
+    assert plan.choices["forward"].source == "tuned" and plan.choices["forward"].config == config
+    assert plan.choices["grad_input"].source == "heuristic"
+    inputs = check.random_inputs(CASE, np.float32)
+    assert check.check_pass("forward", CASE, np.float32, device=device.device).passed
+    assert plan.forward(inputs["x"], inputs["weight"]).shape == params.output_shape
+
+
+def test_tuning_cache_ignored_for_another_driver(device, tuning_file):
+    params = CASE.params(np.float32)
+    record = {"algo": "direct", "config": None, "gflops": 1.0}
+    tuning_cache.store(device, params, "forward", record)
+    other_driver = dataclasses.replace(device, driver_version=device.driver_version + "-other")
+    other_device = dataclasses.replace(device, name=device.name + " (another)")
+    assert tuning_cache.lookup(other_driver, params, "forward") is None
+    assert tuning_cache.lookup(other_device, params, "forward") is None
+    assert tuning_cache.lookup(device, dataclasses.replace(params, N=3), "forward") is None
+    assert tuning_cache.lookup(device, params, "forward") == record
+
+
+def test_unreadable_tuning_cache_is_ignored(device, tuning_file):
+    tuning_file.write_text("{not json")
+    with pytest.warns(UserWarning, match="ignoring unreadable tuning cache"):
+        plan = clconv.plan(CASE.input_shape, CASE.weight_shape, device=device.device, **CASE.conv_args)
+    assert plan.choices["forward"].source == "heuristic"
+
+
+def test_workspace_cap_is_respected(device):
+    """With no workspace allowed, the reductions sum in one pass and still match the oracle."""
+    case = next(c for c in check.CASES if c.name == "3x3-p1")
+    assert clconv.plan(case.input_shape, case.weight_shape, device=device.device,
+                       **case.conv_args).workspace_bytes["grad_bias"] > 0
+    capped = clconv.plan(case.input_shape, case.weight_shape, device=device.device, max_workspace_bytes=0,
+                         **case.conv_args)
+    assert set(capped.workspace_bytes.values()) == {0}
+    for pass_name in ("grad_weight", "grad_bias"):
+        assert check.check_pass(pass_name, case, np.float32, device=device.device, max_workspace_bytes=0).passed
+
+
+@pytest.mark.parametrize("pass_name", PASSES)
+def test_batches_over_the_allocation_limit_run_in_chunks(monkeypatch, device, pass_name):
+    case = check.Case("chunked", (5, 3, 9, 9), (4, 3, 3, 3), padding=1)
+    target = platforms.resolve(device.device)
+    per_image = max(3, 4) * 9 * 9 * 4
+    small = dataclasses.replace(target, info=dataclasses.replace(target.info, max_alloc_bytes=2 * per_image))
+    monkeypatch.setattr(platforms, "resolve", lambda spec=None: small)
+    plan = clconv.plan(case.input_shape, case.weight_shape, device=small, **case.conv_args)
+    assert plan.batch_chunk() == 2
+    result = check.check_pass(pass_name, case, np.float32, device=small)
+    assert result.passed, result.message
+    inputs = check.random_inputs(case, np.float32)
+    first = check.run_pass(pass_name, case, inputs, device=small)
+    assert check.run_pass(pass_name, case, inputs, device=small).tobytes() == first.tobytes()
+
+
+def test_functional_calls_reuse_cached_plans(device):
+    inputs = check.random_inputs(CASE, np.float32)
+    planning.clear_plan_cache()
+    check.run_pass("forward", CASE, inputs, device=device.device)
+    misses = planning._cached_plan.cache_info().misses
+    check.run_pass("forward", CASE, inputs, device=device.device)
+    assert planning._cached_plan.cache_info().misses == misses
+
+
+def test_plan_with_device_arrays(device):
+    target = platforms.resolve(device.device)
+    inputs = check.random_inputs(CASE, np.float32)
+    plan = clconv.plan(CASE.input_shape, CASE.weight_shape, device=device.device, **CASE.conv_args)
+    y = plan.forward(cl_array.to_device(target.queue, inputs["x"]), inputs["weight"])
+    assert isinstance(y, cl_array.Array)
+    assert y.get().tobytes() == plan.forward(inputs["x"], inputs["weight"]).tobytes()
