@@ -9,7 +9,9 @@
 ``clconv.devices()`` and ``clconv.select_device()`` list and choose devices.
 """
 
-from . import reference
+__version__ = "0.2.0"
+
+from . import reference  # noqa: E402  (after __version__, which the benchmark records)
 from .api import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
 from .platforms import DeviceInfo, default_device, devices, select_device
 from .params import Conv2DParams

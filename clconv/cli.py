@@ -93,6 +93,91 @@ def cmd_check(args) -> int:
     return 1 if failures else 0
 
 
+def _parse_layer(text: str):
+    """'N,C,H,W,K,R,S[,stride[,padding[,dilation[,groups]]]]' -> Conv2DParams (fp32)."""
+    from .params import Conv2DParams
+
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--layer wants integers N,C,H,W,K,R,S[,stride,padding,dilation,groups], got {text!r}")
+    if not 7 <= len(values) <= 11:
+        raise argparse.ArgumentTypeError(f"--layer wants 7 to 11 integers, got {len(values)} in {text!r}")
+    n, c, h, w, k, r, s = values[:7]
+    stride, padding, dilation, groups = (values[7:] + [1, 0, 1, 1][len(values) - 7:])[:4]
+    try:
+        return Conv2DParams.create((n, c, h, w), (k, c // groups, r, s), stride, padding, dilation, groups)
+    except (ValueError, TypeError) as error:
+        raise argparse.ArgumentTypeError(str(error))
+
+
+def _suite_params(args):
+    from . import layers
+
+    suite = layers.select(args.layers, quick=args.quick)
+    return [layer.params(layer.batch_for(args.flops)) for layer in suite]
+
+
+def cmd_tune(args) -> int:
+    from . import tuner, tuning_cache
+
+    params = list(args.layer or []) or _suite_params(args)
+    dtype = np.dtype(_DTYPE_CHOICES[args.dtype])
+    params = [p.with_dtype(dtype) for p in params]
+    results = tuner.tune(params, device=args.device, passes=args.passes, repeats=args.repeats)
+    for result in results:
+        config = result.choice.config
+        print(f"{result.params.describe()}  {result.pass_name:11}  {result.choice.algo:7} "
+              f"{result.params.flops(result.pass_name) / result.seconds / 1e9:7.1f} GFLOP/s  "
+              f"({result.tried} tried, {result.rejected} rejected)  {config if config else ''}")
+    print(f"winners stored in {tuning_cache.cache_path()}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from . import benchmark, layers
+
+    if args.cold_cache:
+        import tempfile
+
+        # PoCL reads its cache directory when the platform starts, which has not happened yet here.
+        os.environ["POCL_CACHE_DIR"] = tempfile.mkdtemp(prefix="clconv-pocl-")
+    infos = [_platforms.match(spec) for spec in args.device] if args.device else _platforms.devices()
+    suite = layers.select(args.layers, quick=args.quick)
+    records = benchmark.run(suite, infos, passes=args.passes, repeats=args.repeats, peers=not args.no_peers,
+                            algo=args.algo, flops_per_pass=args.flops)
+    benchmark.print_report(records)
+    paths = benchmark.write_outputs(records, infos, Path(args.out))
+    print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+    failures = [r for r in records if r.implementation == "clconv" and not r.status == "ok"]
+    wrong = [r for r in records if r.implementation == "clconv" and r.status == "ok"
+             and not r.max_error <= _check.TOLERANCE[np.dtype(np.float32)]]
+    for r in failures + wrong:
+        print(f"clconv problem: {r.device} {r.layer} {r.pass_name}: {r.status}, max error {r.max_error:.2e}",
+              file=sys.stderr)
+    return 1 if failures or wrong else 0
+
+
+def cmd_train_demo(args) -> int:
+    try:
+        from . import train_demo
+    except ImportError as error:
+        raise RuntimeError(f"train-demo needs PyTorch and scikit-learn ({error}); "
+                           'pip install torch "clconv[examples]"') from error
+    return train_demo.main(args.demo_args)
+
+
+def _add_suite_arguments(parser) -> None:
+    from . import benchmark
+
+    parser.add_argument("--quick", action="store_true", help="the quick subset of the layer suite")
+    parser.add_argument("--layers", nargs="+", metavar="NAME", help="layers (e.g. ResNet-18/layer3.conv) or networks")
+    parser.add_argument("--passes", nargs="+", choices=benchmark.BENCH_PASSES, default=list(benchmark.BENCH_PASSES))
+    parser.add_argument("--flops", type=float, default=1e9, help="batch chosen so one pass costs about this (1e9)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clconv", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +189,33 @@ def build_parser() -> argparse.ArgumentParser:
                        help="dtype to check; repeatable; default: all the device supports")
     check.add_argument("--algo", default="auto", help="algorithm to check (default: auto)")
     check.set_defaults(run=cmd_check)
+
+    bench = commands.add_parser("bench", help="benchmark every pass on real network layers against PyTorch, "
+                                              "CLBlast and NumPy")
+    _add_suite_arguments(bench)
+    bench.add_argument("--device", action="append", metavar="SPEC", help="device spec; repeatable; default: all")
+    bench.add_argument("--repeats", type=int, default=9, help="timed repeats per measurement (median)")
+    bench.add_argument("--algo", default="auto", help="clconv algorithm (default: auto)")
+    bench.add_argument("--no-peers", action="store_true", help="measure clconv only")
+    bench.add_argument("--cold-cache", action="store_true", help="start PoCL with an empty kernel cache, so that "
+                                                                "first-call times include compilation")
+    bench.add_argument("--out", default="clconv-bench", help="folder for results.json, results.csv, gflops.png")
+    bench.set_defaults(run=cmd_bench)
+
+    tune = commands.add_parser("tune", help="search algorithms and tiles for layers and store the winners")
+    _add_suite_arguments(tune)
+    tune.add_argument("--layer", action="append", type=_parse_layer, metavar="N,C,H,W,K,R,S[,stride,pad,dil,groups]",
+                      help="a layer shape to tune (repeatable); default: the benchmark suite")
+    tune.add_argument("--device", metavar="SPEC", help="device spec (default: the default device)")
+    tune.add_argument("--dtype", choices=sorted(_DTYPE_CHOICES), default="fp32")
+    tune.add_argument("--repeats", type=int, default=3)
+    tune.set_defaults(run=cmd_tune)
+
+    demo = commands.add_parser("train-demo", add_help=False,
+                               help="train a CNN on sklearn digits with clconv beside plain PyTorch "
+                                    "(needs the torch and examples extras; --help for its options)")
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    demo.set_defaults(run=cmd_train_demo)
     return parser
 
 

@@ -53,7 +53,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     for r in range(p.R):
         for s in range(p.S):
             window = xg[(slice(None),) + _tap_window(p, r, s)]
-            y += np.einsum("ngcpq,gkc->ngkpq", window, wg[..., r, s])
+            y += np.einsum("ngcpq,gkc->ngkpq", window, wg[..., r, s], optimize=True)
     y = y.reshape(p.output_shape)
     if bias is not None:
         y += _as_float64("bias", bias)[None, :, None, None]
@@ -69,7 +69,7 @@ def conv2d_grad_input(grad_output, weight, input_shape, stride=1, padding=0, dil
     gx_pad = np.zeros((p.N, p.groups, p.C_per_group, p.H + top + bottom, p.W + left + right))
     for r in range(p.R):
         for s in range(p.S):
-            gx_pad[(slice(None),) + _tap_window(p, r, s)] += np.einsum("ngkpq,gkc->ngcpq", gy, wg[..., r, s])
+            gx_pad[(slice(None),) + _tap_window(p, r, s)] += np.einsum("ngkpq,gkc->ngcpq", gy, wg[..., r, s], optimize=True)
     gx = gx_pad[:, :, :, top:top + p.H, left:left + p.W]
     return gx.reshape(p.input_shape).astype(p.dtype)
 
@@ -83,7 +83,7 @@ def conv2d_grad_weight(x, grad_output, weight_shape, stride=1, padding=0, dilati
     for r in range(p.R):
         for s in range(p.S):
             window = xg[(slice(None),) + _tap_window(p, r, s)]
-            gw[..., r, s] = np.einsum("ngkpq,ngcpq->gkc", gy, window)
+            gw[..., r, s] = np.einsum("ngkpq,ngcpq->gkc", gy, window, optimize=True)
     return gw.reshape(p.weight_shape).astype(p.dtype)
 
 

@@ -7,6 +7,9 @@ by default every device of every platform is tested.
 import os
 import tempfile
 
+# A user's tuning results must not change what the tests run: the suite gets its own, empty cache.
+os.environ["CLCONV_TUNING_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="clconv-tests-"), "tuning.json")
+
 # PoCL 3.x races on a shared kernel cache; each parallel test process gets its own.
 if "PYTEST_XDIST_WORKER" in os.environ:
     os.environ["POCL_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"clconv-pocl-{os.environ['PYTEST_XDIST_WORKER']}")

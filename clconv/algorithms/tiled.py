@@ -106,13 +106,15 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
     heuristic = default_config(params, info, pass_name)
     grid = []
     locals_ = [(16, 4, 1), (32, 2, 1), (8, 8, 1)] if info.type == "GPU" else [(1, 1, 1), (1, 1, 4)]
+    vectors = sorted({heuristic.vec, 4 if info.type == "GPU" else 16})
     if pass_name == "grad_weight":
-        for vec, bk, bc, local in itertools.product((4, 8, 16), (2, 4, 6), (2, 4, 6), locals_):
+        for vec, bk, bc, local in itertools.product(vectors, (2, 4, 6), (2, 4, 6), locals_):
             grid.append(GradWeightConfig(vec, min(bk, params.K_per_group), min(bc, params.C_per_group), local,
                                          heuristic.target_items))
     else:
         out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
-        for vec, bk, bp, local in itertools.product((4, 8, 16), (4, 8, 14, 28), (1, 2, 4), locals_):
+        blocks = (2, 4, 8) if info.type == "GPU" else (8, 14, 28)
+        for vec, bk, bp, local in itertools.product(vectors, blocks, (1, 2, 4), locals_):
             grid.append(CorrelationConfig(vec, min(bk, out_channels), bp, local))
     for config in [heuristic] + grid:
         if config not in seen and fits(config):

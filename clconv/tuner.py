@@ -1,0 +1,139 @@
+"""Searching algorithms and tiles per layer and device, and storing the winners.
+
+For each pass every supported algorithm is timed with each of its candidate tiles (those that exceed
+the device's work-group limits are never tried); a candidate whose result disagrees with the direct
+algorithm beyond the dtype's tolerance is discarded, so a miscompiled tile can never win. Winners go
+to the tuning cache (:mod:`clconv.tuning_cache`), where later processes find them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cl_array
+from tqdm.auto import tqdm
+
+from . import check, platforms, tuning_cache
+from .algorithms import ALGORITHMS
+from .algorithms.tiled import candidate_configs
+from .params import Conv2DParams
+from .planning import Choice, Conv2DPlan, clear_plan_cache
+
+TUNED_PASSES = ("forward", "grad_input", "grad_weight")
+
+
+def device_seconds(queue, run, repeats: int) -> float:
+    """Median device time of ``run()`` from profiling markers around it (wall time without profiling)."""
+    profiling = bool(queue.properties & cl.command_queue_properties.PROFILING_ENABLE)
+    run()  # warm-up: caches, page faults of fresh buffers, the thread pool
+    queue.finish()
+    samples = []
+    for _ in range(repeats):
+        if profiling:
+            before = cl.enqueue_marker(queue)
+            run()
+            after = cl.enqueue_marker(queue)
+            after.wait()
+            samples.append((after.profile.end - before.profile.end) * 1e-9)
+        else:
+            start = time.perf_counter()
+            run()
+            queue.finish()
+            samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def pass_runner(plan: Conv2DPlan, pass_name: str, tensors: dict):
+    """A no-argument callable running one pass of ``plan`` on device arrays."""
+    if pass_name == "forward":
+        return lambda: plan.forward(tensors["x"], tensors["weight"], tensors.get("bias"))
+    if pass_name == "grad_input":
+        return lambda: plan.grad_input(tensors["grad_output"], tensors["weight"])
+    if pass_name == "grad_weight":
+        return lambda: plan.grad_weight(tensors["x"], tensors["grad_output"])
+    return lambda: plan.grad_bias(tensors["grad_output"])
+
+
+def host_inputs(params: Conv2DParams, seed: int = 0) -> dict:
+    """Signed uniform data for every tensor of a layer."""
+    rng = np.random.default_rng(seed)
+    shapes = {"x": params.input_shape, "weight": params.weight_shape, "bias": (params.K,),
+              "grad_output": params.output_shape}
+    return {name: rng.uniform(-1, 1, shape).astype(params.dtype) for name, shape in shapes.items()}
+
+
+def to_device(queue, tensors: dict) -> dict:
+    return {name: cl_array.to_device(queue, value) for name, value in tensors.items()}
+
+
+@dataclasses.dataclass
+class TuneResult:
+    params: Conv2DParams
+    pass_name: str
+    choice: Choice
+    seconds: float
+    tried: int
+    rejected: int
+
+
+def _candidates(params, info, pass_name):
+    yield Choice("direct", None, "tuned")
+    if ALGORITHMS["tiled"].supports(params, info):
+        for config in candidate_configs(params, info, pass_name):
+            yield Choice("tiled", config, "tuned")
+
+
+def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: bool = True,
+         store: bool = True) -> list[TuneResult]:
+    """Time every candidate for each layer (Conv2DParams) and pass; store and return the winners."""
+    target = platforms.resolve(device)
+    work = [(params, pass_name, list(_candidates(params, target.info, pass_name)))
+            for params in layers for pass_name in passes]
+    bar = tqdm(total=sum(len(c) for _, _, c in work), desc=f"tuning on {target.info.name[:30]}",
+               disable=not progress, unit="candidate")
+    results = []
+    for params, pass_name, candidates in work:
+        host = host_inputs(params)
+        tensors = to_device(target.queue, host)
+        # The direct algorithm's result, and the same pass on absolute values: the error bound of check.py.
+        direct = Conv2DPlan(params, target, algo="direct")
+        reference = pass_runner(direct, pass_name, tensors)().get().astype(np.float64)
+        absolute = to_device(target.queue, {name: np.abs(value) for name, value in host.items()})
+        bound = pass_runner(direct, pass_name, absolute)().get().astype(np.float64)
+        # Both results carry rounding error, so the candidate may differ from direct by twice the tolerance.
+        limit = 2 * check.TOLERANCE[params.dtype] * np.maximum(bound, np.finfo(np.float64).tiny)
+        best, rejected = None, 0
+        for choice in candidates:
+            bar.set_postfix_str(f"{params.label} {pass_name} {choice.algo}")
+            plan = Conv2DPlan(params, target, choices={pass_name: choice})
+            try:
+                result = pass_runner(plan, pass_name, tensors)().get()
+                seconds = device_seconds(target.queue, pass_runner(plan, pass_name, tensors), repeats)
+            except (cl.Error, RuntimeError):
+                rejected += 1  # a tile the device cannot build or run is skipped, not fatal
+                bar.update()
+                continue
+            if not np.all(np.abs(result.astype(np.float64) - reference) <= limit):
+                rejected += 1
+            elif best is None or seconds < best[1]:
+                best = (choice, seconds)
+            bar.update()
+        if best is None:
+            continue
+        choice, seconds = best
+        if store:
+            tuning_cache.store(target.info, params, pass_name, {
+                "algo": choice.algo,
+                "config": dataclasses.asdict(choice.config) if choice.config is not None else None,
+                "seconds": seconds,
+                "gflops": params.flops(pass_name) / seconds / 1e9,
+                "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            })
+        results.append(TuneResult(params, pass_name, choice, seconds, len(candidates), rejected))
+    bar.close()
+    clear_plan_cache()
+    return results

@@ -1,0 +1,165 @@
+"""clconv.torch: autograd, the drop-in layer, model conversion, training and data-parallel training."""
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import clconv.torch as cltorch  # noqa: E402
+from clconv import check  # noqa: E402
+
+TORCH_CASES = [
+    pytest.param(dict(stride=1, padding=1), id="3x3-p1"),
+    pytest.param(dict(stride=2, padding=1), id="3x3-s2-p1"),
+    pytest.param(dict(stride=(2, 1), padding=(0, 2), dilation=(1, 2)), id="3x3-s2x1-p0x2-d1x2"),
+    pytest.param(dict(padding="same", dilation=2), id="3x3-same-d2"),
+    pytest.param(dict(padding=((1, 0), (2, 1))), id="3x3-asympad"),
+    pytest.param(dict(padding=1, groups=2), id="3x3-g2"),
+    pytest.param(dict(padding=1, groups=4, depthwise=True), id="3x3-depthwise"),
+]
+
+
+def _layer_inputs(case, dtype, bias=True):
+    groups = case.get("groups", 1)
+    out_channels = 4 if case.get("depthwise") else 6
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((2, 4, 7, 8), dtype=dtype, generator=generator, requires_grad=True)
+    w = torch.rand((out_channels, 4 // groups, 3, 3), dtype=dtype, generator=generator, requires_grad=True)
+    b = torch.rand((out_channels,), dtype=dtype, generator=generator, requires_grad=True) if bias else None
+    args = {k: v for k, v in case.items() if k != "depthwise"}
+    return x, w, b, args
+
+
+def _torch_reference(x, w, b, args):
+    """torch.nn.functional.conv2d, with asymmetric padding applied by F.pad first."""
+    padding = args.get("padding", 0)
+    rest = {k: v for k, v in args.items() if k != "padding"}
+    if isinstance(padding, tuple) and isinstance(padding[0], tuple):
+        (top, bottom), (left, right) = padding
+        return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (left, right, top, bottom)), w, b, **rest)
+    return torch.nn.functional.conv2d(x, w, b, padding=padding, **rest)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_gradcheck_float64(case, bias, device):
+    if not device.fp64:
+        pytest.skip(f"{device.summary()} has no fp64")
+    x, w, b, args = _layer_inputs(case, torch.float64, bias)
+    inputs = (x, w, b) if bias else (x, w)
+
+    def function(*tensors):
+        return cltorch.conv2d(*tensors, **args, cl_device=device.index)
+
+    assert torch.autograd.gradcheck(function, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=True)
+
+
+@pytest.mark.parametrize("case", TORCH_CASES)
+def test_matches_torch_float32(case, device):
+    x, w, b, args = _layer_inputs(case, torch.float32)
+    ours = cltorch.conv2d(x, w, b, **args, cl_device=device.index)
+    theirs = _torch_reference(x, w, b, args)
+    grad = torch.rand(ours.shape, generator=torch.Generator().manual_seed(1))
+    ours_grads = torch.autograd.grad(ours, (x, w, b), grad)
+    theirs_grads = torch.autograd.grad(theirs, (x, w, b), grad)
+    tolerance = check.TOLERANCE[np.dtype(np.float32)]
+    for name, a, e in (("output", ours, theirs), *zip(("grad_x", "grad_w", "grad_b"), ours_grads, theirs_grads)):
+        scale = e.abs().max().item()
+        assert (a - e).abs().max().item() <= 10 * tolerance * scale * 10, name
+
+
+def test_only_requested_gradients_are_computed(device, monkeypatch):
+    from clconv import api
+
+    calls = []
+    for name in ("conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"):
+        original = getattr(api, name)
+        monkeypatch.setattr(api, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    layer = cltorch.Conv2d(3, 4, 3, padding=1, cl_device=device.index)
+    layer.weight.requires_grad_(False)
+    x = torch.rand(2, 3, 6, 6, requires_grad=True)
+    layer(x).sum().backward()
+    assert sorted(calls) == ["conv2d_grad_bias", "conv2d_grad_input"]
+    assert layer.memory["saved_for_backward_bytes"] == layer.weight.nelement() * 4  # the weight, not x
+    calls.clear()
+    layer.weight.requires_grad_(True)
+    layer(x.detach()).sum().backward()
+    assert sorted(calls) == ["conv2d_grad_bias", "conv2d_grad_weight"]
+    assert layer.memory["saved_for_backward_bytes"] == x.nelement() * 4  # x, not the weight
+
+
+def test_conv2d_layer_is_a_drop_in(device):
+    torch.manual_seed(3)
+    plain = torch.nn.Conv2d(3, 8, (3, 5), stride=(1, 2), padding=(1, 2), dilation=1, groups=1, bias=True)
+    torch.manual_seed(3)
+    ours = cltorch.Conv2d(3, 8, (3, 5), stride=(1, 2), padding=(1, 2), dilation=1, groups=1, bias=True,
+                          cl_device=device.index)
+    assert [n for n, _ in ours.named_parameters()] == ["weight", "bias"]
+    for a, b in zip(plain.parameters(), ours.parameters()):
+        assert torch.equal(a, b)  # same initialisation from the same seed
+    ours.load_state_dict(plain.state_dict())
+    x = torch.rand(2, 3, 9, 10)
+    assert torch.allclose(ours(x), plain(x), rtol=1e-5, atol=1e-5)
+
+
+def test_bad_layers_and_tensors_are_refused(device):
+    with pytest.raises(ValueError, match="padding_mode must be 'zeros'"):
+        cltorch.Conv2d(3, 4, 3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="matches no OpenCL device"):
+        cltorch.Conv2d(3, 4, 3, cl_device="no-such-device")
+    layer = cltorch.Conv2d(3, 4, 3, cl_device=device.index)
+    with pytest.raises(TypeError, match="input must be float16, float32 or float64"):
+        layer.to(torch.bfloat16)(torch.rand(1, 3, 5, 5, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="input is a meta tensor"):
+        cltorch.conv2d(torch.empty(1, 3, 5, 5, device="meta"), torch.empty(4, 3, 3, 3, device="meta"))
+    with pytest.raises(ValueError, match="device must be a CPU device"):
+        cltorch.Conv2d(3, 4, 3, device="cuda")
+
+
+def test_convert_keeps_outputs_and_parameters(device):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, groups=2, bias=False)),
+                                torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    x = torch.rand(2, 1, 8, 8)
+    expected = model(x)
+    weights = [p.data_ptr() for p in model.parameters()]
+    converted = cltorch.convert(model, device.index)
+    assert converted is model
+    assert isinstance(model[0], cltorch.Conv2d) and isinstance(model[2][0], cltorch.Conv2d)
+    assert [p.data_ptr() for p in model.parameters()] == weights  # the very same parameters
+    assert torch.allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_training_steps_match_plain_torch(device):
+    from clconv import train_demo
+
+    data = train_demo.load_data(0)
+    plain = train_demo.make_model(0)
+    ours = cltorch.convert(copy.deepcopy(plain), device.index)
+    histories = []
+    shortened = (data[0][:320], data[1][:320], data[2][:64], data[3][:64])
+    for model, label in ((plain, "torch"), (ours, "clconv")):
+        histories.append(train_demo.train(model, shortened, epochs=3, batch_size=32, lr=0.1, seed=0, label=label,
+                                          progress=False))
+    torch_history, clconv_history = histories
+    initial_loss = train_demo.evaluate(train_demo.make_model(0), *shortened[:2])[0]
+    assert clconv_history.train_loss[-1] < 0.7 * initial_loss, (initial_loss, clconv_history.train_loss)
+    assert abs(clconv_history.train_loss[-1] - torch_history.train_loss[-1]) < 1e-3
+    assert train_demo.first_step_difference(data, 32, 0.05, 0, device.index) < 1e-5
+
+
+def test_data_parallel_matches_single_process():
+    """Two DDP processes (gloo, loopback) end with the weights of one process on the concatenated batches."""
+    from clconv import train_demo
+
+    options = {"seed": 0, "steps": 3, "batch_size": 16, "lr": 0.1, "devices": ""}
+    distributed = train_demo.distributed_run(2, options)["state"]
+    single = train_demo.single_process_steps(options, 2)
+    assert distributed.keys() == single.keys()
+    for name in single:
+        assert torch.allclose(distributed[name], single[name], rtol=1e-4, atol=1e-5), name
+    initial = train_demo.make_model(0).state_dict()
+    assert any(not torch.allclose(initial[n], single[n]) for n in single)  # training did move the weights
