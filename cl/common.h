@@ -71,4 +71,8 @@ typedef ACC_NAME acc_t;
 /* Ceiling division for non-negative ints. */
 #define DIV_UP(a, b) (((a) + (b) - 1) / (b))
 
+/* First i >= 0 with i*stride + shift >= 0, and first i >= 0 with i*stride + shift >= limit. */
+#define FIRST_INSIDE(shift, stride) ((shift) >= 0 ? 0 : DIV_UP(-(shift), (stride)))
+#define FIRST_PAST(shift, stride, limit) ((limit) - (shift) <= 0 ? 0 : DIV_UP((limit) - (shift), (stride)))
+
 #endif /* CLCONV_COMMON_H */

@@ -20,9 +20,6 @@
 #define BLOCK_K 4
 #endif
 
-/* First i >= 0 with i*stride + shift >= 0, and first i with i*stride + shift >= limit. */
-#define FIRST_INSIDE(shift, stride) ((shift) >= 0 ? 0 : DIV_UP(-(shift), (stride)))
-#define FIRST_PAST(shift, stride, limit) ((limit) - (shift) <= 0 ? 0 : DIV_UP((limit) - (shift), (stride)))
 
 __kernel void conv2d_grad_weight_direct(
     __global const real_t *restrict x, const int x_offset,

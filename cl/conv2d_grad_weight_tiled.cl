@@ -29,48 +29,8 @@
 #define BLOCK_C 4
 #endif
 
-typedef CAT(ACC_NAME, VEC) accv_t;
-#if REAL_BITS == 64
-#define MASK_NAME long
-#else
-#define MASK_NAME int
-#endif
-typedef CAT(MASK_NAME, VEC) maskv_t;
+#include "vector.h"
 
-__constant int lane_ids[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-
-#define FIRST_INSIDE(shift, stride) ((shift) >= 0 ? 0 : DIV_UP(-(shift), (stride)))
-#define FIRST_PAST(shift, stride, limit) ((limit) - (shift) <= 0 ? 0 : DIV_UP((limit) - (shift), (stride)))
-
-/* VEC values from `row` at columns col, col+stride, ...; lanes outside [0, width) or with lane >= lanes_valid
- * are zero. The vector load is used only where every lane lies inside the buffer. */
-inline accv_t load_masked(__global const real_t *row, int col, int stride, int width, int lanes_valid,
-                          __global const real_t *buffer_begin, __global const real_t *buffer_end)
-{
-    if (stride == 1 && row + col >= buffer_begin && row + col + VEC <= buffer_end) {
-        const maskv_t lane = CAT(convert_, CAT(MASK_NAME, VEC))(CAT(vload, VEC)(0, lane_ids));
-        const maskv_t column = lane + (maskv_t)col;
-        const maskv_t keep = column >= (maskv_t)0 && column < (maskv_t)width && lane < (maskv_t)lanes_valid;
-        return select((accv_t)0, VLOAD(VEC, row + col), keep);
-    }
-    acc_t values[VEC];
-    for (int j = 0; j < VEC; ++j) {
-        const int c = col + j * stride;
-        values[j] = (j < lanes_valid && c >= 0 && c < width) ? (acc_t)LOAD(row, c) : (acc_t)0;
-    }
-    return CAT(vload, VEC)(0, values);
-}
-
-/* Sum of the lanes of v in a fixed order. */
-inline acc_t lane_sum(accv_t v)
-{
-    acc_t lanes[VEC];
-    CAT(vstore, VEC)(v, 0, lanes);
-    acc_t total = (acc_t)0;
-    for (int j = 0; j < VEC; ++j)
-        total += lanes[j];
-    return total;
-}
 
 __kernel void conv2d_grad_weight_tiled(
     __global const real_t *restrict x, const int x_offset,
@@ -129,6 +89,7 @@ __kernel void conv2d_grad_weight_tiled(
     __global const real_t *x_end = x_begin + N * C * H * W;
     __global const real_t *grad_begin = grad_output + grad_output_offset;
     __global const real_t *grad_end = grad_begin + N * K * P * Q;
+    const int col_stride = COLUMN_STRIDE(stride_w);
     const int n_begin = split * n_per_split;
     const int n_end = min(N, n_begin + n_per_split);
     for (int n = n_begin; n < n_end; ++n) {
@@ -136,15 +97,15 @@ __kernel void conv2d_grad_weight_tiled(
             const int h = p * stride_h + h_shift;
             for (int q0 = 0; q0 < Q; q0 += VEC) {
                 const int lanes_valid = min(VEC, Q - q0);
-                const int col = q0 * stride_w + w_shift;
+                const int col = q0 * col_stride + w_shift;
                 accv_t grad[BLOCK_K], input[BLOCK_C];
 #pragma unroll
                 for (int i = 0; i < BLOCK_K; ++i)
-                    grad[i] = load_masked(grad_begin + ((n * K + grad_channel[i]) * P + p) * Q, q0, 1, Q,
+                    grad[i] = load_lanes_masked(grad_begin + ((n * K + grad_channel[i]) * P + p) * Q, q0, 1, Q,
                                           lanes_valid, grad_begin, grad_end);
 #pragma unroll
                 for (int j = 0; j < BLOCK_C; ++j)
-                    input[j] = load_masked(x_begin + ((n * C + x_channel[j]) * H + h) * W, col, stride_w, W,
+                    input[j] = load_lanes_masked(x_begin + ((n * C + x_channel[j]) * H + h) * W, col, col_stride, W,
                                            lanes_valid, x_begin, x_end);
 #pragma unroll
                 for (int i = 0; i < BLOCK_K; ++i)

@@ -1,5 +1,5 @@
 /*
- * Tiled direct correlation: the forward pass, and the input gradient at stride 1.
+ * Tiled direct correlation: the forward pass and the input gradient.
  *
  *   out[n, g*Co+co, p, q] = bias[g*Co+co]
  *       + sum_{ci<Ci, r<R, s<S} in[n, g*Ci+ci, p*stride_h + offset_h + r*dil_h, q*stride_w + offset_w + s*dil_w]
@@ -8,9 +8,14 @@
  * Input rows/columns outside [0, Hin) x [0, Win) read zero. Tensors are N, channels, rows, columns.
  * Forward:            in = x, out = y, Ci = C/groups, Co = K/groups, offset = -padding, the weight
  *                     strides of (K, C/groups, R, S).
- * Input gradient (stride 1): in = grad_output, out = grad_input, Ci = K/groups, Co = C/groups,
- *                     offset_h = pad_top - (R-1)*dil_h (likewise w), and weight strides that swap the
- *                     channel axes and walk r and s backwards (the kernel flipped).
+ * Input gradient:     in = grad_output, out = grad_input, Ci = K/groups, Co = C/groups, weight strides
+ *                     that swap the channel axes and walk the taps backwards (the kernel flipped); see
+ *                     clconv/algorithms/tiled.py for the offsets of each phase.
+ *
+ * The computed grid (p < Hout, q < Wout) lands in the output tensor (rows out_height, columns out_width)
+ * at row p*out_step_h + out_start_h and column q*out_step_w + out_start_w: steps of 1 for the forward
+ * pass; for the input gradient at stride > 1 each launch fills one phase (h mod stride_h, w mod stride_w)
+ * of grad_input, a stride-1 correlation of grad_output with the taps that reach that phase.
  *
  * Each work-item owns BLOCK_K output channels x BLOCK_P output rows x VEC consecutive output columns,
  * held as BLOCK_K*BLOCK_P vectors of VEC lanes. Every (ci, r, s) step loads BLOCK_P input vectors and
@@ -32,41 +37,15 @@
 #define BLOCK_P 2
 #endif
 
-typedef CAT(ACC_NAME, VEC) accv_t;
-/* select() needs an integer mask with lanes as wide as the data's. */
-#if REAL_BITS == 64
-#define MASK_NAME long
-#else
-#define MASK_NAME int
-#endif
-typedef CAT(MASK_NAME, VEC) maskv_t;
-
-__constant int lane_ids[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-
-/* VEC input values starting at column `col`, every `stride`-th, zero outside [0, width).
- * At unit stride, when the whole vector lies inside the buffer (it may straddle a row edge into the
- * padding), one vector load and a lane mask replace VEC scalar loads. */
-inline accv_t load_row_masked(__global const real_t *row, int col, int stride, int width,
-                              __global const real_t *buffer_begin, __global const real_t *buffer_end)
-{
-    if (stride == 1 && row + col >= buffer_begin && row + col + VEC <= buffer_end) {
-        const maskv_t lane = CAT(convert_, CAT(MASK_NAME, VEC))(CAT(vload, VEC)(0, lane_ids)) + (maskv_t)col;
-        return select((accv_t)0, VLOAD(VEC, row + col), lane >= (maskv_t)0 && lane < (maskv_t)width);
-    }
-    acc_t values[VEC];
-    #pragma unroll
-    for (int j = 0; j < VEC; ++j) {
-        const int c = col + j * stride;
-        values[j] = (c >= 0 && c < width) ? (acc_t)LOAD(row, c) : (acc_t)0;
-    }
-    return CAT(vload, VEC)(0, values);
-}
+#include "vector.h"
 
 __kernel void conv2d_tiled(
     __global const real_t *restrict in, const int in_offset,
     __global const real_t *restrict weight, const int weight_offset,
     __global const real_t *restrict bias, const int bias_offset, const int has_bias,
     __global real_t *restrict out, const int out_offset,
+    const int out_height, const int out_width, const int out_step_h, const int out_step_w,
+    const int out_start_h, const int out_start_w,
     const int N, const int Ci, const int Hin, const int Win,
     const int Co, const int R, const int S, const int Hout, const int Wout, const int groups,
     const int stride_h, const int stride_w, const int offset_h, const int offset_w,
@@ -102,9 +81,10 @@ __kernel void conv2d_tiled(
     const int plane = Hin * Win;
     __global const real_t *in_begin = in + in_offset;
     __global const real_t *in_end = in_begin + N * groups * Ci * plane;
-    const int col_first = q0 * stride_w + offset_w;
-    /* Columns this tile reads for tap s: col_first + s*dil_w + j*stride_w, j < VEC. */
-    const bool unit_stride = stride_w == 1;
+    const int col_stride = COLUMN_STRIDE(stride_w);
+    const int col_first = q0 * col_stride + offset_w;
+    /* Columns this tile reads for tap s: col_first + s*dil_w + j*col_stride, j < VEC. */
+    const bool vector_stride = col_stride <= 2;
     for (int ci = 0; ci < Ci; ++ci) {
         __global const real_t *in_plane = in + in_offset + (n * groups * Ci + g * Ci + ci) * plane;
         for (int r = 0; r < R; ++r) {
@@ -114,16 +94,16 @@ __kernel void conv2d_tiled(
                 rows[b] = (p0 + b) * stride_h + offset_h + r * dil_h;
             for (int s = 0; s < S; ++s) {
                 const int col = col_first + s * dil_w;
-                const bool interior = unit_stride && col >= 0 && col + VEC <= Win;
+                const bool interior = vector_stride && col >= 0 && col + LOAD_SPAN(col_stride) <= Win;
                 accv_t x[BLOCK_P];
                 #pragma unroll
                 for (int b = 0; b < BLOCK_P; ++b) {
                     if (rows[b] < 0 || rows[b] >= Hin)
                         x[b] = (accv_t)0;
                     else if (interior)
-                        x[b] = VLOAD(VEC, in_plane + rows[b] * Win + col);
+                        x[b] = load_lanes(in_plane + rows[b] * Win + col, col_stride);
                     else
-                        x[b] = load_row_masked(in_plane + rows[b] * Win, col, stride_w, Win, in_begin, in_end);
+                        x[b] = load_lanes_masked(in_plane + rows[b] * Win, col, col_stride, Win, VEC, in_begin, in_end);
                 }
                 const int tap = ci * ws_ci + r * ws_r + s * ws_s;
                 #pragma unroll
@@ -149,15 +129,16 @@ __kernel void conv2d_tiled(
             const int p = p0 + b;
             if (i >= co_count || p >= Hout)
                 continue;
-            __global real_t *out_row = out + out_offset + ((n * out_channels + co) * Hout + p) * Wout;
+            __global real_t *out_row =
+                out + out_offset + ((n * out_channels + co) * out_height + p * out_step_h + out_start_h) * out_width;
             const accv_t result = acc[i][b] + (accv_t)bias_value;
-            if (q0 + VEC <= Wout) {
-                VSTORE(VEC, result, out_row + q0);
+            if (out_step_w == 1 && q0 + VEC <= Wout) {
+                VSTORE(VEC, result, out_row + out_start_w + q0);
             } else {
                 acc_t lanes[VEC];
                 CAT(vstore, VEC)(result, 0, lanes);
-                for (int j = 0; j < Wout - q0; ++j)
-                    STORE(lanes[j], out_row, q0 + j);
+                for (int j = 0; j < min(VEC, Wout - q0); ++j)
+                    STORE(lanes[j], out_row, (q0 + j) * out_step_w + out_start_w);
             }
         }
     }

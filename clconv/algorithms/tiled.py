@@ -1,9 +1,8 @@
 """The tiled algorithm: register-tiled, vectorised direct kernels with no im2col workspace.
 
-Forward and the stride-1 input gradient share cl/conv2d_tiled.cl (the input gradient is a correlation
-of grad_output with the flipped, channel-swapped kernel); the weight gradient uses
-cl/conv2d_grad_weight_tiled.cl. The input gradient at stride > 1 and the bias gradient run the direct
-kernels.
+Forward and input gradient share cl/conv2d_tiled.cl: the input gradient is a correlation of grad_output
+with the flipped, channel-swapped kernel, computed one output phase at a time when the stride exceeds 1.
+The weight gradient uses cl/conv2d_grad_weight_tiled.cl; the bias gradient runs the direct kernel.
 
 Tile parameters are compile-time constants (``-D``); shapes are kernel arguments, so one build serves
 every layer with the same tiles, dtype and device.
@@ -13,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import typing
 
 import numpy as np
 
@@ -26,7 +26,7 @@ VECTOR_WIDTHS = (2, 4, 8, 16)
 
 @dataclasses.dataclass(frozen=True)
 class CorrelationConfig:
-    """Tile of cl/conv2d_tiled.cl (forward, stride-1 grad_input) and its work-group shape."""
+    """Tile of cl/conv2d_tiled.cl (forward, grad_input) and its work-group shape."""
 
     vec: int = 16  # output columns per work-item, as one vector
     block_k: int = 28  # output channels per work-item
@@ -80,7 +80,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
     input vector and a broadcast weight that fills AVX-512's 32 registers); layers with few channels per
     group (depthwise) take more rows instead. GPU: small tiles per work-item, parallelism from work-groups.
     """
-    width = params.W if pass_name == "grad_input" else params.Q
+    width = div_up(params.W, params.stride[1]) if pass_name == "grad_input" else params.Q
     out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
     gpu = info.type == "GPU"
     if pass_name == "grad_weight":
@@ -122,6 +122,30 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
     return seen
 
 
+def _compiled_stride(stride: int) -> int:
+    return stride if stride <= 2 else 0
+
+
+class PhaseTaps(typing.NamedTuple):
+    """The kernel taps that reach one output phase of the input gradient, read backwards."""
+
+    count: int  # taps reaching the phase (0: the phase gets no contribution, it is written as zeros)
+    last: int  # index of the last such tap (the first one read)
+    spacing: int  # distance between consecutive such taps
+    offset: int  # grad_output row (column) of the first tap read, relative to the phase's own index
+    step: int  # grad_output rows (columns) between consecutive taps read
+
+
+def _phase_taps(phase: int, pad: int, dilation: int, stride: int, extent: int) -> PhaseTaps:
+    """Taps t < extent with (phase + pad - t*dilation) divisible by stride."""
+    taps = [t for t in range(extent) if (phase + pad - t * dilation) % stride == 0]
+    if not taps:
+        return PhaseTaps(0, 0, 1, 0, 1)
+    spacing = taps[1] - taps[0] if len(taps) > 1 else 1
+    return PhaseTaps(len(taps), taps[-1], spacing, (phase + pad - taps[-1] * dilation) // stride,
+                     spacing * dilation // stride)
+
+
 class TiledAlgorithm(AlgorithmBase):
     name = "tiled"
 
@@ -144,45 +168,70 @@ class TiledAlgorithm(AlgorithmBase):
         super().__init__(params, target, max_workspace_bytes)
         configs = configs or {}
         self.configs = {name: configs.get(name) or default_config(params, target.info, name) for name in KERNELS}
-        self._kernels = {name: self.kernel(KERNELS[name], config.defines()) for name, config in self.configs.items()}
+        # The column stride each kernel reads its input at: fixed at compile time when 1 or 2 (see vector.h).
+        col_strides = {"forward": params.stride[1], "grad_input": 1, "grad_weight": params.stride[1]}
+        self._kernels = {name: self.kernel(KERNELS[name], dict(config.defines(), COL_STRIDE=_compiled_stride(
+            col_strides[name]))) for name, config in self.configs.items()}
         self._direct = DirectAlgorithm(params, target, max_workspace_bytes=max_workspace_bytes)
 
-    def _correlate(self, pass_name, source, weight, bias, out, in_shape, out_shape, offsets, weight_strides,
-                   wait_for):
+    def _correlate(self, pass_name, source, weight, bias, out, *, in_shape, grid, out_shape, placement, taps,
+                   stride, offsets, dilation, weight_strides, wait_for):
+        """One launch of cl/conv2d_tiled.cl: the (grid) output positions of a correlation of ``source``.
+
+        in_shape: (N, channels, H, W) of source; grid: (channels, rows, columns) computed; out_shape:
+        (rows, columns) of the output tensor; placement: (step_h, step_w, start_h, start_w) of the grid in it;
+        taps: (R, S) of this launch.
+        """
         p = self.params
         config = self.configs[pass_name]
         n, ci_total, h_in, w_in = in_shape
-        co_total, h_out, w_out = out_shape
-        ci, co = ci_total // p.groups, co_total // p.groups
+        co_total, h_grid, w_grid = grid
+        co = co_total // p.groups
         has_bias = bias is not None
         args = [source.buffer, np.int32(source.offset), weight.buffer, np.int32(weight.offset),
                 bias.buffer if has_bias else None, np.int32(bias.offset if has_bias else 0), np.int32(has_bias),
                 out.buffer, np.int32(out.offset)]
-        stride = p.stride if pass_name == "forward" else (1, 1)
-        args += [np.int32(v) for v in (n, ci, h_in, w_in, co, p.R, p.S, h_out, w_out, p.groups,
-                                       stride[0], stride[1], offsets[0], offsets[1], p.dilation[0], p.dilation[1],
-                                       *weight_strides)]
-        size = (div_up(w_out, config.vec), div_up(h_out, config.block_p), n * p.groups * div_up(co, config.block_k))
+        args += [np.int32(v) for v in (*out_shape, *placement, n, ci_total // p.groups, h_in, w_in, co, *taps,
+                                       h_grid, w_grid, p.groups, *stride, *offsets, *dilation, *weight_strides)]
+        size = (div_up(w_grid, config.vec), div_up(h_grid, config.block_p), n * p.groups * div_up(co, config.block_k))
         return self.launch(self._kernels[pass_name], size, config.local, args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
         p = self.params
         RS = p.R * p.S
-        strides = (p.K_per_group * p.C_per_group * RS, p.C_per_group * RS, RS, p.S, 1)
-        return self._correlate("forward", x, weight, bias, y, p.input_shape, (p.K, p.P, p.Q),
-                               (-p.padding[0], -p.padding[2]), strides, wait_for)
+        return self._correlate(
+            "forward", x, weight, bias, y, in_shape=p.input_shape, grid=(p.K, p.P, p.Q), out_shape=(p.P, p.Q),
+            placement=(1, 1, 0, 0), taps=(p.R, p.S), stride=p.stride, offsets=(-p.padding[0], -p.padding[2]),
+            dilation=p.dilation, weight_strides=(p.K_per_group * p.C_per_group * RS, p.C_per_group * RS, RS, p.S, 1),
+            wait_for=wait_for)
 
     def grad_input(self, grad_output, weight, grad_input, wait_for=None):
+        """grad_input one phase (h mod stride_h, w mod stride_w) at a time; one phase at stride 1.
+
+        Row h = h0 + stride_h*i receives tap r from grad_output row p = (h0 + pad_top - r*dil_h)/stride_h + i
+        when that division is exact. Those taps are evenly spaced; walked backwards they read grad_output at
+        i + offset + m*step (m = 0, 1, ...), a stride-1 correlation. Columns likewise.
+        """
         p = self.params
-        if p.stride != (1, 1):
-            return self._direct.grad_input(grad_output, weight, grad_input, wait_for)
         RS = p.R * p.S
-        # Walk the kernel backwards: start at tap (R-1, S-1) and step by -S and -1.
-        flipped = weight._replace(offset=weight.offset + RS - 1)
-        strides = (p.K_per_group * p.C_per_group * RS, RS, p.C_per_group * RS, -p.S, -1)
-        offsets = (p.padding[0] - (p.R - 1) * p.dilation[0], p.padding[2] - (p.S - 1) * p.dilation[1])
-        return self._correlate("grad_input", grad_output, flipped, None, grad_input, p.output_shape,
-                               (p.C, p.H, p.W), offsets, strides, wait_for)
+        event = None
+        events = list(wait_for or [])
+        for h0 in range(min(p.stride[0], p.H)):
+            rows = _phase_taps(h0, p.padding[0], p.dilation[0], p.stride[0], p.R)
+            for w0 in range(min(p.stride[1], p.W)):
+                cols = _phase_taps(w0, p.padding[2], p.dilation[1], p.stride[1], p.S)
+                # The first tap read is the last one listed: the weight walks backwards from it.
+                flipped = weight._replace(offset=weight.offset + rows.last * p.S + cols.last)
+                event = self._correlate(
+                    "grad_input", grad_output, flipped, None, grad_input, in_shape=p.output_shape,
+                    grid=(p.C, div_up(p.H - h0, p.stride[0]), div_up(p.W - w0, p.stride[1])), out_shape=(p.H, p.W),
+                    placement=(p.stride[0], p.stride[1], h0, w0), taps=(rows.count, cols.count), stride=(1, 1),
+                    offsets=(rows.offset, cols.offset), dilation=(rows.step, cols.step),
+                    weight_strides=(p.K_per_group * p.C_per_group * RS, RS, p.C_per_group * RS,
+                                    -rows.spacing * p.S, -cols.spacing),
+                    wait_for=events)
+                events = [event]  # phases write disjoint outputs; the chain keeps one event to wait on
+        return event
 
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
         p = self.params

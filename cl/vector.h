@@ -1,0 +1,77 @@
+/*
+ * Vectors of VEC lanes running along a tensor row (VEC must be 2, 4, 8 or 16; include common.h first).
+ *
+ * accv_t is a VEC-vector of acc_t. Loads take a column stride of 1 (consecutive elements) or 2 (every
+ * other element, the even lanes of two consecutive vectors); other strides fall back to one load per
+ * lane. Masked loads zero the lanes whose column lies outside [0, width) or whose index is not below
+ * lanes_valid: a masked lane must be zero, not whatever memory holds (0 * Inf would be NaN).
+ */
+#ifndef CLCONV_VECTOR_H
+#define CLCONV_VECTOR_H
+
+#if VEC != 2 && VEC != 4 && VEC != 8 && VEC != 16
+#error "VEC must be 2, 4, 8 or 16"
+#endif
+
+typedef CAT(ACC_NAME, VEC) accv_t;
+/* select() needs an integer mask with lanes as wide as the data's. */
+#if REAL_BITS == 64
+#define MASK_NAME long
+#else
+#define MASK_NAME int
+#endif
+typedef CAT(MASK_NAME, VEC) maskv_t;
+
+__constant int lane_ids[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+
+/* COL_STRIDE, when 1 or 2, is the column stride fixed at compile time, so that the loads inside the hot
+ * loops carry no branch on it; 0 means the kernel reads the stride from its argument. */
+#ifndef COL_STRIDE
+#define COL_STRIDE 0
+#endif
+#define COLUMN_STRIDE(runtime_stride) (COL_STRIDE ? COL_STRIDE : (runtime_stride))
+
+/* Elements a vector load at column stride 1 or 2 reads. */
+#define LOAD_SPAN(stride) ((stride) == 1 ? VEC : 2 * VEC)
+
+/* VEC lanes from p, p + stride, ... for stride 1 or 2; reads LOAD_SPAN(stride) elements, unchecked. */
+inline accv_t load_lanes(__global const real_t *p, int stride)
+{
+    if (stride == 1)
+        return VLOAD(VEC, p);
+    const accv_t low = VLOAD(VEC, p);
+    const accv_t high = VLOAD(VEC, p + VEC);
+    return (accv_t)(low.even, high.even);
+}
+
+/* Lanes j < lanes_valid of row[col + j*stride] where that column is in [0, width), zero elsewhere.
+ * One or two vector loads when every element they read lies in [buffer_begin, buffer_end). */
+inline accv_t load_lanes_masked(__global const real_t *row, int col, int stride, int width, int lanes_valid,
+                                __global const real_t *buffer_begin, __global const real_t *buffer_end)
+{
+    if (stride <= 2 && row + col >= buffer_begin && row + col + LOAD_SPAN(stride) <= buffer_end) {
+        const maskv_t lane = CAT(convert_, CAT(MASK_NAME, VEC))(CAT(vload, VEC)(0, lane_ids));
+        const maskv_t column = lane * (maskv_t)stride + (maskv_t)col;
+        const maskv_t keep = column >= (maskv_t)0 && column < (maskv_t)width && lane < (maskv_t)lanes_valid;
+        return select((accv_t)0, load_lanes(row + col, stride), keep);
+    }
+    acc_t values[VEC];
+    for (int j = 0; j < VEC; ++j) {
+        const int c = col + j * stride;
+        values[j] = (j < lanes_valid && c >= 0 && c < width) ? (acc_t)LOAD(row, c) : (acc_t)0;
+    }
+    return CAT(vload, VEC)(0, values);
+}
+
+/* Sum of the lanes in a fixed order. */
+inline acc_t lane_sum(accv_t v)
+{
+    acc_t lanes[VEC];
+    CAT(vstore, VEC)(v, 0, lanes);
+    acc_t total = (acc_t)0;
+    for (int j = 0; j < VEC; ++j)
+        total += lanes[j];
+    return total;
+}
+
+#endif /* CLCONV_VECTOR_H */
