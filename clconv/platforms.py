@@ -203,41 +203,39 @@ def _info_for(device: cl.Device) -> DeviceInfo:
     return DeviceInfo.from_device(device, "?:?")
 
 
+def _cached_target(key, make) -> Target:
+    """The Target stored under ``key``, made by ``make()`` on first use (one context and queue per key)."""
+    with _targets_lock:
+        target = _targets.get(key)
+        if target is None:
+            target = _targets[key] = make()
+        return target
+
+
+def _profiling_queue(context: cl.Context, device: cl.Device) -> cl.CommandQueue:
+    # Profiling lets the benchmark and the tuner read device times; it costs nothing measurable.
+    return cl.CommandQueue(context, device, properties=cl.command_queue_properties.PROFILING_ENABLE)
+
+
 def target_for_device(info: DeviceInfo) -> Target:
     """The cached context and queue of a device, created on first use."""
-    with _targets_lock:
-        target = _targets.get(info.device.int_ptr)
-        if target is None:
-            context = cl.Context([info.device])
-            queue = cl.CommandQueue(context, info.device,
-                                    properties=cl.command_queue_properties.PROFILING_ENABLE)
-            target = Target(info, context, queue)
-            _targets[info.device.int_ptr] = target
-        return target
+    def make():
+        context = cl.Context([info.device])
+        return Target(info, context, _profiling_queue(context, info.device))
+
+    return _cached_target(("device", info.device.int_ptr), make)
 
 
 def target_for_queue(queue: cl.CommandQueue) -> Target:
     """A user's own queue, used as it is."""
-    with _targets_lock:
-        key = ("queue", queue.int_ptr)
-        target = _targets.get(key)
-        if target is None:
-            target = Target(_info_for(queue.device), queue.context, queue)
-            _targets[key] = target
-        return target
+    return _cached_target(("queue", queue.int_ptr), lambda: Target(_info_for(queue.device), queue.context, queue))
 
 
 def target_for_context(context: cl.Context) -> Target:
     """A queue on a user's own context (for device arrays that carry none)."""
-    with _targets_lock:
-        key = ("context", context.int_ptr)
-        target = _targets.get(key)
-        if target is None:
-            device = context.devices[0]
-            queue = cl.CommandQueue(context, device, properties=cl.command_queue_properties.PROFILING_ENABLE)
-            target = Target(_info_for(device), context, queue)
-            _targets[key] = target
-        return target
+    device = context.devices[0]
+    return _cached_target(("context", context.int_ptr),
+                          lambda: Target(_info_for(device), context, _profiling_queue(context, device)))
 
 
 def resolve(spec=None) -> Target:

@@ -157,12 +157,11 @@ def _rank_device(devices, rank):
     return specs[rank % len(specs)] if specs else None
 
 
-def _ddp_worker(rank, world_size, port, options, result_path):
+def _ddp_worker(rank, world_size, init_method, options, result_path):
     # Each process gets its own PoCL kernel cache (PoCL 3.x races on a shared one).
     os.environ["POCL_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"clconv-pocl-rank{rank}")
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // world_size))
-    torch.distributed.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                         world_size=world_size)
+    torch.distributed.init_process_group("gloo", init_method=init_method, rank=rank, world_size=world_size)
     try:
         cl_device = _rank_device(options["devices"], rank)
         data = load_data(options["seed"])
@@ -174,7 +173,7 @@ def _ddp_worker(rank, world_size, port, options, result_path):
         else:
             history = train(parallel, data, options["epochs"], options["batch_size"], options["lr"], options["seed"],
                             f"rank {rank}", progress=rank == 0, sampler_rank=(rank, world_size))
-        if rank == 0:
+        if rank == 0 and result_path:
             torch.save({"state": model.state_dict(), "history": history,
                         "device": platforms.resolve(cl_device).info.summary()}, result_path)
     finally:
@@ -200,7 +199,8 @@ def distributed_run(world_size: int, options: dict) -> dict:
 
     with tempfile.TemporaryDirectory() as folder:
         result_path = os.path.join(folder, "rank0.pt")
-        mp.spawn(_ddp_worker, args=(world_size, free_port(), options, result_path), nprocs=world_size, join=True)
+        init_method = f"tcp://127.0.0.1:{free_port()}"
+        mp.spawn(_ddp_worker, args=(world_size, init_method, options, result_path), nprocs=world_size, join=True)
         return torch.load(result_path, weights_only=False)
 
 
@@ -231,9 +231,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     progress = not args.no_progress
+    options = {"seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+               "devices": args.devices or args.cl_device or ""}
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # launched by torchrun, possibly across machines
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        with tempfile.TemporaryDirectory() as folder:
+            result_path = os.path.join(folder, "rank0.pt")
+            _ddp_worker(rank, world_size, "env://", options, result_path)
+            if rank == 0:
+                history = torch.load(result_path, weights_only=False)["history"]
+                print(f"DDP with {world_size} processes: final test accuracy {history.test_accuracy[-1]:.2%}")
+        return 0
     if args.world_size > 1:
-        options = {"seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                   "devices": args.devices or args.cl_device or ""}
         result = distributed_run(args.world_size, options)
         history = result["history"]
         print(f"DDP with {args.world_size} processes (rank 0 on {result['device']}): final test accuracy "

@@ -67,9 +67,14 @@ class AlgorithmBase:
                                   p.dilation[0], p.dilation[1], p.groups)]
         # A Kernel holds its arguments between set_args and enqueue: one launch at a time per plan.
         self._launch_lock = threading.Lock()
+        self._kernels = {}
 
     def kernel(self, name: str, defines: dict) -> cl.Kernel:
-        return programs.get_kernel(self.target.context, name, dict(defines, **self.dtype_defines))
+        """Kernel ``name`` built with ``defines``; built on first request, so unused passes cost no compile."""
+        key = (name, tuple(sorted(defines.items())))
+        if key not in self._kernels:
+            self._kernels[key] = programs.get_kernel(self.target.context, name, dict(defines, **self.dtype_defines))
+        return self._kernels[key]
 
     def launch(self, kernel, size, local, args, wait_for):
         """Run ``kernel`` over at least ``size`` work-items in work-groups of shape ``local``.

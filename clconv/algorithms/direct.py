@@ -44,14 +44,11 @@ class DirectAlgorithm(AlgorithmBase):
 
     def __init__(self, params: Conv2DParams, target, configs=None, max_workspace_bytes=None):
         super().__init__(params, target, max_workspace_bytes)
-        self._forward = self.kernel("conv2d_forward_direct", TILES)
-        self._grad_input = self.kernel("conv2d_grad_input_direct", TILES)
-        self._grad_weight = self.kernel("conv2d_grad_weight_direct", TILES)
-        self._grad_bias = self.kernel("conv2d_grad_bias_direct", TILES)
         self.configs = {}
 
-    def _run(self, kernel, size, args, wait_for):
-        return self.launch(kernel, size, (self.local_width,) + (1,) * (len(size) - 1), args, wait_for)
+    def _run(self, kernel_name, size, args, wait_for):
+        return self.launch(self.kernel(kernel_name, TILES), size, (self.local_width,) + (1,) * (len(size) - 1), args,
+                           wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
         p = self.params
@@ -60,14 +57,14 @@ class DirectAlgorithm(AlgorithmBase):
                 bias.buffer if has_bias else None, np.int32(bias.offset if has_bias else 0), np.int32(has_bias),
                 y.buffer, np.int32(y.offset), *self.conv_scalars]
         size = (div_up(p.Q, TILES["BLOCK_Q"]), p.P, p.N * p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]))
-        return self._run(self._forward, size, args, wait_for)
+        return self._run("conv2d_forward_direct", size, args, wait_for)
 
     def grad_input(self, grad_output, weight, grad_input, wait_for=None):
         p = self.params
         args = [grad_output.buffer, np.int32(grad_output.offset), weight.buffer, np.int32(weight.offset),
                 grad_input.buffer, np.int32(grad_input.offset), *self.conv_scalars]
         size = (div_up(p.W, TILES["BLOCK_W"]), p.H, p.N * p.groups * div_up(p.C_per_group, TILES["BLOCK_C"]))
-        return self._run(self._grad_input, size, args, wait_for)
+        return self._run("conv2d_grad_input_direct", size, args, wait_for)
 
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
         p = self.params
@@ -78,7 +75,7 @@ class DirectAlgorithm(AlgorithmBase):
                 grad_weight.buffer, np.int32(grad_weight.offset), np.int32(n_per_split), np.int32(splits),
                 *self.conv_scalars]
         size = (p.C_per_group * p.R * p.S, p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]), splits)
-        event = self._run(self._grad_weight, size, args, wait_for)
+        event = self._run("conv2d_grad_weight_direct", size, args, wait_for)
         return self.reduce_into(partial, count, splits, grad_weight, event)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
@@ -88,5 +85,5 @@ class DirectAlgorithm(AlgorithmBase):
         args = [grad_output.buffer, np.int32(grad_output.offset), partial, grad_bias.buffer,
                 np.int32(grad_bias.offset), np.int32(n_per_split), np.int32(splits), np.int32(p.N),
                 np.int32(p.K), np.int32(p.P * p.Q)]
-        event = self._run(self._grad_bias, (p.K, splits), args, wait_for)
+        event = self._run("conv2d_grad_bias_direct", (p.K, splits), args, wait_for)
         return self.reduce_into(partial, p.K, splits, grad_bias, event)

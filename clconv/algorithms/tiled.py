@@ -122,10 +122,6 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
     return seen
 
 
-def _compiled_stride(stride: int) -> int:
-    return stride if stride <= 2 else 0
-
-
 class PhaseTaps(typing.NamedTuple):
     """The kernel taps that reach one output phase of the input gradient, read backwards."""
 
@@ -144,6 +140,11 @@ def _phase_taps(phase: int, pad: int, dilation: int, stride: int, extent: int) -
     spacing = taps[1] - taps[0] if len(taps) > 1 else 1
     return PhaseTaps(len(taps), taps[-1], spacing, (phase + pad - taps[-1] * dilation) // stride,
                      spacing * dilation // stride)
+
+
+# The column stride each pass reads its input at (grad_input reads grad_output at stride 1, phase by phase).
+def _column_stride(params: Conv2DParams, pass_name: str) -> int:
+    return 1 if pass_name == "grad_input" else params.stride[1]
 
 
 class TiledAlgorithm(AlgorithmBase):
@@ -168,11 +169,13 @@ class TiledAlgorithm(AlgorithmBase):
         super().__init__(params, target, max_workspace_bytes)
         configs = configs or {}
         self.configs = {name: configs.get(name) or default_config(params, target.info, name) for name in KERNELS}
-        # The column stride each kernel reads its input at: fixed at compile time when 1 or 2 (see vector.h).
-        col_strides = {"forward": params.stride[1], "grad_input": 1, "grad_weight": params.stride[1]}
-        self._kernels = {name: self.kernel(KERNELS[name], dict(config.defines(), COL_STRIDE=_compiled_stride(
-            col_strides[name]))) for name, config in self.configs.items()}
-        self._direct = DirectAlgorithm(params, target, max_workspace_bytes=max_workspace_bytes)
+        self._direct = None  # the bias gradient's kernels, built on first use
+
+    def _pass_kernel(self, pass_name: str):
+        # The column stride is fixed at compile time when it is 1 or 2 (see cl/vector.h).
+        stride = _column_stride(self.params, pass_name)
+        defines = dict(self.configs[pass_name].defines(), COL_STRIDE=stride if stride <= 2 else 0)
+        return self.kernel(KERNELS[pass_name], defines)
 
     def _correlate(self, pass_name, source, weight, bias, out, *, in_shape, grid, out_shape, placement, taps,
                    stride, offsets, dilation, weight_strides, wait_for):
@@ -194,7 +197,7 @@ class TiledAlgorithm(AlgorithmBase):
         args += [np.int32(v) for v in (*out_shape, *placement, n, ci_total // p.groups, h_in, w_in, co, *taps,
                                        h_grid, w_grid, p.groups, *stride, *offsets, *dilation, *weight_strides)]
         size = (div_up(w_grid, config.vec), div_up(h_grid, config.block_p), n * p.groups * div_up(co, config.block_k))
-        return self.launch(self._kernels[pass_name], size, config.local, args, wait_for)
+        return self.launch(self._pass_kernel(pass_name), size, config.local, args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
         p = self.params
@@ -244,8 +247,10 @@ class TiledAlgorithm(AlgorithmBase):
                 *self.conv_scalars]
         size = (div_up(p.C_per_group, config.block_c) * p.R * p.S, p.groups * div_up(p.K_per_group, config.block_k),
                 splits)
-        event = self.launch(self._kernels["grad_weight"], size, config.local, args, wait_for)
+        event = self.launch(self._pass_kernel("grad_weight"), size, config.local, args, wait_for)
         return self.reduce_into(partial, count, splits, grad_weight, event)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
+        if self._direct is None:
+            self._direct = DirectAlgorithm(self.params, self.target, max_workspace_bytes=self.max_workspace_bytes)
         return self._direct.grad_bias(grad_output, grad_bias, wait_for)
