@@ -68,6 +68,13 @@ typedef ACC_NAME acc_t;
 #define MULADD(a, b, c) mad((a), (b), (c))
 #endif
 
+/* A layer's shape and geometry as kernel parameters, in the order clconv/algorithms/base.py passes them. */
+#define CONV_GEOMETRY_PARAMS \
+    const int N, const int C, const int H, const int W, \
+    const int K, const int R, const int S, const int P, const int Q, \
+    const int stride_h, const int stride_w, const int pad_top, const int pad_left, \
+    const int dil_h, const int dil_w, const int groups
+
 /* Ceiling division for non-negative ints. */
 #define DIV_UP(a, b) (((a) + (b) - 1) / (b))
 

@@ -25,10 +25,7 @@ __kernel void conv2d_grad_input_direct(
     __global const real_t *restrict grad_output, const int grad_output_offset,
     __global const real_t *restrict weight, const int weight_offset,
     __global real_t *restrict grad_input, const int grad_input_offset,
-    const int N, const int C, const int H, const int W,
-    const int K, const int R, const int S, const int P, const int Q,
-    const int stride_h, const int stride_w, const int pad_top, const int pad_left,
-    const int dil_h, const int dil_w, const int groups)
+    CONV_GEOMETRY_PARAMS)
 {
     const int Cg = C / groups;
     const int Kg = K / groups;

@@ -38,10 +38,7 @@ __kernel void conv2d_grad_weight_tiled(
     __global acc_t *restrict partial,
     __global real_t *restrict grad_weight, const int grad_weight_offset,
     const int n_per_split, const int splits,
-    const int N, const int C, const int H, const int W,
-    const int K, const int R, const int S, const int P, const int Q,
-    const int stride_h, const int stride_w, const int pad_top, const int pad_left,
-    const int dil_h, const int dil_w, const int groups)
+    CONV_GEOMETRY_PARAMS)
 {
     const int Cg = C / groups;
     const int Kg = K / groups;

@@ -11,6 +11,7 @@ import pyopencl as cl
 from .. import programs
 from ..params import Conv2DParams
 
+# The order of CONV_GEOMETRY_PARAMS in cl/common.h.
 _CONV_SCALARS = ("N", "C", "H", "W", "K", "R", "S", "P", "Q")
 
 
