@@ -160,13 +160,13 @@ def cmd_bench(args) -> int:
     return 1 if failures or wrong else 0
 
 
-def cmd_train_demo(args) -> int:
+def cmd_train_demo(demo_args) -> int:
     try:
         from . import train_demo
     except ImportError as error:
         raise RuntimeError(f"train-demo needs PyTorch and scikit-learn ({error}); "
                            'pip install torch "clconv[examples]"') from error
-    return train_demo.main(args.demo_args)
+    return train_demo.main(demo_args)
 
 
 def _add_suite_arguments(parser) -> None:
@@ -211,20 +211,24 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--repeats", type=int, default=3)
     tune.set_defaults(run=cmd_tune)
 
-    demo = commands.add_parser("train-demo", add_help=False,
-                               help="train a CNN on sklearn digits with clconv beside plain PyTorch "
-                                    "(needs the torch and examples extras; --help for its options)")
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
-    demo.set_defaults(run=cmd_train_demo)
+    # Listed for --help only: main() hands everything after "train-demo" to the demo's own parser.
+    commands.add_parser("train-demo", add_help=False,
+                        help="train a CNN on sklearn digits with clconv beside plain PyTorch "
+                             "(needs the torch and examples extras; --help for its options)")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train-demo"]:
+        command, run = "train-demo", lambda: cmd_train_demo(argv[1:])
+    else:
+        args = build_parser().parse_args(argv)
+        command, run = args.command, lambda: args.run(args)
     try:
-        return args.run(args)
+        return run()
     except (ValueError, TypeError, RuntimeError) as error:
-        print(f"clconv {args.command}: error: {error}", file=sys.stderr)
+        print(f"clconv {command}: error: {error}", file=sys.stderr)
         return 2
 
 
