@@ -18,14 +18,14 @@ def target_for_arrays(device, **arrays) -> platforms.Target:
     """The Target a call runs on: its device arrays' context, else ``device`` (or the default)."""
     on_device = {n: a for n, a in arrays.items() if isinstance(a, cl_array.Array)}
     if not on_device:
-        return device if isinstance(device, platforms.Target) else platforms.resolve(device)
+        return platforms.resolve(device)
     first_name, first = next(iter(on_device.items()))
     for name, array in on_device.items():
         if array.context != first.context:
             raise ValueError(
                 f"{name} lives on a different OpenCL context than {first_name}; move all device arrays to one context")
     if device is not None:
-        requested = device if isinstance(device, platforms.Target) else platforms.resolve(device)
+        requested = platforms.resolve(device)
         if requested.context != first.context:
             raise ValueError(
                 f"device={device!r} names {requested.info.summary()}, but {first_name} lives on another OpenCL "
@@ -61,7 +61,6 @@ class CallArrays:
     """The arrays of one call on one Target: uploads, device views, outputs and the final result."""
 
     def __init__(self, target: platforms.Target, **arrays):
-        check_array_types(**arrays)
         self.target = target
         self.arrays = {name: a for name, a in arrays.items() if a is not None}
         on_device = [a for a in self.arrays.values() if isinstance(a, cl_array.Array)]

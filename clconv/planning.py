@@ -2,7 +2,8 @@
 
 A :class:`Conv2DPlan` picks an algorithm and tile for each pass: the one named by ``algo``, else the
 winner stored by the tuner for this device and driver, else a heuristic (the tiled algorithm with tiles
-matched to the layer). Algorithms whose workspace exceeds ``max_workspace_bytes`` are skipped.
+matched to the layer). Every algorithm keeps its scratch memory within ``max_workspace_bytes``: the
+reductions then split the batch into fewer chunks (none at a cap of 0).
 
 NumPy batches too large for one device allocation run in batch chunks; the weight and bias gradients
 of the chunks are added in chunk order, so the result stays reproducible.
@@ -14,7 +15,6 @@ import dataclasses
 import functools
 
 import numpy as np
-import pyopencl.array as cl_array
 
 from . import arrays, platforms, tuning_cache
 from .algorithms import ALGORITHMS, get_algorithm
@@ -43,7 +43,7 @@ def _config_from_record(record: dict, pass_name: str):
     return CONFIG_TYPES[pass_name](**fields)
 
 
-def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto", max_workspace_bytes=None) -> Choice:
+def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto") -> Choice:
     if algo != "auto":
         algorithm = get_algorithm(algo)
         if not algorithm.supports(params, info):
@@ -56,10 +56,7 @@ def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto", max_w
         except TypeError:
             config = None  # a record from another clconv version; fall through to the heuristic
         else:
-            algorithm = ALGORITHMS[record["algo"]]
-            fits = (max_workspace_bytes is None or algorithm.workspace_bytes(
-                params, pass_name, info, None) <= max_workspace_bytes)
-            if algorithm.supports(params, info) and fits:
+            if ALGORITHMS[record["algo"]].supports(params, info):
                 return Choice(record["algo"], config, "tuned")
     return Choice(DEFAULT_ALGORITHM, None, "heuristic")
 
@@ -73,7 +70,7 @@ class Conv2DPlan:
         self.target = target
         self.max_workspace_bytes = max_workspace_bytes
         arrays.check_dtype_supported(target.info, params.dtype)
-        self.choices = choices or {name: choose(params, target.info, name, algo, max_workspace_bytes)
+        self.choices = choices or {name: choose(params, target.info, name, algo)
                                    for name in PASSES}
         self._implementations = {}
 
@@ -122,53 +119,37 @@ class Conv2DPlan:
         arrays.target_for_arrays(self.target, **named)  # device arrays must live on this plan's context
         return arrays.CallArrays(self.target, **named)
 
-    def forward(self, x, weight, bias=None):
-        """y = conv2d(x, weight) + bias, shape (N, K, P, Q)."""
-        call = self._call(x=x, weight=weight, bias=bias)
-        chunked = self._chunked(call, "forward", ("x",), "y")
+    def _run(self, pass_name: str, out_name: str, out_shape, batch_inputs, concatenate: bool, **named):
+        """Run one pass: check the arrays, chunk oversized NumPy batches, launch, return the caller's kind."""
+        call = self._call(**named)
+        chunked = self._chunked(call, pass_name, batch_inputs, concatenate)
         if chunked is not None:
             return chunked
-        y = call.empty("y", self.params.output_shape, self.params.dtype)
+        out = call.empty(out_name, out_shape, self.params.dtype)
         event = None
-        if y.size:
-            event = self._implementation("forward").forward(
-                call.view("x"), call.view("weight"), call.view("bias"), arrays.output_view(y), call.wait_for)
-        return call.finish(y, event)
+        if out.size:
+            launch = getattr(self._implementation(pass_name), pass_name)
+            event = launch(*(call.view(name) for name in named), arrays.output_view(out), call.wait_for)
+        return call.finish(out, event)
+
+    def forward(self, x, weight, bias=None):
+        """y = conv2d(x, weight) + bias, shape (N, K, P, Q)."""
+        return self._run("forward", "y", self.params.output_shape, ("x",), True, x=x, weight=weight, bias=bias)
 
     def grad_input(self, grad_output, weight):
         """dL/dx, shape (N, C, H, W)."""
-        call = self._call(grad_output=grad_output, weight=weight)
-        chunked = self._chunked(call, "grad_input", ("grad_output",), "grad_input")
-        if chunked is not None:
-            return chunked
-        grad_input = call.empty("grad_input", self.params.input_shape, self.params.dtype)
-        event = None
-        if grad_input.size:
-            event = self._implementation("grad_input").grad_input(
-                call.view("grad_output"), call.view("weight"), arrays.output_view(grad_input), call.wait_for)
-        return call.finish(grad_input, event)
+        return self._run("grad_input", "grad_input", self.params.input_shape, ("grad_output",), True,
+                         grad_output=grad_output, weight=weight)
 
     def grad_weight(self, x, grad_output):
         """dL/dk, shape (K, C/groups, R, S); bit-identical across runs."""
-        call = self._call(x=x, grad_output=grad_output)
-        chunked = self._chunked(call, "grad_weight", ("x", "grad_output"), None)
-        if chunked is not None:
-            return chunked
-        grad_weight = call.empty("grad_weight", self.params.weight_shape, self.params.dtype)
-        event = self._implementation("grad_weight").grad_weight(
-            call.view("x"), call.view("grad_output"), arrays.output_view(grad_weight), call.wait_for)
-        return call.finish(grad_weight, event)
+        return self._run("grad_weight", "grad_weight", self.params.weight_shape, ("x", "grad_output"), False,
+                         x=x, grad_output=grad_output)
 
     def grad_bias(self, grad_output):
         """dL/db, shape (K,); bit-identical across runs."""
-        call = self._call(grad_output=grad_output)
-        chunked = self._chunked(call, "grad_bias", ("grad_output",), None)
-        if chunked is not None:
-            return chunked
-        grad_bias = call.empty("grad_bias", (self.params.K,), self.params.dtype)
-        event = self._implementation("grad_bias").grad_bias(
-            call.view("grad_output"), arrays.output_view(grad_bias), call.wait_for)
-        return call.finish(grad_bias, event)
+        return self._run("grad_bias", "grad_bias", (self.params.K,), ("grad_output",), False,
+                         grad_output=grad_output)
 
     # -- batches larger than one allocation ------------------------------------------------------
     def batch_chunk(self) -> int:
@@ -177,7 +158,7 @@ class Conv2DPlan:
         per_image = max(int(np.prod(shape[1:])) for shape in (p.input_shape, p.output_shape)) * p.dtype.itemsize
         return max(0, self.target.info.max_alloc_bytes // per_image)
 
-    def _chunked(self, call: arrays.CallArrays, pass_name: str, batch_inputs, batch_output):
+    def _chunked(self, call: arrays.CallArrays, pass_name: str, batch_inputs, concatenate: bool):
         """Run a NumPy call in batch chunks when it is too big for one allocation; None when it fits."""
         p = self.params
         chunk = self.batch_chunk()
@@ -193,7 +174,7 @@ class Conv2DPlan:
                            max_workspace_bytes=self.max_workspace_bytes)
             named = {name: (a[start:stop] if name in batch_inputs else a) for name, a in call.arrays.items()}
             pieces.append(getattr(sub, pass_name)(**named))
-        if batch_output is not None:
+        if concatenate:
             return np.concatenate(pieces, axis=0)
         # Sum of per-chunk gradients in chunk order, accumulated as the kernels do (float or double).
         accumulator = np.float64 if p.dtype == np.float64 else np.float32
@@ -229,7 +210,4 @@ def plan(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, *
     ``plan.grad_bias(gy)`` take NumPy or device arrays of exactly the planned shapes.
     """
     params = Conv2DParams.create(input_shape, weight_shape, stride, padding, dilation, groups, dtype)
-    target = device if isinstance(device, platforms.Target) else platforms.resolve(device)
-    if isinstance(device, cl_array.Array):
-        raise TypeError("device must be a device spec, not an array")
-    return Conv2DPlan(params, target, algo, max_workspace_bytes)
+    return Conv2DPlan(params, platforms.resolve(device), algo, max_workspace_bytes)
