@@ -101,13 +101,6 @@ def _oracle(pass_name: str, p: Conv2DParams, data: dict):
     return reference.conv2d_grad_weight(data["x"], data["grad_output"], p.weight_shape, **args)
 
 
-def _tensor_bytes(p: Conv2DParams, pass_name: str) -> int:
-    shapes = {"forward": (p.input_shape, p.weight_shape, p.output_shape),
-              "grad_input": (p.output_shape, p.weight_shape, p.input_shape),
-              "grad_weight": (p.input_shape, p.output_shape, p.weight_shape)}[pass_name]
-    return sum(int(np.prod(s)) for s in shapes) * p.dtype.itemsize
-
-
 # -- peers -----------------------------------------------------------------------------------------
 
 class TorchPeer:
@@ -153,7 +146,7 @@ class TorchPeer:
         record.first_call_s = time.perf_counter() - start
         record.kernel_s = record.wall_s = _median_wall(run, repeats)
         record.e2e_s = _median_wall(lambda: run().numpy(), repeats)
-        record.device_bytes = _tensor_bytes(p, pass_name)
+        record.device_bytes = p.bytes_moved(pass_name)
         if pass_name == "grad_input" and tuple(result.shape) != p.input_shape:  # asymmetric padding: crop
             top, _, left, _ = p.padding
             result = result[:, :, top:top + p.H, left:left + p.W]
@@ -170,7 +163,7 @@ class NumpyPeer:
         start = time.perf_counter()
         result = _oracle(pass_name, p, data)
         record.first_call_s = record.kernel_s = record.wall_s = record.e2e_s = time.perf_counter() - start
-        record.device_bytes = _tensor_bytes(p, pass_name)
+        record.device_bytes = p.bytes_moved(pass_name)
         return result
 
 
@@ -247,7 +240,7 @@ class ClblastPeer:
         record.wall_s = _median_wall(lambda: (run_pass(tensors), queue.finish()), repeats)
         record.e2e_s = _median_wall(lambda: run_pass(to_device(queue, {n: data[n] for n in names})).get(), repeats)
         record.workspace_bytes = col.nbytes
-        record.device_bytes = _tensor_bytes(p, pass_name) + col.nbytes
+        record.device_bytes = p.bytes_moved(pass_name) + col.nbytes
         return result
 
 
@@ -266,7 +259,7 @@ def _measure_clconv(target, record: Record, pass_name, p: Conv2DParams, data, re
     record.e2e_s = _median_wall(pass_runner(plan, pass_name, data), repeats)
     record.algorithm = plan.algorithms[pass_name]
     record.workspace_bytes = plan.workspace_bytes[pass_name]
-    record.device_bytes = _tensor_bytes(p, pass_name) + record.workspace_bytes
+    record.device_bytes = p.bytes_moved(pass_name) + record.workspace_bytes
     return result
 
 
@@ -322,7 +315,7 @@ def run(suite, device_infos, passes=BENCH_PASSES, repeats: int = 9, peers: bool 
         if peers:
             reason = torch_peer.applies(p)
             if reason:
-                skipped("host", platform.processor() or "CPU", torch_peer.name, reason)
+                skipped("host", _cpu_name(), torch_peer.name, reason)
             else:
                 finish(record_for("host", _cpu_name(), torch_peer.name),
                        lambda r: torch_peer.measure(r, pass_name, p, data, repeats))

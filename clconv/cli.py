@@ -1,16 +1,24 @@
-"""The ``clconv`` command: ``devices`` lists OpenCL devices, ``check`` tests them against the oracle."""
+"""The ``clconv`` command.
+
+``devices`` lists the OpenCL devices, ``check`` tests them against the NumPy oracle, ``bench`` compares
+them with PyTorch, CLBlast and NumPy, ``tune`` stores the fastest algorithms per layer, and
+``train-demo`` trains a CNN with clconv beside plain PyTorch.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
+from . import benchmark, layers, tuner, tuning_cache
 from . import check as _check
 from . import platforms as _platforms
-from .params import PASSES, dtype_name
+from .params import PASSES, Conv2DParams, dtype_name
 
 _DTYPE_CHOICES = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64}
 
@@ -26,7 +34,7 @@ def _default_reason() -> str:
     return "chosen automatically: GPU, then accelerator, then CPU; most compute units; newest platform"
 
 
-def cmd_platforms(args) -> int:
+def cmd_devices(args) -> int:
     infos = _platforms.devices()
     default = _platforms.default_device()
     header = ("", "index", "type", "device", "platform", "CUs", "memory", "max alloc", "fp64", "fp16 ext", "OpenCL C")
@@ -95,8 +103,6 @@ def cmd_check(args) -> int:
 
 def _parse_layer(text: str):
     """'N,C,H,W,K,R,S[,stride[,padding[,dilation[,groups]]]]' -> Conv2DParams (fp32)."""
-    from .params import Conv2DParams
-
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
@@ -112,15 +118,11 @@ def _parse_layer(text: str):
 
 
 def _suite_params(args):
-    from . import layers
-
     suite = layers.select(args.layers, quick=args.quick)
     return [layer.params(layer.batch_for(args.flops)) for layer in suite]
 
 
 def cmd_tune(args) -> int:
-    from . import tuner, tuning_cache
-
     params = list(args.layer or []) or _suite_params(args)
     dtype = np.dtype(_DTYPE_CHOICES[args.dtype])
     params = [p.with_dtype(dtype) for p in params]
@@ -135,13 +137,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from pathlib import Path
-
-    from . import benchmark, layers
-
     if args.cold_cache:
-        import tempfile
-
         # PoCL reads its cache directory when the platform starts, which has not happened yet here.
         os.environ["POCL_CACHE_DIR"] = tempfile.mkdtemp(prefix="clconv-pocl-")
     infos = [_platforms.match(spec) for spec in args.device] if args.device else _platforms.devices()
@@ -170,8 +166,6 @@ def cmd_train_demo(demo_args) -> int:
 
 
 def _add_suite_arguments(parser) -> None:
-    from . import benchmark
-
     parser.add_argument("--quick", action="store_true", help="the quick subset of the layer suite")
     parser.add_argument("--layers", nargs="+", metavar="NAME", help="layers (e.g. ResNet-18/layer3.conv) or networks")
     parser.add_argument("--passes", nargs="+", choices=benchmark.BENCH_PASSES, default=list(benchmark.BENCH_PASSES))
@@ -181,7 +175,7 @@ def _add_suite_arguments(parser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clconv", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("devices", help="list every OpenCL device and the default choice").set_defaults(run=cmd_platforms)
+    commands.add_parser("devices", help="list every OpenCL device and the default choice").set_defaults(run=cmd_devices)
     check = commands.add_parser("check", help="run every pass against the NumPy oracle on built-in layer shapes")
     check.add_argument("--device", action="append", metavar="SPEC",
                        help="device spec ('P:D', cpu, gpu, accelerator, name substring); repeatable; default: all")

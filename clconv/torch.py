@@ -40,12 +40,9 @@ def _bytes(*tensors) -> int:
 
 
 def _device_bytes(p: params.Conv2DParams, cl_device) -> dict:
-    """Device bytes each pass allocates: its inputs, its output and its workspace."""
-    x, w, y = (int(np.prod(shape)) * p.dtype.itemsize for shape in (p.input_shape, p.weight_shape, p.output_shape))
-    b = p.K * p.dtype.itemsize
+    """Device bytes each pass allocates: its inputs and output (every tensor once) and its workspace."""
     workspace = planning.plan_for(p, platforms.resolve(cl_device)).workspace_bytes
-    tensors = {"forward": x + w + b + y, "grad_input": y + w + x, "grad_weight": x + y + w, "grad_bias": y + b}
-    return {name: tensors[name] + workspace[name] for name in tensors}
+    return {name: p.bytes_moved(name) + workspace[name] for name in params.PASSES}
 
 
 class _Conv2dFunction(torch.autograd.Function):
