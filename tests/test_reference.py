@@ -49,9 +49,9 @@ def test_seed_formulas_single_channel():
     np.testing.assert_allclose(grad_x, seed_input_gradient(grad_y, k, (6, 7)), rtol=1e-13, atol=1e-13)
 
 
-def loop_conv2d(x, w, p: Conv2DParams):
-    """The general layer as nested loops over every index: stride, padding, dilation, groups."""
-    y = np.zeros(p.output_shape)
+def valid_taps(p: Conv2DParams):
+    """Every (output element, kernel tap) pair of the layer that reads an input pixel, by plain loops:
+    (n, k, out_r, out_c, input channel, c, a, b, row, col)."""
     top, _, left, _ = p.padding
     for n, k, out_r, out_c in itertools.product(*map(range, p.output_shape)):
         g = k // p.K_per_group
@@ -59,23 +59,23 @@ def loop_conv2d(x, w, p: Conv2DParams):
             row = out_r * p.stride[0] - top + a * p.dilation[0]
             col = out_c * p.stride[1] - left + b * p.dilation[1]
             if 0 <= row < p.H and 0 <= col < p.W:
-                y[n, k, out_r, out_c] += x[n, g * p.C_per_group + c, row, col] * w[k, c, a, b]
+                yield n, k, out_r, out_c, g * p.C_per_group + c, c, a, b, row, col
+
+
+def loop_conv2d(x, w, p: Conv2DParams):
+    """The general layer, term by term: stride, padding, dilation, groups."""
+    y = np.zeros(p.output_shape)
+    for n, k, out_r, out_c, channel, c, a, b, row, col in valid_taps(p):
+        y[n, k, out_r, out_c] += x[n, channel, row, col] * w[k, c, a, b]
     return y
 
 
 def loop_gradients(x, w, grad_y, p: Conv2DParams):
     """dL/dx and dL/dw by the chain rule applied to loop_conv2d, term by term."""
     grad_x, grad_w = np.zeros(p.input_shape), np.zeros(p.weight_shape)
-    top, _, left, _ = p.padding
-    for n, k, out_r, out_c in itertools.product(*map(range, p.output_shape)):
-        g = k // p.K_per_group
-        for c, a, b in itertools.product(range(p.C_per_group), range(p.R), range(p.S)):
-            row = out_r * p.stride[0] - top + a * p.dilation[0]
-            col = out_c * p.stride[1] - left + b * p.dilation[1]
-            if 0 <= row < p.H and 0 <= col < p.W:
-                channel = g * p.C_per_group + c
-                grad_x[n, channel, row, col] += grad_y[n, k, out_r, out_c] * w[k, c, a, b]
-                grad_w[k, c, a, b] += grad_y[n, k, out_r, out_c] * x[n, channel, row, col]
+    for n, k, out_r, out_c, channel, c, a, b, row, col in valid_taps(p):
+        grad_x[n, channel, row, col] += grad_y[n, k, out_r, out_c] * w[k, c, a, b]
+        grad_w[k, c, a, b] += grad_y[n, k, out_r, out_c] * x[n, channel, row, col]
     return grad_x, grad_w
 
 
