@@ -87,6 +87,7 @@ __kernel void conv2d_grad_weight_tiled(
     __global const real_t *grad_begin = grad_output + grad_output_offset;
     __global const real_t *grad_end = grad_begin + N * K * P * Q;
     const int col_stride = COLUMN_STRIDE(stride_w);
+    const bool vector_stride = col_stride <= 2;
     const int n_begin = split * n_per_split;
     const int n_end = min(N, n_begin + n_per_split);
     for (int n = n_begin; n < n_end; ++n) {
@@ -95,15 +96,22 @@ __kernel void conv2d_grad_weight_tiled(
             for (int q0 = 0; q0 < Q; q0 += VEC) {
                 const int lanes_valid = min(VEC, Q - q0);
                 const int col = q0 * col_stride + w_shift;
+                /* Whole vectors inside their rows need no lane masks: the common case on wide rows. */
+                const bool interior = lanes_valid == VEC && vector_stride && col >= 0 &&
+                                      col + LOAD_SPAN(col_stride) <= W;
                 accv_t grad[BLOCK_K], input[BLOCK_C];
 #pragma unroll
-                for (int i = 0; i < BLOCK_K; ++i)
-                    grad[i] = load_lanes_masked(grad_begin + ((n * K + grad_channel[i]) * P + p) * Q, q0, 1, Q,
-                                          lanes_valid, grad_begin, grad_end);
+                for (int i = 0; i < BLOCK_K; ++i) {
+                    __global const real_t *grad_row = grad_begin + ((n * K + grad_channel[i]) * P + p) * Q;
+                    grad[i] = interior ? load_lanes(grad_row + q0, 1)
+                                       : load_lanes_masked(grad_row, q0, 1, Q, lanes_valid, grad_begin, grad_end);
+                }
 #pragma unroll
-                for (int j = 0; j < BLOCK_C; ++j)
-                    input[j] = load_lanes_masked(x_begin + ((n * C + x_channel[j]) * H + h) * W, col, col_stride, W,
-                                           lanes_valid, x_begin, x_end);
+                for (int j = 0; j < BLOCK_C; ++j) {
+                    __global const real_t *x_row = x_begin + ((n * C + x_channel[j]) * H + h) * W;
+                    input[j] = interior ? load_lanes(x_row + col, col_stride)
+                                        : load_lanes_masked(x_row, col, col_stride, W, lanes_valid, x_begin, x_end);
+                }
 #pragma unroll
                 for (int i = 0; i < BLOCK_K; ++i)
 #pragma unroll
