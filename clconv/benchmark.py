@@ -24,7 +24,6 @@ import json
 import math
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from . import check, layers, platforms, reference
 from .params import Conv2DParams, dtype_name
 from .planning import Conv2DPlan
-from .tuner import device_seconds, host_inputs, pass_runner, to_device
+from .tuner import device_seconds, host_inputs, median_wall_seconds, pass_runner, to_device
 
 BENCH_PASSES = ("forward", "grad_input", "grad_weight")
 
@@ -79,16 +78,6 @@ class Record:
         data = dataclasses.asdict(self)
         data.update(gflops=self.gflops, e2e_gflops=self.e2e_gflops, gbps=self.gbps)
         return data
-
-
-def _median_wall(run, repeats: int) -> float:
-    run()  # warm-up
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def _oracle(pass_name: str, p: Conv2DParams, data: dict):
@@ -144,8 +133,8 @@ class TorchPeer:
         start = time.perf_counter()
         result = run().numpy()
         record.first_call_s = time.perf_counter() - start
-        record.kernel_s = record.wall_s = _median_wall(run, repeats)
-        record.e2e_s = _median_wall(lambda: run().numpy(), repeats)
+        record.kernel_s = record.wall_s = median_wall_seconds(run, repeats)
+        record.e2e_s = median_wall_seconds(lambda: run().numpy(), repeats)
         record.device_bytes = p.bytes_moved(pass_name)
         if pass_name == "grad_input" and tuple(result.shape) != p.input_shape:  # asymmetric padding: crop
             top, _, left, _ = p.padding
@@ -237,8 +226,8 @@ class ClblastPeer:
         result = run_pass(tensors).get()
         record.first_call_s = time.perf_counter() - start
         record.kernel_s = device_seconds(queue, lambda: run_pass(tensors), repeats)
-        record.wall_s = _median_wall(lambda: (run_pass(tensors), queue.finish()), repeats)
-        record.e2e_s = _median_wall(lambda: run_pass(to_device(queue, {n: data[n] for n in names})).get(), repeats)
+        record.wall_s = median_wall_seconds(lambda: (run_pass(tensors), queue.finish()), repeats)
+        record.e2e_s = median_wall_seconds(lambda: run_pass(to_device(queue, {n: data[n] for n in names})).get(), repeats)
         record.workspace_bytes = col.nbytes
         record.device_bytes = p.bytes_moved(pass_name) + col.nbytes
         return result
@@ -255,8 +244,8 @@ def _measure_clconv(target, record: Record, pass_name, p: Conv2DParams, data, re
     record.first_call_s = time.perf_counter() - start
     run = pass_runner(plan, pass_name, tensors)
     record.kernel_s = device_seconds(queue, run, repeats)
-    record.wall_s = _median_wall(lambda: (run(), queue.finish()), repeats)
-    record.e2e_s = _median_wall(pass_runner(plan, pass_name, data), repeats)
+    record.wall_s = median_wall_seconds(lambda: (run(), queue.finish()), repeats)
+    record.e2e_s = median_wall_seconds(pass_runner(plan, pass_name, data), repeats)
     record.algorithm = plan.algorithms[pass_name]
     record.workspace_bytes = plan.workspace_bytes[pass_name]
     record.device_bytes = p.bytes_moved(pass_name) + record.workspace_bytes

@@ -26,24 +26,30 @@ from .planning import Choice, Conv2DPlan, clear_plan_cache
 TUNED_PASSES = ("forward", "grad_input", "grad_weight")
 
 
+def median_wall_seconds(run, repeats: int) -> float:
+    """Median host-clock time of ``run()`` over ``repeats`` calls after one warm-up call."""
+    run()  # warm-up: caches, page faults of fresh buffers, the thread pool
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
 def device_seconds(queue, run, repeats: int) -> float:
     """Median device time of ``run()`` from profiling markers around it (wall time without profiling)."""
-    profiling = bool(queue.properties & cl.command_queue_properties.PROFILING_ENABLE)
-    run()  # warm-up: caches, page faults of fresh buffers, the thread pool
+    if not queue.properties & cl.command_queue_properties.PROFILING_ENABLE:
+        return median_wall_seconds(lambda: (run(), queue.finish()), repeats)
+    run()  # warm-up
     queue.finish()
     samples = []
     for _ in range(repeats):
-        if profiling:
-            before = cl.enqueue_marker(queue)
-            run()
-            after = cl.enqueue_marker(queue)
-            after.wait()
-            samples.append((after.profile.end - before.profile.end) * 1e-9)
-        else:
-            start = time.perf_counter()
-            run()
-            queue.finish()
-            samples.append(time.perf_counter() - start)
+        before = cl.enqueue_marker(queue)
+        run()
+        after = cl.enqueue_marker(queue)
+        after.wait()
+        samples.append((after.profile.end - before.profile.end) * 1e-9)
     return statistics.median(samples)
 
 
