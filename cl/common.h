@@ -75,6 +75,16 @@ typedef ACC_NAME acc_t;
     const int stride_h, const int stride_w, const int pad_top, const int pad_left, \
     const int dil_h, const int dil_w, const int groups
 
+/* The weight-gradient kernels' parameters, in the order AlgorithmBase.grad_weight_args passes them: x,
+ * grad_output, the split partial sums (NULL with one split), grad_weight, the batch split, the geometry. */
+#define GRAD_WEIGHT_PARAMS \
+    __global const real_t *restrict x, const int x_offset, \
+    __global const real_t *restrict grad_output, const int grad_output_offset, \
+    __global acc_t *restrict partial, \
+    __global real_t *restrict grad_weight, const int grad_weight_offset, \
+    const int n_per_split, const int splits, \
+    CONV_GEOMETRY_PARAMS
+
 /* Ceiling division for non-negative ints. */
 #define DIV_UP(a, b) (((a) + (b) - 1) / (b))
 

@@ -20,14 +20,8 @@
 #define BLOCK_K 4
 #endif
 
-
 __kernel void conv2d_grad_weight_direct(
-    __global const real_t *restrict x, const int x_offset,
-    __global const real_t *restrict grad_output, const int grad_output_offset,
-    __global acc_t *restrict partial,
-    __global real_t *restrict grad_weight, const int grad_weight_offset,
-    const int n_per_split, const int splits,
-    CONV_GEOMETRY_PARAMS)
+    GRAD_WEIGHT_PARAMS)
 {
     const int Cg = C / groups;
     const int Kg = K / groups;

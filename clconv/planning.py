@@ -82,13 +82,7 @@ class Conv2DPlan:
     @property
     def workspace_bytes(self) -> dict:
         """Device bytes each pass allocates besides its inputs and output."""
-        result = {}
-        for name, choice in self.choices.items():
-            algorithm = ALGORITHMS[choice.algo]
-            extra = {"config": choice.config} if choice.algo == "tiled" else {}
-            result[name] = algorithm.workspace_bytes(self.params, name, self.target.info, self.max_workspace_bytes,
-                                                     **extra)
-        return result
+        return {name: self._implementation(name).workspace_bytes(name) for name in self.choices}
 
     def _implementation(self, pass_name: str):
         choice = self.choices[pass_name]

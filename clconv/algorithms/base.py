@@ -14,6 +14,9 @@ from ..params import Conv2DParams
 # The order of CONV_GEOMETRY_PARAMS in cl/common.h.
 _CONV_SCALARS = ("N", "C", "H", "W", "K", "R", "S", "P", "Q")
 
+# Work-items a reduction pass should offer before the batch is split further; enough to fill a GPU.
+REDUCTION_TARGET_ITEMS = 8192
+
 
 class DeviceView(typing.NamedTuple):
     """A tensor on the device: its buffer (None when empty) and its first element's offset."""
@@ -87,9 +90,32 @@ class AlgorithmBase:
         with self._launch_lock:
             return kernel(self.target.queue, global_size, local, *args, wait_for=wait_for)
 
-    def split(self, items_per_chunk: int, target_items: int, count: int) -> tuple[int, int]:
+    def reduction(self, pass_name: str):
+        """(work-items per batch chunk, work-items wanted, values summed) of a pass that sums over the
+        batch, or None for the passes that do not. Every algorithm sums the bias gradient the same way."""
+        if pass_name == "grad_bias":
+            return self.params.K, REDUCTION_TARGET_ITEMS, self.params.K
+        return None
+
+    def split(self, pass_name: str) -> tuple[int, int]:
+        """(n_per_split, splits) of a reduction pass; both the launch and workspace_bytes use it."""
+        items_per_chunk, target_items, count = self.reduction(pass_name)
         return split_batch(self.params.N, items_per_chunk, target_items, count,
                            accumulator_bytes(self.params), self.max_workspace_bytes)
+
+    def workspace_bytes(self, pass_name: str) -> int:
+        """Device bytes the pass allocates besides its inputs and output: the partial sums of its split."""
+        reduction = self.reduction(pass_name)
+        if reduction is None:
+            return 0
+        _, splits = self.split(pass_name)
+        return reduction[2] * splits * accumulator_bytes(self.params) if splits > 1 else 0
+
+    def grad_weight_args(self, x, grad_output, partial, grad_weight, n_per_split, splits) -> list:
+        """Arguments of every weight-gradient kernel (GRAD_WEIGHT_PARAMS in cl/common.h)."""
+        return [x.buffer, np.int32(x.offset), grad_output.buffer, np.int32(grad_output.offset), partial,
+                grad_weight.buffer, np.int32(grad_weight.offset), np.int32(n_per_split), np.int32(splits),
+                *self.conv_scalars]
 
     def partials(self, count: int, splits: int):
         if splits == 1:

@@ -9,13 +9,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..params import Conv2DParams
-from .base import AlgorithmBase, accumulator_bytes, div_up, split_batch
+from .base import REDUCTION_TARGET_ITEMS, AlgorithmBase, div_up
 
 # Register tile sizes (compile-time constants of the kernels).
 TILES = {"BLOCK_K": 4, "BLOCK_Q": 8, "BLOCK_C": 4, "BLOCK_W": 8}
-
-# Work-items a reduction pass should offer before the batch is split further; enough to fill a GPU.
-REDUCTION_TARGET_ITEMS = 8192
 
 
 def _grad_weight_items(p: Conv2DParams) -> int:
@@ -29,22 +26,14 @@ class DirectAlgorithm(AlgorithmBase):
     def supports(params: Conv2DParams, info) -> bool:
         return True
 
-    @staticmethod
-    def workspace_bytes(params: Conv2DParams, pass_name: str, info=None, max_workspace_bytes=None) -> int:
-        """Bytes of partial sums the batch split of the reductions needs (0 for the other passes)."""
-        if pass_name == "grad_weight":
-            count, items = int(np.prod(params.weight_shape)), _grad_weight_items(params)
-        elif pass_name == "grad_bias":
-            count, items = params.K, params.K
-        else:
-            return 0
-        acc = accumulator_bytes(params)
-        _, splits = split_batch(params.N, items, REDUCTION_TARGET_ITEMS, count, acc, max_workspace_bytes)
-        return count * splits * acc if splits > 1 else 0
-
     def __init__(self, params: Conv2DParams, target, configs=None, max_workspace_bytes=None):
+        # configs: this algorithm has no tunable tiles; accepted so every algorithm is built alike.
         super().__init__(params, target, max_workspace_bytes)
-        self.configs = {}
+
+    def reduction(self, pass_name: str):
+        if pass_name == "grad_weight":
+            return _grad_weight_items(self.params), REDUCTION_TARGET_ITEMS, int(np.prod(self.params.weight_shape))
+        return super().reduction(pass_name)
 
     def _run(self, kernel_name, size, args, wait_for):
         return self.launch(self.kernel(kernel_name, TILES), size, (self.local_width,) + (1,) * (len(size) - 1), args,
@@ -69,18 +58,16 @@ class DirectAlgorithm(AlgorithmBase):
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
         p = self.params
         count = int(np.prod(p.weight_shape))
-        n_per_split, splits = self.split(_grad_weight_items(p), REDUCTION_TARGET_ITEMS, count)
+        n_per_split, splits = self.split("grad_weight")
         partial = self.partials(count, splits)
-        args = [x.buffer, np.int32(x.offset), grad_output.buffer, np.int32(grad_output.offset), partial,
-                grad_weight.buffer, np.int32(grad_weight.offset), np.int32(n_per_split), np.int32(splits),
-                *self.conv_scalars]
+        args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits)
         size = (p.C_per_group * p.R * p.S, p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]), splits)
         event = self._run("conv2d_grad_weight_direct", size, args, wait_for)
         return self.reduce_into(partial, count, splits, grad_weight, event)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
         p = self.params
-        n_per_split, splits = self.split(p.K, REDUCTION_TARGET_ITEMS, p.K)
+        n_per_split, splits = self.split("grad_bias")
         partial = self.partials(p.K, splits)
         args = [grad_output.buffer, np.int32(grad_output.offset), partial, grad_bias.buffer,
                 np.int32(grad_bias.offset), np.int32(n_per_split), np.int32(splits), np.int32(p.N),

@@ -17,7 +17,7 @@ import typing
 import numpy as np
 
 from ..params import Conv2DParams
-from .base import AlgorithmBase, accumulator_bytes, div_up, split_batch
+from .base import AlgorithmBase, div_up
 from .direct import DirectAlgorithm
 
 # Vector widths OpenCL C has (2, 3, 4, 8, 16); 3 is left out because vload3 packs differently.
@@ -158,22 +158,17 @@ class TiledAlgorithm(AlgorithmBase):
     def supports(params: Conv2DParams, info) -> bool:
         return True
 
-    @staticmethod
-    def workspace_bytes(params: Conv2DParams, pass_name: str, info=None, max_workspace_bytes=None,
-                        config=None) -> int:
-        """Bytes of partial sums the weight gradient's batch split needs (0 for the other passes)."""
-        if pass_name != "grad_weight":
-            return DirectAlgorithm.workspace_bytes(params, pass_name, info, max_workspace_bytes)
-        config = config or default_config(params, info, pass_name)
-        count, acc = int(np.prod(params.weight_shape)), accumulator_bytes(params)
-        _, splits = split_batch(params.N, config.items(params), config.target_items, count, acc, max_workspace_bytes)
-        return count * splits * acc if splits > 1 else 0
-
     def __init__(self, params: Conv2DParams, target, configs: dict | None = None, max_workspace_bytes=None):
         super().__init__(params, target, max_workspace_bytes)
         configs = configs or {}
         self.configs = {name: configs.get(name) or default_config(params, target.info, name) for name in KERNELS}
         self._direct = None  # the bias gradient's kernels, built on first use
+
+    def reduction(self, pass_name: str):
+        if pass_name == "grad_weight":
+            config = self.configs["grad_weight"]
+            return config.items(self.params), config.target_items, int(np.prod(self.params.weight_shape))
+        return super().reduction(pass_name)
 
     def _pass_kernel(self, pass_name: str):
         # The column stride is fixed at compile time when it is 1 or 2 (see cl/vector.h).
@@ -244,11 +239,9 @@ class TiledAlgorithm(AlgorithmBase):
         p = self.params
         config = self.configs["grad_weight"]
         count = int(np.prod(p.weight_shape))
-        n_per_split, splits = self.split(config.items(p), config.target_items, count)
+        n_per_split, splits = self.split("grad_weight")
         partial = self.partials(count, splits)
-        args = [x.buffer, np.int32(x.offset), grad_output.buffer, np.int32(grad_output.offset), partial,
-                grad_weight.buffer, np.int32(grad_weight.offset), np.int32(n_per_split), np.int32(splits),
-                *self.conv_scalars]
+        args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits)
         size = (div_up(p.C_per_group, config.block_c) * p.R * p.S, p.groups * div_up(p.K_per_group, config.block_k),
                 splits)
         event = self.launch(self._pass_kernel("grad_weight"), size, config.local, args, wait_for)
