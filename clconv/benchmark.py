@@ -11,6 +11,10 @@ Each measurement is the median over repeats after a warm-up:
 - ``wall_s``: the same call timed on the host clock, launch overhead included;
 - ``e2e_s``: from NumPy arrays to a NumPy result, transfers and conversions included;
 - ``first_call_s``: the first call of the layer in the process, compilation included.
+Before each measurement the benchmark pauses for ``SETTLE_SECONDS``: the runtime that ran just before
+(NumPy's BLAS under the oracle, PyTorch's OpenMP pool, an OpenCL driver's workers) keeps its threads
+spinning for tens of milliseconds after a call, and on a 2-core machine those threads slowed the next
+measurement by 30-60%, whichever implementation it was.
 Every result is compared with the oracle (the normalised error of :mod:`clconv.check`), so a fast
 wrong answer shows up as one.
 """
@@ -38,6 +42,9 @@ from .planning import Conv2DPlan
 from .tuner import device_seconds, host_inputs, median_wall_seconds, pass_runner, to_device
 
 BENCH_PASSES = ("forward", "grad_input", "grad_weight")
+
+# Longer than the 20-50 ms that OpenBLAS worker threads were measured to spin after the oracle's einsum.
+SETTLE_SECONDS = 0.2
 
 
 @dataclasses.dataclass
@@ -275,6 +282,7 @@ def run(suite, device_infos, passes=BENCH_PASSES, repeats: int = 9, peers: bool 
         def finish(record, measure):
             bar.set_postfix_str(f"{layer.label} {pass_name} {record.implementation} {record.device}")
             try:
+                time.sleep(SETTLE_SECONDS)
                 result = measure(record)
                 if result is not None:
                     record.max_error = check.compare(np.asarray(result, dtype=p.dtype), expected, bound,
