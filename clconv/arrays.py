@@ -1,13 +1,14 @@
 """The boundary between the caller's arrays and the kernels' device views.
 
-NumPy arrays (any memory order, strides or byte order) are uploaded; ``pyopencl.array.Array`` inputs
-are used in place and decide where the call runs. Results come back as NumPy when every input was
-NumPy, and stay on the device otherwise.
+NumPy arrays (any memory order, strides or byte order) are uploaded, or read in place on devices that
+compute in host memory; ``pyopencl.array.Array`` inputs are used in place and decide where the call
+runs. Results come back as NumPy when every input was NumPy, and stay on the device otherwise.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pyopencl as cl
 import pyopencl.array as cl_array
 
 from . import platforms
@@ -58,7 +59,14 @@ def check_allocation(info: platforms.DeviceInfo, name: str, shape, dtype) -> Non
 
 
 class CallArrays:
-    """The arrays of one call on one Target: uploads, device views, outputs and the final result."""
+    """The arrays of one call on one Target: uploads, device views, outputs and the final result.
+
+    On a device that computes in host memory (a CPU), a call whose result goes back to NumPy wraps the
+    NumPy arrays themselves in buffers (CL_MEM_USE_HOST_PTR) instead of copying them: inputs are read in
+    place and the kernels write straight into the NumPy result, which the final map only hands back. That
+    is safe because such a call waits for its kernels before returning. A call with device arrays returns
+    before its kernels finish, so its NumPy inputs are copied (the caller may change them right away).
+    """
 
     def __init__(self, target: platforms.Target, **arrays):
         self.target = target
@@ -68,7 +76,15 @@ class CallArrays:
             if isinstance(array, cl_array.Array) and not array.flags.c_contiguous:
                 raise ValueError(f"{name} must be a C-contiguous device array (got strides {array.strides})")
         self.device_result = bool(on_device)
+        self.in_place = target.info.host_memory and not self.device_result
         self.wait_for = [event for array in on_device for event in array.events]
+        self._wrapped = []  # NumPy arrays and their buffers, alive until the call's kernels are done
+        self._host_result = None  # the NumPy array the result buffer wraps
+
+    def _wrap(self, host: np.ndarray, flags) -> cl.Buffer:
+        buffer = cl.Buffer(self.target.context, flags | cl.mem_flags.USE_HOST_PTR, hostbuf=host)
+        self._wrapped.append((host, buffer))
+        return buffer
 
     def view(self, name: str) -> DeviceView | None:
         array = self.arrays.get(name)
@@ -79,19 +95,34 @@ class CallArrays:
         if isinstance(array, np.ndarray):
             check_allocation(self.target.info, name, array.shape, array.dtype)
             host = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+            if self.in_place:
+                return DeviceView(self._wrap(host, cl.mem_flags.READ_ONLY), 0)
             array = cl_array.to_device(self.target.queue, host)
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
         return DeviceView(array.base_data, array.offset // array.dtype.itemsize)
 
     def empty(self, name: str, shape, dtype) -> cl_array.Array:
         check_allocation(self.target.info, name, shape, dtype)
+        if self.in_place and int(np.prod(shape)):
+            host = self._host_result = np.empty(shape, dtype)
+            return cl_array.Array(self.target.queue, shape, dtype, data=self._wrap(host, cl.mem_flags.READ_WRITE))
         return cl_array.empty(self.target.queue, shape, dtype)
 
     def finish(self, result: cl_array.Array, event):
-        """The result as the caller gets it: on the device, or copied to NumPy."""
+        """The result as the caller gets it: on the device, or as NumPy."""
         if event is not None:
             result.add_event(event)
-        return result if self.device_result else result.get(self.target.queue)
+        if self.device_result:
+            return result
+        if not (self.in_place and result.size):
+            return result.get(self.target.queue)
+        # Mapping the wrapped result waits for the kernels and makes their writes visible in host memory.
+        queue = self.target.queue
+        mapped, _ = cl.enqueue_map_buffer(queue, result.base_data, cl.map_flags.READ, 0, result.shape,
+                                          result.dtype, wait_for=result.events, is_blocking=True)
+        mapped.base.release(queue).wait()
+        self._wrapped.clear()
+        return self._host_result
 
 
 def output_view(array: cl_array.Array) -> DeviceView:

@@ -51,6 +51,13 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(n) for n in re.findall(r"\d+", text))
 
 
+def _host_unified_memory(device: cl.Device) -> bool:
+    try:
+        return bool(device.host_unified_memory)
+    except cl.Error:  # the query is deprecated since OpenCL 2.0; a driver may refuse it
+        return False
+
+
 @dataclasses.dataclass(frozen=True)
 class DeviceInfo:
     """What a user needs to know about one OpenCL device."""
@@ -65,6 +72,7 @@ class DeviceInfo:
     max_alloc_bytes: int
     fp64: bool
     fp16: bool
+    host_memory: bool  # computes in the host's memory (a CPU, or a GPU that shares it): buffers can wrap NumPy
     opencl_c_version: str
     driver_version: str
     device: cl.Device = dataclasses.field(repr=False, compare=False)
@@ -83,6 +91,7 @@ class DeviceInfo:
             max_alloc_bytes=device.max_mem_alloc_size,
             fp64=device.double_fp_config != 0,
             fp16="cl_khr_fp16" in device.extensions.split(),
+            host_memory=type_name == "CPU" or _host_unified_memory(device),
             opencl_c_version=device.opencl_c_version.strip(),
             driver_version=device.driver_version.strip(),
             device=device,

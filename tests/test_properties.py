@@ -1,5 +1,7 @@
 """Properties of the device passes that a comparison with the oracle alone would not show."""
 
+import dataclasses
+
 import numpy as np
 import pyopencl as cl
 import pyopencl.array as cl_array
@@ -7,6 +9,8 @@ import pytest
 
 import clconv
 from clconv import check, platforms, programs, reference
+from clconv.params import PASSES
+from clconv.planning import Conv2DPlan
 
 CASE = next(case for case in check.CASES if case.name == "3x3-s2-d2-g3")
 ARGS = CASE.conv_args
@@ -117,6 +121,29 @@ def test_any_memory_layout(device):
     for name, (x_layout, w_layout) in layouts.items():
         got = clconv.conv2d(x_layout, w_layout, device=device.device, **ARGS)
         assert got.tobytes() == expected.tobytes(), name
+
+
+@pytest.mark.parametrize("pass_name", PASSES)
+def test_numpy_in_place_and_copied_agree(device, pass_name):
+    """NumPy calls wrap host memory on CPU devices and copy elsewhere: both give the same bytes, inputs
+    are left untouched (read-only here), and every result is a fresh array of its own."""
+    p, x, w, g = _layer(np.float32)
+    b = _random((p.K,), np.float32, 9)
+    for array in (x, w, g, b):
+        array.flags.writeable = False
+    target = platforms.resolve(device.device)
+    results = {}
+    for host_memory in (True, False):
+        info = dataclasses.replace(target.info, host_memory=host_memory)
+        plan = Conv2DPlan(p, platforms.Target(info, target.context, target.queue))
+        run = {"forward": lambda: plan.forward(x, w, b), "grad_input": lambda: plan.grad_input(g, w),
+               "grad_weight": lambda: plan.grad_weight(x, g), "grad_bias": lambda: plan.grad_bias(g)}[pass_name]
+        first, second = run(), run()
+        assert isinstance(first, np.ndarray) and first.flags.owndata and first.flags.writeable
+        assert not np.shares_memory(first, second)
+        assert first.tobytes() == second.tobytes()
+        results[host_memory] = first
+    assert results[True].tobytes() == results[False].tobytes()
 
 
 def test_device_arrays_stay_on_device(device):
