@@ -57,6 +57,7 @@ class Case:
 #: every padding form, strides that skip input pixels, dilation, groups and both reduction layouts.
 CASES = (
     Case("1x1", (2, 8, 7, 7), (6, 8, 1, 1)),
+    Case("1x1-28x28-g2", (2, 4, 28, 28), (6, 2, 1, 1), groups=2),
     Case("3x3-p1", (2, 3, 9, 9), (5, 3, 3, 3), padding=1),
     Case("5x5-p2", (2, 4, 11, 10), (3, 4, 5, 5), padding=2),
     Case("3x3-s2-p1", (2, 3, 10, 9), (4, 3, 3, 3), stride=2, padding=1),

@@ -55,6 +55,13 @@ def split_batch(N: int, items_per_chunk: int, target_items: int, count: int, acc
     return n_per_split, div_up(N, n_per_split)
 
 
+def conv_scalars(p: Conv2DParams) -> list:
+    """The values of CONV_GEOMETRY_PARAMS (cl/common.h) for a layer."""
+    return [np.int32(getattr(p, name)) for name in _CONV_SCALARS] + [
+        np.int32(v) for v in (p.stride[0], p.stride[1], p.padding[0], p.padding[2], p.dilation[0], p.dilation[1],
+                              p.groups)]
+
+
 class AlgorithmBase:
     """Holds the target, builds kernels with the dtype's defines, and launches them one at a time."""
 
@@ -65,10 +72,7 @@ class AlgorithmBase:
         self.target = target
         self.max_workspace_bytes = max_workspace_bytes
         self.dtype_defines = programs.dtype_defines(params.dtype, target.info.device)
-        p = params
-        self.conv_scalars = [np.int32(getattr(p, name)) for name in _CONV_SCALARS] + [
-            np.int32(v) for v in (p.stride[0], p.stride[1], p.padding[0], p.padding[2],
-                                  p.dilation[0], p.dilation[1], p.groups)]
+        self.conv_scalars = conv_scalars(params)
         # A Kernel holds its arguments between set_args and enqueue: one launch at a time per plan.
         self._launch_lock = threading.Lock()
         self._kernels = {}
@@ -111,11 +115,12 @@ class AlgorithmBase:
         _, splits = self.split(pass_name)
         return reduction[2] * splits * accumulator_bytes(self.params) if splits > 1 else 0
 
-    def grad_weight_args(self, x, grad_output, partial, grad_weight, n_per_split, splits) -> list:
-        """Arguments of every weight-gradient kernel (GRAD_WEIGHT_PARAMS in cl/common.h)."""
+    def grad_weight_args(self, x, grad_output, partial, grad_weight, n_per_split, splits, geometry=None) -> list:
+        """Arguments of every weight-gradient kernel (GRAD_WEIGHT_PARAMS in cl/common.h); ``geometry``: the
+        layer as the kernel sees it, when that differs from the plan's params."""
         return [x.buffer, np.int32(x.offset), grad_output.buffer, np.int32(grad_output.offset), partial,
                 grad_weight.buffer, np.int32(grad_weight.offset), np.int32(n_per_split), np.int32(splits),
-                *self.conv_scalars]
+                *(conv_scalars(geometry) if geometry is not None else self.conv_scalars)]
 
     def partials(self, count: int, splits: int):
         if splits == 1:

@@ -73,6 +73,34 @@ def _channel_block(channels: int, largest: int) -> int:
     return next((b for b in CHANNEL_BLOCKS if b >= min(channels, largest)), largest)
 
 
+def _lane_fill(width: int) -> float:
+    """Share of the lanes of 16-lane vectors that a row of ``width`` columns puts to use."""
+    widest = VECTOR_WIDTHS[-1]
+    return width / (widest * div_up(width, widest))
+
+
+def kernel_view(params: Conv2DParams, pass_name: str) -> Conv2DParams:
+    """The layer as the kernels of one pass see it.
+
+    A pointwise layer (1x1, stride 1, no padding) maps each input element to the output element at the
+    same plane index, so its H x W planes can be read as H' x W' for any H' * W' = H * W. The weight
+    gradient reads each plane as one row (its vectors run along rows, and only a row's last vector
+    needs masks). Forward and input gradient keep at least two rows for their row tiles and take the
+    width that fills the vectors best (7 x 7 becomes 1 x 49: 77% of the lanes instead of 44%; 56 x 56
+    becomes 49 x 64: all of them instead of 88%), preferring the layer's own width on a tie.
+    """
+    pointwise = (params.R, params.S) == (1, 1) and params.stride == (1, 1) and not any(params.padding)
+    if not pointwise:
+        return params
+    plane = params.H * params.W
+    width = plane
+    if pass_name != "grad_weight":
+        widths = [w for w in range(1, plane // 2 + 1) if plane % w == 0]
+        best = max(widths, key=lambda w: (_lane_fill(w), w == params.W, -abs(w - params.W)))
+        width = best if _lane_fill(best) >= 0.6 else plane
+    return dataclasses.replace(params, H=plane // width, W=width, dilation=(1, 1))
+
+
 def default_config(params: Conv2DParams, info, pass_name: str):
     """Heuristic tile for an untuned layer, for CPUs and GPUs alike.
 
@@ -81,8 +109,10 @@ def default_config(params: Conv2DParams, info, pass_name: str):
     measured faster than 28 x 1 on every benchmark layer; layers with few channels per group (depthwise)
     take more rows instead. GPU: small tiles per work-item, parallelism from work-groups.
     """
+    params = kernel_view(params, pass_name)
     width = div_up(params.W, params.stride[1]) if pass_name == "grad_input" else params.Q
     out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
+    height = params.H if pass_name == "grad_input" else params.P
     gpu = info.type == "GPU"
     if pass_name == "grad_weight":
         if gpu:
@@ -95,12 +125,15 @@ def default_config(params: Conv2DParams, info, pass_name: str):
                                 target_items=32 * info.compute_units)
     if gpu:
         return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_p=2, local=(16, 4, 1))
+    if height == 1:  # one row (a pointwise layer seen as one long row): all 28 vectors go to channels
+        return CorrelationConfig(vec=_vector_width(width), block_k=_channel_block(out_channels, 28), block_p=1)
     block_k = _channel_block(out_channels, 14)
     return CorrelationConfig(vec=_vector_width(width), block_k=block_k, block_p=max(1, min(4, 28 // block_k)))
 
 
 def candidate_configs(params: Conv2DParams, info, pass_name: str):
     """The tiles the tuner tries: the heuristic's first, then a grid within the device's limits."""
+    params = kernel_view(params, pass_name)
     seen = []
 
     def fits(config):
@@ -160,6 +193,7 @@ class TiledAlgorithm(AlgorithmBase):
 
     def __init__(self, params: Conv2DParams, target, configs: dict | None = None, max_workspace_bytes=None):
         super().__init__(params, target, max_workspace_bytes)
+        self.views = {name: kernel_view(params, name) for name in KERNELS}
         configs = configs or {}
         self.configs = {name: configs.get(name) or default_config(params, target.info, name) for name in KERNELS}
         self._direct = None  # the bias gradient's kernels, built on first use
@@ -184,7 +218,7 @@ class TiledAlgorithm(AlgorithmBase):
         (rows, columns) of the output tensor; placement: (step_h, step_w, start_h, start_w) of the grid in it;
         taps: (R, S) of this launch.
         """
-        p = self.params
+        p = self.views[pass_name]
         config = self.configs[pass_name]
         n, ci_total, h_in, w_in = in_shape
         co_total, h_grid, w_grid = grid
@@ -199,7 +233,7 @@ class TiledAlgorithm(AlgorithmBase):
         return self.launch(self._pass_kernel(pass_name), size, config.local, args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
-        p = self.params
+        p = self.views["forward"]
         RS = p.R * p.S
         return self._correlate(
             "forward", x, weight, bias, y, in_shape=p.input_shape, grid=(p.K, p.P, p.Q), out_shape=(p.P, p.Q),
@@ -214,7 +248,7 @@ class TiledAlgorithm(AlgorithmBase):
         when that division is exact. Those taps are evenly spaced; walked backwards they read grad_output at
         i + offset + m*step (m = 0, 1, ...), a stride-1 correlation. Columns likewise.
         """
-        p = self.params
+        p = self.views["grad_input"]
         RS = p.R * p.S
         event = None
         events = list(wait_for or [])
@@ -236,12 +270,12 @@ class TiledAlgorithm(AlgorithmBase):
         return event
 
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
-        p = self.params
+        p = self.views["grad_weight"]
         config = self.configs["grad_weight"]
         count = int(np.prod(p.weight_shape))
         n_per_split, splits = self.split("grad_weight")
         partial = self.partials(count, splits)
-        args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits)
+        args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, geometry=p)
         size = (div_up(p.C_per_group, config.block_c) * p.R * p.S, p.groups * div_up(p.K_per_group, config.block_k),
                 splits)
         event = self.launch(self._pass_kernel("grad_weight"), size, config.local, args, wait_for)
