@@ -10,6 +10,9 @@
  * the end, in a fixed order. Lanes past Q, and input columns in the padding, are masked to zero (a
  * masked lane must be zero, not garbage: 0 * Inf would be NaN).
  *
+ * With FLAT_PLANE (stride 1 and Q == W, as in every "same" convolution) the vectors run along whole
+ * planes instead of rows, so short rows (7, 14 columns) still fill 16-lane vectors.
+ *
  * As in the direct kernel the batch is cut into `splits` fixed chunks of `n_per_split` images; with one
  * chunk the result goes straight to grad_weight, otherwise acc_t partials [split][K][Cg][R][S] are added in
  * split order by reduce_partials.cl. No atomics: repeated runs are bit-identical.
@@ -27,6 +30,9 @@
 #endif
 #ifndef BLOCK_C
 #define BLOCK_C 4
+#endif
+#ifndef FLAT_PLANE
+#define FLAT_PLANE 0
 #endif
 
 #include "vector.h"
@@ -80,10 +86,47 @@ __kernel void conv2d_grad_weight_tiled(
     __global const real_t *x_end = x_begin + N * C * H * W;
     __global const real_t *grad_begin = grad_output + grad_output_offset;
     __global const real_t *grad_end = grad_begin + N * K * P * Q;
-    const int col_stride = COLUMN_STRIDE(stride_w);
-    const bool vector_stride = col_stride <= 2;
     const int n_begin = split * n_per_split;
     const int n_end = min(N, n_begin + n_per_split);
+#if FLAT_PLANE
+    /* Stride 1 and Q == W: grad_output element f = p*Q + q meets input element f + shift of the same
+     * plane, so both are read as whole planes in full vectors (rows p_begin <= p < p_end only). A lane is
+     * kept where its input column q + w_shift lies inside the row; q per lane advances by VEC mod Q per
+     * step, which one conditional subtraction keeps below Q. */
+    const int f_begin = p_begin * Q;
+    const int f_end = max(f_begin, p_end * Q);
+    const int shift = h_shift * W + w_shift;
+    const maskv_t lane = lane_index();
+    const maskv_t q_first = lane % (maskv_t)Q;
+    const maskv_t q_step = (maskv_t)(VEC % Q);
+    for (int n = n_begin; n < n_end; ++n) {
+        maskv_t q_lane = q_first;
+        for (int f0 = f_begin; f0 < f_end; f0 += VEC) {
+            const maskv_t column = q_lane + (maskv_t)w_shift;
+            const maskv_t in_range = lane < (maskv_t)(f_end - f0);
+            const maskv_t keep = column >= (maskv_t)0 && column < (maskv_t)W && in_range;
+            const bool full = f0 + VEC <= f_end;
+            accv_t grad[BLOCK_K], input[BLOCK_C];
+#pragma unroll
+            for (int i = 0; i < BLOCK_K; ++i) {
+                __global const real_t *grad_at = grad_begin + (n * K + grad_channel[i]) * P * Q + f0;
+                grad[i] = full ? VLOAD(VEC, grad_at) : load_lanes_kept(grad_at, in_range, grad_begin, grad_end);
+            }
+#pragma unroll
+            for (int j = 0; j < BLOCK_C; ++j)
+                input[j] = load_lanes_kept(x_begin + (n * C + x_channel[j]) * H * W + f0 + shift, keep, x_begin, x_end);
+#pragma unroll
+            for (int i = 0; i < BLOCK_K; ++i)
+#pragma unroll
+                for (int j = 0; j < BLOCK_C; ++j)
+                    acc[i][j] = MULADD(grad[i], input[j], acc[i][j]);
+            q_lane += q_step;
+            q_lane = select(q_lane, q_lane - (maskv_t)Q, q_lane >= (maskv_t)Q);
+        }
+    }
+#else
+    const int col_stride = COLUMN_STRIDE(stride_w);
+    const bool vector_stride = col_stride <= 2;
     for (int n = n_begin; n < n_end; ++n) {
         for (int p = p_begin; p < p_end; ++p) {
             const int h = p * stride_h + h_shift;
@@ -114,6 +157,8 @@ __kernel void conv2d_grad_weight_tiled(
             }
         }
     }
+
+#endif
 
     const int weight_count = K * Cg * R * S;
 #pragma unroll

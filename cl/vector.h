@@ -24,6 +24,12 @@ typedef CAT(MASK_NAME, VEC) maskv_t;
 
 __constant int lane_ids[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
 
+/* The lane indices 0, 1, ..., VEC-1. */
+inline maskv_t lane_index(void)
+{
+    return CAT(convert_, CAT(MASK_NAME, VEC))(CAT(vload, VEC)(0, lane_ids));
+}
+
 /* COL_STRIDE, when 1 or 2, is the column stride fixed at compile time, so that the loads inside the hot
  * loops carry no branch on it; 0 means the kernel reads the stride from its argument. */
 #ifndef COL_STRIDE
@@ -50,7 +56,7 @@ inline accv_t load_lanes_masked(__global const real_t *row, int col, int stride,
                                 __global const real_t *buffer_begin, __global const real_t *buffer_end)
 {
     if (stride <= 2 && row + col >= buffer_begin && row + col + LOAD_SPAN(stride) <= buffer_end) {
-        const maskv_t lane = CAT(convert_, CAT(MASK_NAME, VEC))(CAT(vload, VEC)(0, lane_ids));
+        const maskv_t lane = lane_index();
         const maskv_t column = lane * (maskv_t)stride + (maskv_t)col;
         const maskv_t keep = column >= (maskv_t)0 && column < (maskv_t)width && lane < (maskv_t)lanes_valid;
         return select((accv_t)0, load_lanes(row + col, stride), keep);
@@ -60,6 +66,21 @@ inline accv_t load_lanes_masked(__global const real_t *row, int col, int stride,
         const int c = col + j * stride;
         values[j] = (j < lanes_valid && c >= 0 && c < width) ? (acc_t)LOAD(row, c) : (acc_t)0;
     }
+    return CAT(vload, VEC)(0, values);
+}
+
+/* VEC consecutive elements from p, with the lanes whose keep is false set to zero. One vector load when
+ * all of them lie in [buffer_begin, buffer_end), one load per kept lane otherwise. */
+inline accv_t load_lanes_kept(__global const real_t *p, maskv_t keep,
+                              __global const real_t *buffer_begin, __global const real_t *buffer_end)
+{
+    if (p >= buffer_begin && p + VEC <= buffer_end)
+        return select((accv_t)0, VLOAD(VEC, p), keep);
+    MASK_NAME kept[VEC];
+    CAT(vstore, VEC)(keep, 0, kept);
+    acc_t values[VEC];
+    for (int j = 0; j < VEC; ++j)
+        values[j] = kept[j] ? (acc_t)LOAD(p, j) : (acc_t)0;
     return CAT(vload, VEC)(0, values);
 }
 
