@@ -24,6 +24,11 @@
  *
  * NDRange: dim0 = ceil(Wout / VEC), dim1 = ceil(Hout / BLOCK_P), dim2 = N * groups * ceil(Co / BLOCK_K)
  * (each rounded up to the work-group shape).
+ *
+ * FLAT_PLANE (stride 1, Wout == Win, and the grid filling the output tensor one to one, as in every
+ * same-padded forward pass and input gradient): the vectors run along whole output planes instead of
+ * rows, so short rows (7, 14 columns) still fill 16-lane vectors; a work-item owns BLOCK_P consecutive
+ * vectors of a plane, and NDRange dim0 = ceil(Hout * Wout / (VEC * BLOCK_P)), dim1 = 1.
  */
 #include "common.h"
 
@@ -35,6 +40,9 @@
 #endif
 #ifndef BLOCK_P
 #define BLOCK_P 2
+#endif
+#ifndef FLAT_PLANE
+#define FLAT_PLANE 0
 #endif
 
 #include "vector.h"
@@ -53,15 +61,22 @@ __kernel void conv2d_tiled(
     const int ws_group, const int ws_co, const int ws_ci, const int ws_r, const int ws_s)
 {
     const int co_blocks = DIV_UP(Co, BLOCK_K);
-    const int q0 = get_global_id(0) * VEC;
-    const int p0 = get_global_id(1) * BLOCK_P;
     int z = get_global_id(2);
     const int cb = z % co_blocks;
     z /= co_blocks;
     const int g = z % groups;
     const int n = z / groups;
+#if FLAT_PLANE
+    const int plane_out = Hout * Wout;
+    const int f0 = get_global_id(0) * (VEC * BLOCK_P);
+    if (f0 >= plane_out || n >= N)
+        return;
+#else
+    const int q0 = get_global_id(0) * VEC;
+    const int p0 = get_global_id(1) * BLOCK_P;
     if (q0 >= Wout || p0 >= Hout || n >= N)
         return;
+#endif
     const int co0 = cb * BLOCK_K;
     const int co_count = min(BLOCK_K, Co - co0);
 
@@ -81,6 +96,49 @@ __kernel void conv2d_tiled(
     const int plane = Hin * Win;
     __global const real_t *in_begin = in + in_offset;
     __global const real_t *in_end = in_begin + N * groups * Ci * plane;
+#if FLAT_PLANE
+    /* Lane j of vector b is output element f = f0 + b*VEC + j of the plane, row f / Wout, column
+     * q = f % Wout. With stride 1 and Wout == Win, tap (r, s) reads input element f + row_shift +
+     * col_shift, kept where its row and column lie inside the input. The masks depend on the tap only,
+     * so the channel loop runs innermost and reuses them. */
+    const maskv_t lane = lane_index();
+    maskv_t f_lane[BLOCK_P], q_lane[BLOCK_P];
+#pragma unroll
+    for (int b = 0; b < BLOCK_P; ++b) {
+        f_lane[b] = lane + (maskv_t)(f0 + b * VEC);
+        q_lane[b] = f_lane[b] % (maskv_t)Wout;
+    }
+    __global const real_t *in_first = in_begin + (n * groups + g) * Ci * plane;
+    for (int r = 0; r < R; ++r) {
+        const int row_shift = (r * dil_h + offset_h) * Win;
+        for (int s = 0; s < S; ++s) {
+            const int col_shift = s * dil_w + offset_w;
+            maskv_t keep[BLOCK_P];
+#pragma unroll
+            for (int b = 0; b < BLOCK_P; ++b) {
+                const maskv_t column = q_lane[b] + (maskv_t)col_shift;
+                const maskv_t at = f_lane[b] + (maskv_t)row_shift;
+                keep[b] = column >= (maskv_t)0 && column < (maskv_t)Win && at >= (maskv_t)0 &&
+                          at < (maskv_t)plane && f_lane[b] < (maskv_t)plane_out;
+            }
+            const int tap = r * ws_r + s * ws_s;
+            __global const real_t *in_at = in_first + f0 + row_shift + col_shift;
+            for (int ci = 0; ci < Ci; ++ci, in_at += plane) {
+                accv_t x[BLOCK_P];
+#pragma unroll
+                for (int b = 0; b < BLOCK_P; ++b)
+                    x[b] = load_lanes_kept(in_at + b * VEC, keep[b], in_begin, in_end);
+#pragma unroll
+                for (int i = 0; i < BLOCK_K; ++i) {
+                    const acc_t w = (acc_t)LOAD(weight, weight_co[i] + ci * ws_ci + tap);
+#pragma unroll
+                    for (int b = 0; b < BLOCK_P; ++b)
+                        acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]);
+                }
+            }
+        }
+    }
+#else
     const int col_stride = COLUMN_STRIDE(stride_w);
     const int col_first = q0 * col_stride + offset_w;
     /* Columns this tile reads for tap s: col_first + s*dil_w + j*col_stride, j < VEC. */
@@ -117,6 +175,8 @@ __kernel void conv2d_tiled(
         }
     }
 
+#endif
+
     /* Constant trip counts with guards inside: indexing acc with a runtime bound would force the whole
      * tile out of registers into memory. */
     const int out_channels = groups * Co;
@@ -124,6 +184,24 @@ __kernel void conv2d_tiled(
     for (int i = 0; i < BLOCK_K; ++i) {
         const int co = g * Co + co0 + i;
         const acc_t bias_value = (has_bias && i < co_count) ? (acc_t)LOAD(bias, bias_offset + co) : (acc_t)0;
+#if FLAT_PLANE
+        __global real_t *out_plane = out + out_offset + (n * out_channels + co) * plane_out;
+#pragma unroll
+        for (int b = 0; b < BLOCK_P; ++b) {
+            const int f = f0 + b * VEC;
+            if (i >= co_count || f >= plane_out)
+                continue;
+            const accv_t result = acc[i][b] + (accv_t)bias_value;
+            if (f + VEC <= plane_out) {
+                VSTORE(VEC, result, out_plane + f);
+            } else {
+                acc_t lanes[VEC];
+                CAT(vstore, VEC)(result, 0, lanes);
+                for (int j = 0; j < plane_out - f; ++j)
+                    STORE(lanes[j], out_plane, f + j);
+            }
+        }
+#else
 #pragma unroll
         for (int b = 0; b < BLOCK_P; ++b) {
             const int p = p0 + b;
@@ -141,5 +219,6 @@ __kernel void conv2d_tiled(
                     STORE(lanes[j], out_row, (q0 + j) * out_step_w + out_start_w);
             }
         }
+#endif
     }
 }

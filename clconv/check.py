@@ -77,6 +77,8 @@ CASES = (
     Case("3x3-k13-c7", (2, 7, 9, 9), (13, 7, 3, 3), padding=1),
     Case("3x3-s2-d2-g3", (2, 6, 15, 15), (9, 2, 3, 3), stride=2, padding=(1, 2), dilation=2, groups=3),
     Case("3x3-c64-k64", (2, 64, 5, 5), (64, 64, 3, 3), padding=1),
+    Case("3x3-c8-k9-d2-p2", (2, 8, 10, 13), (9, 8, 3, 3), padding=2, dilation=2),
+    Case("5x3-c9-k10-asympad", (2, 9, 11, 17), (10, 9, 5, 3), padding=((1, 3), (1, 1))),
 )
 
 
