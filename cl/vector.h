@@ -84,15 +84,26 @@ inline accv_t load_lanes_kept(__global const real_t *p, maskv_t keep,
     return CAT(vload, VEC)(0, values);
 }
 
-/* Sum of the lanes in a fixed order. */
+/* Sum of the lanes in a fixed order: halves added pairwise (lanes j and j + VEC/2 first), a few vector
+ * adds instead of VEC - 1 scalar ones, which cost as much as the whole main loop on 7 x 7 planes. */
 inline acc_t lane_sum(accv_t v)
 {
-    acc_t lanes[VEC];
-    CAT(vstore, VEC)(v, 0, lanes);
-    acc_t total = (acc_t)0;
-    for (int j = 0; j < VEC; ++j)
-        total += lanes[j];
-    return total;
+#if VEC == 16
+    const CAT(ACC_NAME, 8) v8 = v.lo + v.hi;
+#elif VEC == 8
+    const CAT(ACC_NAME, 8) v8 = v;
+#endif
+#if VEC >= 8
+    const CAT(ACC_NAME, 4) v4 = v8.lo + v8.hi;
+#elif VEC == 4
+    const CAT(ACC_NAME, 4) v4 = v;
+#endif
+#if VEC >= 4
+    const CAT(ACC_NAME, 2) v2 = v4.lo + v4.hi;
+#else
+    const CAT(ACC_NAME, 2) v2 = v;
+#endif
+    return v2.lo + v2.hi;
 }
 
 #endif /* CLCONV_VECTOR_H */
