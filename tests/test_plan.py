@@ -9,7 +9,7 @@ import pytest
 
 import clconv
 from clconv import check, platforms, planning, tuning_cache
-from clconv.algorithms.tiled import CorrelationConfig
+from clconv.algorithms.tiled import CorrelationConfig, GradWeightConfig
 from clconv.params import PASSES
 
 CASE = next(case for case in check.CASES if case.name == "3x3-s2-d2-g3")
@@ -126,3 +126,25 @@ def test_plan_with_device_arrays(device):
     y = plan.forward(cl_array.to_device(target.queue, inputs["x"]), inputs["weight"])
     assert isinstance(y, cl_array.Array)
     assert y.get().tobytes() == plan.forward(inputs["x"], inputs["weight"]).tobytes()
+
+
+@pytest.mark.parametrize("case_name", ["3x3-c8-k9-d2-p2", "5x3-c9-k10-asympad", "3x3-s2-p1", "3x3-depthwise"])
+@pytest.mark.parametrize("pass_name", ["forward", "grad_input", "grad_weight"])
+def test_multi_item_work_groups(device, case_name, pass_name):
+    """GPU-style tiles (several work-items along the first two axes) compute every output once and right,
+    on whole planes as on rows; run here on whatever device there is."""
+    case = next(c for c in check.CASES if c.name == case_name)
+    params = case.params(np.float32)
+    config = (GradWeightConfig(vec=4, block_k=2, block_c=2, local=(4, 2, 1), target_items=64)
+              if pass_name == "grad_weight" else CorrelationConfig(vec=4, block_k=2, block_p=2, local=(4, 2, 1)))
+    choices = {name: planning.Choice("tiled", config if name == pass_name else None, "requested") for name in PASSES}
+    plan = planning.Conv2DPlan(params, platforms.resolve(device.device), choices=choices)
+    inputs = check.random_inputs(case, np.float32)
+    got = {"forward": lambda: plan.forward(inputs["x"], inputs["weight"], inputs["bias"]),
+           "grad_input": lambda: plan.grad_input(inputs["grad_output"], inputs["weight"]),
+           "grad_weight": lambda: plan.grad_weight(inputs["x"], inputs["grad_output"])}[pass_name]()
+    expected = check.run_pass(pass_name, case, inputs, device=device.device, algo="direct")
+    bound = check.run_pass(pass_name, case, {n: np.abs(v) for n, v in inputs.items()}, device=device.device,
+                           algo="direct")
+    result = check.compare(got, expected, bound, np.float32)
+    assert result.passed, result.message

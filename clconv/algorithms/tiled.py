@@ -243,13 +243,18 @@ class TiledAlgorithm(AlgorithmBase):
                                        h_grid, w_grid, p.groups, *stride, *offsets, *dilation, *weight_strides)]
         # Whole planes (FLAT_PLANE) when a stride-1 grid fills the output one to one with rows as wide as the
         # input's, and enough channels share each tap's lane masks (depthwise layers measured 1.6x slower).
+        # The plane is then one NDRange axis: the work-group's first two axes merge into the first.
+        local = config.local
+        flat_local = (local[0] * local[1], 1, local[2])
         flat_plane = (tuple(stride) == (1, 1) and w_in == w_grid and tuple(placement) == (1, 1, 0, 0)
-                      and tuple(out_shape) == (h_grid, w_grid) and ci_total // p.groups >= FLAT_PLANE_MIN_CHANNELS)
+                      and tuple(out_shape) == (h_grid, w_grid) and ci_total // p.groups >= FLAT_PLANE_MIN_CHANNELS
+                      and flat_local[0] <= self.target.info.device.max_work_item_sizes[0])
+        blocks = n * p.groups * div_up(co, config.block_k)
         if flat_plane:
-            size = (div_up(h_grid * w_grid, config.vec * config.block_p), 1, n * p.groups * div_up(co, config.block_k))
+            size, local = (div_up(h_grid * w_grid, config.vec * config.block_p), 1, blocks), flat_local
         else:
-            size = (div_up(w_grid, config.vec), div_up(h_grid, config.block_p), n * p.groups * div_up(co, config.block_k))
-        return self.launch(self._pass_kernel(pass_name, flat_plane), size, config.local, args, wait_for)
+            size = (div_up(w_grid, config.vec), div_up(h_grid, config.block_p), blocks)
+        return self.launch(self._pass_kernel(pass_name, flat_plane), size, local, args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
         p = self.views["forward"]
