@@ -63,7 +63,7 @@ KERNELS = {"forward": "conv2d_tiled", "grad_input": "conv2d_tiled", "grad_weight
 FLAT_PLANE_MIN_CHANNELS = 8
 
 # Channel blocks the heuristic picks from; a short list keeps the number of distinct builds small.
-CHANNEL_BLOCKS = (1, 2, 4, 6, 8, 14, 28)
+CHANNEL_BLOCKS = (1, 2, 3, 4, 6, 8, 14, 28)
 
 
 def _vector_width(width: int) -> int:
@@ -130,7 +130,10 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         # 6 x 6 accumulator vectors measured 10-30% faster than 4 x 4 on the benchmark's 3x3 and 1x1 layers.
         if reads_whole_planes(params):
             width = params.P * params.Q
-        block_k, block_c = _channel_block(params.K_per_group, 6), _channel_block(params.C_per_group, 6)
+        # Fewer input channels (an RGB layer's 3) leave room for more output channels: 8 x 3 measured 1.2x
+        # faster than 6 x 4 with one of the four channels wasted.
+        block_c = _channel_block(params.C_per_group, 6)
+        block_k = _channel_block(params.K_per_group, 6 if block_c == 6 else 8)
         return GradWeightConfig(vec=_vector_width(width), block_k=block_k, block_c=block_c,
                                 target_items=32 * info.compute_units)
     if gpu:
