@@ -104,9 +104,16 @@ def kernel_view(params: Conv2DParams, pass_name: str) -> Conv2DParams:
     return dataclasses.replace(params, H=plane // width, W=width, dilation=(1, 1))
 
 
-def reads_whole_planes(params: Conv2DParams) -> bool:
-    """Whether the weight gradient runs its vectors along whole planes (FLAT_PLANE in its kernel)."""
-    return params.stride == (1, 1) and params.Q == params.W
+def whole_planes(params: Conv2DParams, pass_name: str) -> bool:
+    """Whether a pass runs its vectors along whole planes (FLAT_PLANE in its kernel): stride 1 and output
+    rows as wide as the input's; forward and input gradient also need enough input channels to share each
+    tap's lane masks (depthwise layers measured 1.6x slower on planes)."""
+    if params.stride != (1, 1) or params.Q != params.W:
+        return False
+    if pass_name == "grad_weight":
+        return True
+    channels = params.K_per_group if pass_name == "grad_input" else params.C_per_group
+    return channels >= FLAT_PLANE_MIN_CHANNELS
 
 
 def default_config(params: Conv2DParams, info, pass_name: str):
@@ -128,7 +135,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
                                     block_c=_channel_block(params.C_per_group, 4), local=(16, 4, 1),
                                     target_items=16384)
         # 6 x 6 accumulator vectors measured 10-30% faster than 4 x 4 on the benchmark's 3x3 and 1x1 layers.
-        if reads_whole_planes(params):
+        if whole_planes(params, pass_name):
             width = params.P * params.Q
         # Fewer input channels (an RGB layer's 3) leave room for more output channels: 8 x 3 measured 1.2x
         # faster than 6 x 4 with one of the four channels wasted.
@@ -138,6 +145,14 @@ def default_config(params: Conv2DParams, info, pass_name: str):
                                 target_items=32 * info.compute_units)
     if gpu:
         return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_p=2, local=(16, 4, 1))
+    if whole_planes(params, pass_name):
+        # A tile's vectors are consecutive on a plane; a plane of at most 4 vectors goes to one work-item
+        # (7 x 7: 6 channels x 4 vectors measured 1.2x faster than 14 x 2, and 1.9x faster than 28 x 1).
+        plane = height * width
+        vectors = div_up(plane, VECTOR_WIDTHS[-1])
+        block_p = vectors if vectors <= 4 else 2
+        block_k = _channel_block(out_channels, max(b for b in CHANNEL_BLOCKS if b <= 28 // block_p))
+        return CorrelationConfig(vec=_vector_width(plane), block_k=block_k, block_p=block_p)
     if height == 1:  # one row (a pointwise layer seen as one long row): all 28 vectors go to channels
         return CorrelationConfig(vec=_vector_width(width), block_k=_channel_block(out_channels, 28), block_p=1)
     block_k = _channel_block(out_channels, 14)
@@ -244,13 +259,10 @@ class TiledAlgorithm(AlgorithmBase):
                 out.buffer, np.int32(out.offset)]
         args += [np.int32(v) for v in (*out_shape, *placement, n, ci_total // p.groups, h_in, w_in, co, *taps,
                                        h_grid, w_grid, p.groups, *stride, *offsets, *dilation, *weight_strides)]
-        # Whole planes (FLAT_PLANE) when a stride-1 grid fills the output one to one with rows as wide as the
-        # input's, and enough channels share each tap's lane masks (depthwise layers measured 1.6x slower).
-        # The plane is then one NDRange axis: the work-group's first two axes merge into the first.
+        # On whole planes the plane is one NDRange axis: the work-group's first two axes merge into the first.
         local = config.local
         flat_local = (local[0] * local[1], 1, local[2])
-        flat_plane = (tuple(stride) == (1, 1) and w_in == w_grid and tuple(placement) == (1, 1, 0, 0)
-                      and tuple(out_shape) == (h_grid, w_grid) and ci_total // p.groups >= FLAT_PLANE_MIN_CHANNELS
+        flat_plane = (whole_planes(p, pass_name)
                       and flat_local[0] <= self.target.info.device.max_work_item_sizes[0])
         blocks = n * p.groups * div_up(co, config.block_k)
         if flat_plane:
@@ -305,7 +317,7 @@ class TiledAlgorithm(AlgorithmBase):
         args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, geometry=p)
         size = (div_up(p.C_per_group, config.block_c) * p.R * p.S, p.groups * div_up(p.K_per_group, config.block_k),
                 splits)
-        event = self.launch(self._pass_kernel("grad_weight", reads_whole_planes(p)), size, config.local, args, wait_for)
+        event = self.launch(self._pass_kernel("grad_weight", whole_planes(p, "grad_weight")), size, config.local, args, wait_for)
         return self.reduce_into(partial, count, splits, grad_weight, event)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
