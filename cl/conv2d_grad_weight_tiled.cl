@@ -17,7 +17,7 @@
  * chunk the result goes straight to grad_weight, otherwise acc_t partials [split][K][Cg][R][S] are added in
  * split order by reduce_partials.cl. No atomics: repeated runs are bit-identical.
  *
- * NDRange: dim0 = ceil(Cg / BLOCK_C) * R * S, dim1 = groups * ceil(Kg / BLOCK_K), dim2 = splits
+ * NDRange: dim0 = ceil(Cg / BLOCK_C) * R * S * groups * ceil(Kg / BLOCK_K), dim1 = 1, dim2 = splits
  * (each rounded up to the work-group shape).
  */
 #include "common.h"
@@ -34,6 +34,9 @@
 #ifndef FLAT_PLANE
 #define FLAT_PLANE 0
 #endif
+#ifndef K_GROUP
+#define K_GROUP 1
+#endif
 
 #include "vector.h"
 
@@ -44,16 +47,23 @@ __kernel void conv2d_grad_weight_tiled(
     const int Kg = K / groups;
     const int c_blocks = DIV_UP(Cg, BLOCK_C);
     const int k_blocks = DIV_UP(Kg, BLOCK_K);
-    int z = get_global_id(0);
-    if (z >= c_blocks * R * S)
+    const int tap_blocks = c_blocks * R * S;
+    const int kg_blocks = groups * k_blocks;
+    const int t = get_global_id(0);
+    if (t >= tap_blocks * kg_blocks)
         return;
+    /* Consecutive work-items take K_GROUP output-channel blocks side by side for each (input block, tap):
+     * those blocks' grad_output stays in cache while the input streams past once per group of blocks
+     * instead of once per block. */
+    const int group_first = t / (tap_blocks * K_GROUP) * K_GROUP;
+    const int group_size = min(K_GROUP, kg_blocks - group_first);
+    const int in_group = t - group_first * tap_blocks;
+    const int gk = group_first + in_group % group_size;
+    int z = in_group / group_size;
     const int s = z % S;
     z /= S;
     const int r = z % R;
     const int c0 = (z / R) * BLOCK_C;
-    const int gk = get_global_id(1);
-    if (gk >= groups * k_blocks)
-        return;
     const int g = gk / k_blocks;
     const int k0 = (gk % k_blocks) * BLOCK_K;
     const int split = get_global_id(2);
