@@ -180,6 +180,17 @@ def _ddp_worker(rank, world_size, init_method, options, result_path):
         torch.distributed.destroy_process_group()
 
 
+def _spawned_worker(rank, world_size, init_method, options, result_path):
+    """``_ddp_worker`` in a process of ours, which then leaves without the interpreter's teardown: there a
+    native runtime's threads (gloo's or an OpenCL driver's) intermittently aborted the process ("terminate
+    called without an active exception", about 1 run in 7 here) after all the work was saved. Errors
+    still reach mp.spawn as tracebacks."""
+    _ddp_worker(rank, world_size, init_method, options, result_path)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _sgd_steps(model, data, steps, batch_size, lr, shard=None):
     """Plain SGD on global batches 0..steps-1 of ``batch_size * world`` images; a rank takes its slice."""
     x_train, y_train = data[0], data[1]
@@ -200,7 +211,7 @@ def distributed_run(world_size: int, options: dict) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         result_path = os.path.join(folder, "rank0.pt")
         init_method = f"tcp://127.0.0.1:{free_port()}"
-        mp.spawn(_ddp_worker, args=(world_size, init_method, options, result_path), nprocs=world_size, join=True)
+        mp.spawn(_spawned_worker, args=(world_size, init_method, options, result_path), nprocs=world_size, join=True)
         return torch.load(result_path, weights_only=False)
 
 
