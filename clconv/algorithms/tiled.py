@@ -53,11 +53,16 @@ class GradWeightConfig:
 
     @property
     def merged_local(self) -> tuple:
-        return (self.local[0] * self.local[1], 1, self.local[2])
+        return one_axis(self.local)
 
     def items(self, p: Conv2DParams) -> int:
         """Work-items per batch chunk."""
         return div_up(p.C_per_group, self.block_c) * p.R * p.S * p.groups * div_up(p.K_per_group, self.block_k)
+
+
+def one_axis(local: tuple) -> tuple:
+    """A work-group shape with its first two axes merged into the first, for kernels run on one axis."""
+    return (local[0] * local[1], 1, local[2])
 
 
 CONFIG_TYPES = {"forward": CorrelationConfig, "grad_input": CorrelationConfig, "grad_weight": GradWeightConfig}
@@ -93,8 +98,8 @@ def kernel_view(params: Conv2DParams, pass_name: str) -> Conv2DParams:
     A pointwise layer (1x1, stride 1, no padding) maps each input element to the output element at the
     same plane index, so its H x W planes can be read as H' x W' for any H' * W' = H * W. The weight
     gradient reads each plane as one row (its vectors run along rows, and only a row's last vector
-    needs masks). Forward and input gradient keep at least two rows for their row tiles and take the
-    width that fills the vectors best (7 x 7 becomes 1 x 49: 77% of the lanes instead of 44%; 56 x 56
+    needs masks). Forward and input gradient, where they run on rows (see ``whole_planes``), keep at least
+    two rows for their row tiles and take the width that fills the vectors best (7 x 7 becomes 1 x 49: 77% of the lanes instead of 44%; 56 x 56
     becomes 49 x 64: all of them instead of 88%), preferring the layer's own width on a tie.
     """
     pointwise = (params.R, params.S) == (1, 1) and params.stride == (1, 1) and not any(params.padding)
@@ -127,7 +132,8 @@ def default_config(params: Conv2DParams, info, pass_name: str):
     CPU: the vector runs along the output row and the tile holds 28 accumulator vectors (with the input
     vectors and a broadcast weight that fills AVX-512's 32 registers), as 14 channels x 2 rows, which
     measured faster than 28 x 1 on every benchmark layer; layers with few channels per group (depthwise)
-    take more rows instead. GPU: small tiles per work-item, parallelism from work-groups.
+    take more rows instead; on whole planes the rows become consecutive vectors of a plane. GPU: small
+    tiles per work-item, parallelism from work-groups.
     """
     params = kernel_view(params, pass_name)
     width = div_up(params.W, params.stride[1]) if pass_name == "grad_input" else params.Q
@@ -271,7 +277,7 @@ class TiledAlgorithm(AlgorithmBase):
                                        h_grid, w_grid, p.groups, *stride, *offsets, *dilation, *weight_strides)]
         # On whole planes the plane is one NDRange axis: the work-group's first two axes merge into the first.
         local = config.local
-        flat_local = (local[0] * local[1], 1, local[2])
+        flat_local = one_axis(local)
         flat_plane = (whole_planes(p, pass_name)
                       and flat_local[0] <= self.target.info.device.max_work_item_sizes[0])
         blocks = n * p.groups * div_up(co, config.block_k)
