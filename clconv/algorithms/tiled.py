@@ -82,8 +82,12 @@ def _vector_width(width: int) -> int:
 
 
 def _channel_block(channels: int, largest: int) -> int:
-    """The smallest listed block that covers ``channels``, capped at ``largest``."""
-    return next((b for b in CHANNEL_BLOCKS if b >= min(channels, largest)), largest)
+    """The smallest listed block that covers ``channels``, capped at ``largest`` (a listed block); above the
+    cap, the largest listed block that pads the channels by at most a quarter (16 channels in blocks of
+    14 would compute 28, in blocks of 8 exactly 16)."""
+    if channels <= largest:
+        return next(b for b in CHANNEL_BLOCKS if b >= channels)
+    return max(b for b in CHANNEL_BLOCKS if b <= largest and div_up(channels, b) * b - channels <= channels / 4)
 
 
 def _lane_fill(width: int) -> float:
