@@ -160,8 +160,11 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         # 1.2x faster than 1 on the benchmark's layers; 16 helped 1x1 layers a little and slowed 3x3 ones.
         block_bytes = block_k * params.N * params.P * params.Q * params.dtype.itemsize
         k_group = 4 if 4 * block_bytes <= 256 * 1024 else 1
+        # A few work-items per core keep a CPU busy; splitting the batch for more only adds partial sums
+        # (measured: LeNet conv1 and MobileNet's expand layer as fast or faster unsplit), so CPUs default to
+        # no workspace for this pass.
         return GradWeightConfig(vec=_vector_width(width), block_k=block_k, block_c=block_c,
-                                target_items=32 * info.compute_units, k_group=k_group)
+                                target_items=4 * info.compute_units, k_group=k_group)
     if gpu:
         return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_p=2, local=(16, 4, 1))
     if whole_planes(params, pass_name):
