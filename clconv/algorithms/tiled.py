@@ -90,32 +90,16 @@ def _channel_block(channels: int, largest: int) -> int:
     return max(b for b in CHANNEL_BLOCKS if b <= largest and div_up(channels, b) * b - channels <= channels / 4)
 
 
-def _lane_fill(width: int) -> float:
-    """Share of the lanes of 16-lane vectors that a row of ``width`` columns puts to use."""
-    widest = VECTOR_WIDTHS[-1]
-    return width / (widest * div_up(width, widest))
-
-
-def kernel_view(params: Conv2DParams, pass_name: str) -> Conv2DParams:
-    """The layer as the kernels of one pass see it.
-
-    A pointwise layer (1x1, stride 1, no padding) maps each input element to the output element at the
-    same plane index, so its H x W planes can be read as H' x W' for any H' * W' = H * W. The weight
-    gradient reads each plane as one row (its vectors run along rows, and only a row's last vector
-    needs masks). Forward and input gradient, where they run on rows (see ``whole_planes``), keep at least
-    two rows for their row tiles and take the width that fills the vectors best (7 x 7 becomes 1 x 49: 77% of the lanes instead of 44%; 56 x 56
-    becomes 49 x 64: all of them instead of 88%), preferring the layer's own width on a tie.
-    """
+def kernel_view(params: Conv2DParams) -> Conv2DParams:
+    """The layer as the tiled kernels see it: a pointwise layer (1x1, stride 1, no padding) maps each
+    input element to the output element at the same plane index, so its H x W planes are read as one row
+    of H * W, along which the vectors run with a mask only on the last one (on whole planes, see
+    ``whole_planes``, the shape of the plane does not matter; on rows a 7 x 7 plane would fill 8-lane
+    vectors at 7/8 instead of 16-lane ones at 49/64)."""
     pointwise = (params.R, params.S) == (1, 1) and params.stride == (1, 1) and not any(params.padding)
     if not pointwise:
         return params
-    plane = params.H * params.W
-    width = plane
-    if pass_name != "grad_weight":
-        widths = [w for w in range(1, plane // 2 + 1) if plane % w == 0]
-        best = max(widths, key=lambda w: (_lane_fill(w), w == params.W, -abs(w - params.W)))
-        width = best if _lane_fill(best) >= 0.6 else plane
-    return dataclasses.replace(params, H=plane // width, W=width, dilation=(1, 1))
+    return dataclasses.replace(params, H=1, W=params.H * params.W, dilation=(1, 1))
 
 
 def whole_planes(params: Conv2DParams, pass_name: str) -> bool:
@@ -139,7 +123,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
     take more rows instead; on whole planes the rows become consecutive vectors of a plane. GPU: small
     tiles per work-item, parallelism from work-groups.
     """
-    params = kernel_view(params, pass_name)
+    params = kernel_view(params)
     width = div_up(params.W, params.stride[1]) if pass_name == "grad_input" else params.Q
     out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
     height = params.H if pass_name == "grad_input" else params.P
@@ -183,7 +167,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
 
 def candidate_configs(params: Conv2DParams, info, pass_name: str):
     """The tiles the tuner tries: the heuristic's first, then a grid within the device's limits."""
-    params = kernel_view(params, pass_name)
+    params = kernel_view(params)
     seen = []
 
     def fits(config):
@@ -244,7 +228,7 @@ class TiledAlgorithm(AlgorithmBase):
 
     def __init__(self, params: Conv2DParams, target, configs: dict | None = None, max_workspace_bytes=None):
         super().__init__(params, target, max_workspace_bytes)
-        self.views = {name: kernel_view(params, name) for name in KERNELS}
+        self.view = kernel_view(params)
         configs = configs or {}
         self.configs = {name: configs.get(name) or default_config(params, target.info, name) for name in KERNELS}
         self._direct = None  # the bias gradient's kernels, built on first use
@@ -271,7 +255,7 @@ class TiledAlgorithm(AlgorithmBase):
         (rows, columns) of the output tensor; placement: (step_h, step_w, start_h, start_w) of the grid in it;
         taps: (R, S) of this launch.
         """
-        p = self.views[pass_name]
+        p = self.view
         config = self.configs[pass_name]
         n, ci_total, h_in, w_in = in_shape
         co_total, h_grid, w_grid = grid
@@ -295,7 +279,7 @@ class TiledAlgorithm(AlgorithmBase):
         return self.launch(self._pass_kernel(pass_name, flat_plane), size, local, args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
-        p = self.views["forward"]
+        p = self.view
         RS = p.R * p.S
         return self._correlate(
             "forward", x, weight, bias, y, in_shape=p.input_shape, grid=(p.K, p.P, p.Q), out_shape=(p.P, p.Q),
@@ -310,7 +294,7 @@ class TiledAlgorithm(AlgorithmBase):
         when that division is exact. Those taps are evenly spaced; walked backwards they read grad_output at
         i + offset + m*step (m = 0, 1, ...), a stride-1 correlation. Columns likewise.
         """
-        p = self.views["grad_input"]
+        p = self.view
         RS = p.R * p.S
         event = None
         events = list(wait_for or [])
@@ -332,7 +316,7 @@ class TiledAlgorithm(AlgorithmBase):
         return event
 
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
-        p = self.views["grad_weight"]
+        p = self.view
         config = self.configs["grad_weight"]
         count = int(np.prod(p.weight_shape))
         n_per_split, splits = self.split("grad_weight")
