@@ -156,14 +156,19 @@ def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = 
     raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
 
 
+def compare_with_oracle(pass_name: str, case: Case, inputs: dict, got, dtype) -> Comparison:
+    """Compare a pass's result computed from ``inputs`` with the oracle's."""
+    expected = _oracle(pass_name, case, inputs)
+    bound = _oracle(pass_name, case, {name: np.abs(value) for name, value in inputs.items()})
+    return compare(got, expected, bound, dtype)
+
+
 def check_pass(pass_name: str, case: Case, dtype, device=None, algo: str = "auto", seed: int = 0,
                max_workspace_bytes=None) -> Comparison:
     """Run one pass of one case on a device and compare it with the oracle."""
     inputs = random_inputs(case, dtype, seed)
     got = run_pass(pass_name, case, inputs, device=device, algo=algo, max_workspace_bytes=max_workspace_bytes)
-    expected = _oracle(pass_name, case, inputs)
-    bound = _oracle(pass_name, case, {name: np.abs(value) for name, value in inputs.items()})
-    return compare(got, expected, bound, dtype)
+    return compare_with_oracle(pass_name, case, inputs, got, dtype)
 
 
 def case_id(case: Case, dtype) -> str:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
+import warnings
 
 import numpy as np
 
-from . import arrays, platforms, tuning_cache
+from . import arrays, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, get_algorithm
-from .algorithms.tiled import CONFIG_TYPES
+from .algorithms.tiled import CONFIG_TYPES, narrower_config
 from .params import PASSES, Conv2DParams
 
 DEFAULT_ALGORITHM = "tiled"
@@ -30,7 +32,38 @@ class Choice:
 
     algo: str
     config: object  # a config dataclass of the algorithm, or None for its default
-    source: str  # "requested", "tuned" or "heuristic"
+    source: str  # "requested", "tuned", "heuristic" or "fallback"
+
+
+class KernelFallbackWarning(RuntimeWarning):
+    """A kernel variant failed its check in a child process on this device; a plan runs the next-best one."""
+
+
+_warned: set = set()
+_warned_lock = threading.Lock()
+
+
+def fallback_choice(choice: Choice, config) -> Choice | None:
+    """The next-best choice after one running tile ``config`` had a kernel fail its check: the same tile
+    with half the vector lanes, then (unless the algorithm was requested) the direct algorithm."""
+    narrower = narrower_config(config) if choice.algo == "tiled" and config is not None else None
+    if narrower is not None:
+        return Choice("tiled", narrower, "requested" if choice.source == "requested" else "fallback")
+    if choice.algo != "direct" and choice.source != "requested":
+        return Choice("direct", None, "fallback")
+    return None
+
+
+def _warn_fallback(failure: kernel_check.KernelVariantFailed, pass_name: str, replacement: Choice) -> None:
+    key = (kernel_check.device_key(failure.info), failure.variant)
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    instead = replacement.algo if replacement.config is None else f"{replacement.algo} {replacement.config}"
+    warnings.warn(f"clconv: {failure}. The {pass_name} pass runs {instead} instead; that variant stays unused on "
+                  f"this device (verdict kept in {kernel_check.verdicts_path()}).", KernelFallbackWarning,
+                  stacklevel=4)
 
 
 def _config_from_record(record: dict, pass_name: str):
@@ -65,10 +98,13 @@ class Conv2DPlan:
     """Forward pass and gradients of one layer (``params``) on one device, compiled once."""
 
     def __init__(self, params: Conv2DParams, target: platforms.Target, algo: str = "auto",
-                 max_workspace_bytes: int | None = None, choices: dict | None = None):
+                 max_workspace_bytes: int | None = None, choices: dict | None = None, fallback: bool = True):
         self.params = params
         self.target = target
         self.max_workspace_bytes = max_workspace_bytes
+        # Whether a kernel variant that fails its check (kernel_check) gives way to the next-best one; the
+        # tuner turns this off, since it must time exactly the candidate it names.
+        self.fallback = fallback
         arrays.check_dtype_supported(target.info, params.dtype)
         self.choices = choices or {name: choose(params, target.info, name, algo)
                                    for name in PASSES}
@@ -86,7 +122,8 @@ class Conv2DPlan:
 
     def _implementation(self, pass_name: str):
         choice = self.choices[pass_name]
-        key = (choice.algo, choice.config)
+        # A config is one pass's tile: forward and grad_input share a config type, not their tiles.
+        key = (choice.algo, choice.config, pass_name if choice.config is not None else None)
         if key not in self._implementations:
             configs = {pass_name: choice.config} if choice.config is not None else None
             self._implementations[key] = ALGORITHMS[choice.algo](self.params, self.target, configs,
@@ -122,9 +159,26 @@ class Conv2DPlan:
         out = call.empty(out_name, out_shape, self.params.dtype)
         event = None
         if out.size:
-            launch = getattr(self._implementation(pass_name), pass_name)
-            event = launch(*(call.view(name) for name in named), arrays.output_view(out), call.wait_for)
+            event = self._launch(pass_name, [call.view(name) for name in named], arrays.output_view(out),
+                                 call.wait_for)
         return call.finish(out, event)
+
+    def _launch(self, pass_name: str, views: list, out_view, wait_for):
+        """Enqueue a pass; a kernel variant that failed its check is replaced by the next-best choice.
+        Every pass writes its whole output, so a pass that stopped at a failed variant can start again."""
+        while True:
+            implementation = self._implementation(pass_name)
+            try:
+                return getattr(implementation, pass_name)(*views, out_view, wait_for)
+            except kernel_check.KernelVariantFailed as failure:
+                choice = self.choices[pass_name]
+                config = getattr(implementation, "configs", {}).get(pass_name, choice.config)
+                replacement = fallback_choice(choice, config) if self.fallback else None
+                if replacement is None:
+                    raise RuntimeError(f"{failure}; the {pass_name} pass has no other kernel variant to fall "
+                                       f"back to on this device") from failure
+                _warn_fallback(failure, pass_name, replacement)
+                self.choices = dict(self.choices, **{pass_name: replacement})
 
     def forward(self, x, weight, bias=None):
         """y = conv2d(x, weight) + bias, shape (N, K, P, Q)."""

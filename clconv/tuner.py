@@ -115,12 +115,12 @@ def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: b
         best, rejected = None, 0
         for choice in candidates:
             bar.set_postfix_str(f"{params.label} {pass_name} {choice.algo}")
-            plan = Conv2DPlan(params, target, choices={pass_name: choice})
+            plan = Conv2DPlan(params, target, choices={pass_name: choice}, fallback=False)
             try:
                 result = pass_runner(plan, pass_name, tensors)().get()
                 seconds = device_seconds(target.queue, pass_runner(plan, pass_name, tensors), repeats)
             except (cl.Error, RuntimeError):
-                rejected += 1  # a tile the device cannot build or run is skipped, not fatal
+                rejected += 1  # a tile the device cannot build, run or check is skipped, not fatal
                 bar.update()
                 continue
             if not np.all(np.abs(result.astype(np.float64) - reference) <= limit):

@@ -8,7 +8,7 @@ import typing
 import numpy as np
 import pyopencl as cl
 
-from .. import programs
+from .. import kernel_check, programs
 from ..params import Conv2DParams
 
 # The order of CONV_GEOMETRY_PARAMS in cl/common.h.
@@ -77,22 +77,29 @@ class AlgorithmBase:
         self._launch_lock = threading.Lock()
         self._kernels = {}
 
-    def kernel(self, name: str, defines: dict) -> cl.Kernel:
-        """Kernel ``name`` built with ``defines``; built on first request, so unused passes cost no compile."""
-        key = (name, tuple(sorted(defines.items())))
-        if key not in self._kernels:
-            self._kernels[key] = programs.get_kernel(self.target.context, name, dict(defines, **self.dtype_defines))
-        return self._kernels[key]
-
-    def launch(self, kernel, size, local, args, wait_for):
-        """Run ``kernel`` over at least ``size`` work-items in work-groups of shape ``local``.
+    def launch(self, name: str, defines: dict, size, local, args, wait_for):
+        """Run kernel ``name`` built with ``defines`` over at least ``size`` work-items in work-groups of
+        shape ``local``.
 
         The work-group shape is fixed per plan: PoCL compiles one work-group function per local size, so
         letting the runtime choose one per shape would recompile for every new layer.
         """
         global_size = tuple(round_up(s, l) for s, l in zip(size, local))
+        kernel = self._kernel(name, defines, tuple(local), args)
         with self._launch_lock:
             return kernel(self.target.queue, global_size, local, *args, wait_for=wait_for)
+
+    def _kernel(self, name: str, defines: dict, local: tuple, args: list) -> cl.Kernel:
+        """The kernel of one variant, built on its first launch (unused passes cost no compile) and only
+        after the variant passed its check in a child process (see kernel_check)."""
+        key = (name, tuple(sorted(defines.items())), local)
+        if key not in self._kernels:
+            defines = dict(defines, **self.dtype_defines)
+            salt = kernel_check.build_salt(self.target, name, defines, local, args)
+            if salt:
+                defines[kernel_check.SALT_DEFINE] = salt
+            self._kernels[key] = programs.get_kernel(self.target.context, name, defines)
+        return self._kernels[key]
 
     def reduction(self, pass_name: str):
         """(work-items per batch chunk, work-items wanted, values summed) of a pass that sums over the
@@ -132,8 +139,7 @@ class AlgorithmBase:
         """Add the split partial sums in split order into ``out``; returns the final event."""
         if partial is None:
             return event
-        kernel = self.kernel("reduce_partials", {})
-        return self.launch(kernel, (count,), (self.local_width,),
+        return self.launch("reduce_partials", {}, (count,), (self.local_width,),
                            [partial, np.int32(count), np.int32(splits), out.buffer, np.int32(out.offset)], [event])
 
     @property

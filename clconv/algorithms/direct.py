@@ -36,8 +36,7 @@ class DirectAlgorithm(AlgorithmBase):
         return super().reduction(pass_name)
 
     def _run(self, kernel_name, size, args, wait_for):
-        return self.launch(self.kernel(kernel_name, TILES), size, (self.local_width,) + (1,) * (len(size) - 1), args,
-                           wait_for)
+        return self.launch(kernel_name, TILES, size, (self.local_width,) + (1,) * (len(size) - 1), args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
         p = self.params

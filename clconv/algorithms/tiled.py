@@ -60,6 +60,13 @@ class GradWeightConfig:
         return div_up(p.C_per_group, self.block_c) * p.R * p.S * p.groups * div_up(p.K_per_group, self.block_k)
 
 
+def narrower_config(config):
+    """The same tile with half the vector lanes, or None at the narrowest: the next-best variant when a
+    device's compiler cannot build a tile (kernel_check)."""
+    index = VECTOR_WIDTHS.index(config.vec) if config.vec in VECTOR_WIDTHS else 0
+    return dataclasses.replace(config, vec=VECTOR_WIDTHS[index - 1]) if index > 0 else None
+
+
 def one_axis(local: tuple) -> tuple:
     """A work-group shape with its first two axes merged into the first, for kernels run on one axis."""
     return (local[0] * local[1], 1, local[2])
@@ -239,13 +246,13 @@ class TiledAlgorithm(AlgorithmBase):
             return config.items(self.params), config.target_items, int(np.prod(self.params.weight_shape))
         return super().reduction(pass_name)
 
-    def _pass_kernel(self, pass_name: str, flat_plane: bool = False):
+    def _pass_defines(self, pass_name: str, flat_plane: bool = False) -> dict:
         # The column stride is fixed at compile time when it is 1 or 2 (see cl/vector.h).
         stride = _column_stride(self.params, pass_name)
         defines = dict(self.configs[pass_name].defines(), COL_STRIDE=stride if stride <= 2 else 0)
         if flat_plane:
             defines["FLAT_PLANE"] = 1
-        return self.kernel(KERNELS[pass_name], defines)
+        return defines
 
     def _correlate(self, pass_name, source, weight, bias, out, *, in_shape, grid, out_shape, placement, taps,
                    stride, offsets, dilation, weight_strides, wait_for):
@@ -276,7 +283,7 @@ class TiledAlgorithm(AlgorithmBase):
             size, local = (div_up(h_grid * w_grid, config.vec * config.block_p), 1, blocks), flat_local
         else:
             size = (div_up(w_grid, config.vec), div_up(h_grid, config.block_p), blocks)
-        return self.launch(self._pass_kernel(pass_name, flat_plane), size, local, args, wait_for)
+        return self.launch(KERNELS[pass_name], self._pass_defines(pass_name, flat_plane), size, local, args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
         p = self.view
@@ -323,8 +330,8 @@ class TiledAlgorithm(AlgorithmBase):
         partial = self.partials(count, splits)
         args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, geometry=p)
         size = (config.items(p), 1, splits)
-        kernel = self._pass_kernel("grad_weight", whole_planes(p, "grad_weight"))
-        event = self.launch(kernel, size, config.merged_local, args, wait_for)
+        defines = self._pass_defines("grad_weight", whole_planes(p, "grad_weight"))
+        event = self.launch(KERNELS["grad_weight"], defines, size, config.merged_local, args, wait_for)
         return self.reduce_into(partial, count, splits, grad_weight, event)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
