@@ -31,23 +31,31 @@ def _default_reason() -> str:
     env = os.environ.get(_platforms.ENV_VAR)
     if env:
         return f"from {_platforms.ENV_VAR}={env!r}"
-    return "chosen automatically: GPU, then accelerator, then CPU; most compute units; newest platform"
+    return ("chosen automatically: GPU, then accelerator, then CPU, never a simulator; most compute units; "
+            "newest platform")
 
 
 def cmd_devices(args) -> int:
     infos = _platforms.devices()
-    default = _platforms.default_device()
+    try:
+        default = _platforms.default_device()
+    except RuntimeError as error:  # only simulators: there is no automatic choice
+        default, no_default = None, str(error)
     header = ("", "index", "type", "device", "platform", "CUs", "memory", "max alloc", "fp64", "fp16 ext", "OpenCL C")
     rows = [header]
     for info in infos:
-        rows.append(("*" if info.device == default.device else "", info.index, info.type, info.name,
+        kind = f"{info.type} (simulator)" if info.simulator else info.type
+        rows.append(("*" if default is not None and info.device == default.device else "", info.index, kind, info.name,
                      f"{info.platform_name} ({info.platform_version})", str(info.compute_units),
                      _gib(info.global_mem_bytes), _gib(info.max_alloc_bytes), "yes" if info.fp64 else "no",
                      "yes" if info.fp16 else "no", info.opencl_c_version))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    print(f"\n* default device: [{default.index}] {default.name} ({_default_reason()})")
+    if default is None:
+        print(f"\nno default device: {no_default}")
+    else:
+        print(f"\n* default device: [{default.index}] {default.name} ({_default_reason()})")
     print("fp16 runs on every device (half storage, float arithmetic); fp64 needs the fp64 column to say yes.")
     return 0
 

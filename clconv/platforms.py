@@ -32,6 +32,10 @@ _TYPE_NAMES = (
 )
 _TYPE_PREFERENCE = {"GPU": 0, "accelerator": 1, "CPU": 2}
 
+# Simulators and emulators: correct but orders of magnitude slower than real hardware, so never chosen
+# automatically. Oclgrind reports itself as a GPU; Intel's FPGA Emulation Platform as an accelerator.
+_SIMULATOR_NAMES = ("oclgrind", "emulation", "emulator")
+
 # Short, stable vendor tags for test ids and tables.
 _PLATFORM_TAGS = (
     ("portable computing language", "pocl"),
@@ -106,6 +110,12 @@ class DeviceInfo:
             vendor = re.sub(r"[^a-z0-9]+", "", lowered.split()[0]) if lowered else "opencl"
         return f"{vendor}:{self.index}"
 
+    @property
+    def simulator(self) -> bool:
+        """A simulator or emulator (Oclgrind, an FPGA emulator): selectable by spec, never chosen automatically."""
+        names = f"{self.platform_name} {self.name}".lower()
+        return any(word in names for word in _SIMULATOR_NAMES)
+
     def preference_key(self):
         """Sort key: smaller is preferred by the automatic choice."""
         return (_TYPE_PREFERENCE.get(self.type, 3), -self.compute_units,
@@ -151,7 +161,9 @@ def _enumerate_devices() -> tuple[DeviceInfo, ...]:
 
 
 def automatic_choice(candidates: list[DeviceInfo]) -> DeviceInfo:
-    return min(candidates, key=DeviceInfo.preference_key)
+    """The preferred device; simulators only when nothing else is among ``candidates``."""
+    real = [info for info in candidates if not info.simulator]
+    return min(real or candidates, key=DeviceInfo.preference_key)
 
 
 def _available_listing(candidates: list[DeviceInfo]) -> str:
@@ -162,6 +174,10 @@ def match(spec, candidates: list[DeviceInfo] | None = None) -> DeviceInfo:
     """The DeviceInfo a spec names (not for CommandQueue specs). ValueError if nothing matches."""
     candidates = devices() if candidates is None else candidates
     if spec is None or (isinstance(spec, str) and spec.strip().lower() in ("", "auto")):
+        if all(info.simulator for info in candidates):
+            raise RuntimeError(
+                f"only simulators were found ({_available_listing(candidates)}); clconv never picks one "
+                f"automatically: name it (device='oclgrind', CLCONV_DEVICE=oclgrind), or {INSTALL_HINT}")
         return automatic_choice(candidates)
     if isinstance(spec, cl.Device):
         for info in candidates:
