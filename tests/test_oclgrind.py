@@ -1,0 +1,113 @@
+"""The Oclgrind tier: every pass, algorithm and dtype on small layers under a simulator that checks every
+memory access and, with OCLGRIND_DATA_RACES=1, every data race. A test fails on any diagnostic.
+
+Oclgrind reports itself as a GPU, so the default tiles here are the GPU ones; the CPU tiles (what PoCL and
+Intel's runtime run) are simulated too. Oclgrind reads its switches and its log file when a context is
+created; tests/conftest.py sets them before any context exists. Oclgrind's uninitialised-memory plugin
+stays off: version 21.10 aborts on LLVM ``freeze`` instructions.
+
+CLCONV_TEST_PLATFORMS (see test_devices.py) makes CI insist that Oclgrind is installed; elsewhere the
+tier is skipped when it is not.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+import pyopencl as cl
+import pytest
+
+from clconv import check, kernel_check, platforms, tuner
+from clconv.algorithms import ALGORITHMS
+from clconv.algorithms.tiled import KERNELS, default_config
+from clconv.params import PASSES
+from clconv.planning import Choice, Conv2DPlan
+
+LOG = os.environ["OCLGRIND_LOG"]
+
+# Small enough to simulate in well under a second each; between them every path of the kernels: strides,
+# dilation, groups, depthwise, asymmetric padding, rows narrower than a vector, whole planes, 1x1 rows.
+LAYERS = (
+    check.Case("3x3-p1", (2, 4, 6, 6), (4, 4, 3, 3), padding=1),
+    check.Case("3x3-s2", (2, 3, 7, 7), (4, 3, 3, 3), stride=2, padding=1),
+    check.Case("3x3-d2", (2, 3, 8, 7), (4, 3, 3, 3), padding=2, dilation=2),
+    check.Case("3x3-g2", (2, 4, 6, 6), (6, 2, 3, 3), padding=1, groups=2),
+    check.Case("3x3-depthwise", (2, 4, 6, 6), (4, 1, 3, 3), padding=1, groups=4),
+    check.Case("3x3-asympad", (2, 3, 5, 6), (4, 3, 3, 3), padding=((1, 0), (0, 2))),
+    check.Case("3x3-w3", (2, 3, 5, 3), (4, 3, 3, 3), padding=1),
+    check.Case("1x1-w3", (2, 3, 4, 3), (5, 3, 1, 1)),
+    check.Case("1x1-c8", (2, 8, 5, 5), (6, 8, 1, 1)),
+    check.Case("3x3-c9-planes", (1, 9, 6, 6), (10, 9, 3, 3), padding=1),
+)
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    try:
+        info = platforms.match("oclgrind")
+    except ValueError:
+        pytest.skip("Oclgrind is not installed (pip install 'clconv[oclgrind]')")
+    return info
+
+
+def new_diagnostics(start: int) -> str:
+    """What Oclgrind logged since byte ``start`` (from the beginning if a new context truncated the log)."""
+    try:
+        size = os.path.getsize(LOG)
+    except FileNotFoundError:
+        return ""
+    with open(LOG, "rb") as handle:
+        handle.seek(start if size >= start else 0)
+        return handle.read().decode(errors="replace").strip()
+
+
+@pytest.fixture
+def clean_log(simulator, monkeypatch):
+    """Fails the test when Oclgrind logged anything while it ran. Kernel checks are off: a checker
+    process's own Oclgrind context would truncate the shared log."""
+    monkeypatch.setenv(kernel_check.ENABLE_ENV_VAR, "0")
+    platforms.resolve(simulator.device)  # the context exists (and has truncated the log) before we measure
+    assert os.path.exists(LOG), "Oclgrind does not write its log: OCLGRIND_LOG was set too late"
+    start = os.path.getsize(LOG)
+    yield
+    text = new_diagnostics(start)
+    assert not text, f"Oclgrind diagnostics:\n{text[:20000]}"
+
+
+def cpu_tile_plan(simulator, params) -> Conv2DPlan:
+    """A plan running the tiles the heuristic gives a CPU (GPU-shaped work-groups stay out of it)."""
+    cpu = dataclasses.replace(simulator, type="CPU")
+    choices = {name: Choice("tiled", default_config(params, cpu, name) if name in KERNELS else None, "requested")
+               for name in PASSES}
+    return Conv2DPlan(params, platforms.resolve(simulator.device), choices=choices)
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS) + ["tiled-cpu-tiles"])
+@pytest.mark.parametrize("case", LAYERS, ids=lambda case: case.name)
+def test_simulated_passes_are_clean_and_correct(case, algo, dtype, simulator, clean_log):
+    params = case.params(dtype)
+    inputs = check.random_inputs(case, dtype)
+    for pass_name in PASSES:
+        if algo == "tiled-cpu-tiles":
+            got = tuner.pass_runner(cpu_tile_plan(simulator, params), pass_name, inputs)()
+            result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
+        else:
+            result = check.check_pass(pass_name, case, dtype, device=simulator.device, algo=algo)
+        assert result.passed, f"{pass_name} {params.describe()} ({algo}) on Oclgrind: {result.message}"
+
+
+def test_the_tier_sees_an_out_of_bounds_read(simulator):
+    """The tier itself can fail: a kernel reading one element past its buffer is reported."""
+    target = platforms.resolve(simulator.device)
+    program = cl.Program(target.context, """
+        __kernel void shifted_copy(__global const float *source, __global float *copy) {
+            size_t i = get_global_id(0);
+            copy[i] = source[i + 1];
+        }""").build()
+    source = cl.Buffer(target.context, cl.mem_flags.READ_ONLY, 16 * 4)
+    copy = cl.Buffer(target.context, cl.mem_flags.WRITE_ONLY, 16 * 4)
+    start = os.path.getsize(LOG)
+    program.shifted_copy(target.queue, (16,), (4,), source, copy)
+    target.queue.finish()
+    assert "Invalid read of size 4" in new_diagnostics(start)
