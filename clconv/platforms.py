@@ -32,6 +32,11 @@ _TYPE_NAMES = (
 )
 _TYPE_PREFERENCE = {"GPU": 0, "accelerator": 1, "CPU": 2}
 
+# LLVM CPU names whose features include AVX-512, as PoCL names the CPU it compiles for.
+_AVX512_CPU_WORDS = ("avx512", "knl", "knm", "cannonlake", "icelake", "tigerlake", "cascadelake", "cooperlake",
+                     "sapphirerapids", "rocketlake", "emeraldrapids", "graniterapids", "diamondrapids", "znver4",
+                     "znver5", "x86-64-v4")
+
 # Simulators and emulators: correct but orders of magnitude slower than real hardware, so never chosen
 # automatically. Oclgrind reports itself as a GPU; Intel's FPGA Emulation Platform as an accelerator.
 _SIMULATOR_NAMES = ("oclgrind", "emulation", "emulator")
@@ -79,6 +84,8 @@ class DeviceInfo:
     host_memory: bool  # computes in the host's memory (a CPU, or a GPU that shares it): buffers can wrap NumPy
     opencl_c_version: str
     driver_version: str
+    device_version: str  # CL_DEVICE_VERSION; PoCL puts its compiler's target there ("HSTR: pthread-<triple>-<cpu>")
+    native_float_lanes: int
     device: cl.Device = dataclasses.field(repr=False, compare=False)
 
     @classmethod
@@ -98,6 +105,8 @@ class DeviceInfo:
             host_memory=type_name == "CPU" or _host_unified_memory(device),
             opencl_c_version=device.opencl_c_version.strip(),
             driver_version=device.driver_version.strip(),
+            device_version=device.version.strip(),
+            native_float_lanes=device.native_vector_width_float,
             device=device,
         )
 
@@ -115,6 +124,26 @@ class DeviceInfo:
         """A simulator or emulator (Oclgrind, an FPGA emulator): selectable by spec, never chosen automatically."""
         names = f"{self.platform_name} {self.name}".lower()
         return any(word in names for word in _SIMULATOR_NAMES)
+
+    @property
+    def compiler_cpu(self) -> str | None:
+        """The LLVM CPU name PoCL compiles for (e.g. 'skylake-avx512', 'znver3'); None on other platforms."""
+        found = re.search(r"HSTR: \S+?-[^-\s]+-[^-\s]+-[^-\s]+-[^-\s]+-(\S+)", self.device_version)
+        return found.group(1) if found else None
+
+    @property
+    def vector_bits_limit(self) -> int | None:
+        """The widest vector (in bits) clconv's kernels may use here, or None for no limit beyond 16 lanes.
+
+        256 where PoCL's compiler targets a CPU without AVX-512 while the device reports 16 native float
+        lanes: PyPI's PoCL 3.0 (LLVM 14) on an AMD Zen 4 does that (LLVM 14 does not know the CPU, PoCL
+        compiles for znver3, an AVX2 CPU, with the host's AVX-512 features), and LLVM aborts the process on
+        every 512-bit vector operation (float16 or double8: `Cannot emit physreg copy instruction`).
+        """
+        cpu = self.compiler_cpu
+        if cpu is not None and self.native_float_lanes >= 16 and not any(w in cpu for w in _AVX512_CPU_WORDS):
+            return 256
+        return None
 
     def preference_key(self):
         """Sort key: smaller is preferred by the automatic choice."""

@@ -17,7 +17,7 @@ import typing
 import numpy as np
 
 from ..params import Conv2DParams
-from .base import AlgorithmBase, div_up
+from .base import AlgorithmBase, accumulator_bytes, div_up
 from .direct import DirectAlgorithm
 
 # Vector widths OpenCL C has (2, 3, 4, 8, 16); 3 is left out because vload3 packs differently.
@@ -83,9 +83,19 @@ FLAT_PLANE_MIN_CHANNELS = 8
 CHANNEL_BLOCKS = (1, 2, 3, 4, 6, 8, 14, 28)
 
 
-def _vector_width(width: int) -> int:
-    """The narrowest vector that covers a row, up to 16 lanes: a wider one would waste lanes."""
-    return next((v for v in VECTOR_WIDTHS if v >= width), VECTOR_WIDTHS[-1])
+def widest_vector(params: Conv2DParams, info) -> int:
+    """The most lanes a kernel vector (of accumulators: float for fp16 and fp32, double for fp64) may have on
+    a device: 16, or fewer where the device's compiler cannot build wider ones (vector_bits_limit)."""
+    limit = info.vector_bits_limit
+    if limit is None:
+        return VECTOR_WIDTHS[-1]
+    lanes = limit // (8 * accumulator_bytes(params))
+    return max(v for v in VECTOR_WIDTHS if v <= lanes)
+
+
+def _vector_width(width: int, widest: int) -> int:
+    """The narrowest vector that covers a row, up to ``widest`` lanes: a wider one would waste lanes."""
+    return next((v for v in VECTOR_WIDTHS if v >= width or v == widest), widest)
 
 
 def _channel_block(channels: int, largest: int) -> int:
@@ -135,6 +145,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
     out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
     height = params.H if pass_name == "grad_input" else params.P
     gpu = info.type == "GPU"
+    widest = widest_vector(params, info)
     if pass_name == "grad_weight":
         if gpu:
             return GradWeightConfig(vec=4, block_k=_channel_block(params.K_per_group, 4),
@@ -154,7 +165,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         # A few work-items per core keep a CPU busy; splitting the batch for more only adds partial sums
         # (measured: LeNet conv1 and MobileNet's expand layer as fast or faster unsplit), so CPUs default to
         # no workspace for this pass.
-        return GradWeightConfig(vec=_vector_width(width), block_k=block_k, block_c=block_c,
+        return GradWeightConfig(vec=_vector_width(width, widest), block_k=block_k, block_c=block_c,
                                 target_items=4 * info.compute_units, k_group=k_group)
     if gpu:
         return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_p=2, local=(16, 4, 1))
@@ -162,14 +173,14 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         # A tile's vectors are consecutive on a plane; a plane of at most 4 vectors goes to one work-item
         # (7 x 7: 6 channels x 4 vectors measured 1.2x faster than 14 x 2, and 1.9x faster than 28 x 1).
         plane = height * width
-        vectors = div_up(plane, VECTOR_WIDTHS[-1])
+        vectors = div_up(plane, widest)
         block_p = vectors if vectors <= 4 else 2
         block_k = _channel_block(out_channels, max(b for b in CHANNEL_BLOCKS if b <= 28 // block_p))
-        return CorrelationConfig(vec=_vector_width(plane), block_k=block_k, block_p=block_p)
+        return CorrelationConfig(vec=_vector_width(plane, widest), block_k=block_k, block_p=block_p)
     if height == 1:  # one row (a pointwise layer seen as one long row): all 28 vectors go to channels
-        return CorrelationConfig(vec=_vector_width(width), block_k=_channel_block(out_channels, 28), block_p=1)
+        return CorrelationConfig(vec=_vector_width(width, widest), block_k=_channel_block(out_channels, 28), block_p=1)
     block_k = _channel_block(out_channels, 14)
-    return CorrelationConfig(vec=_vector_width(width), block_k=block_k, block_p=max(1, min(4, 28 // block_k)))
+    return CorrelationConfig(vec=_vector_width(width, widest), block_k=block_k, block_p=max(1, min(4, 28 // block_k)))
 
 
 def candidate_configs(params: Conv2DParams, info, pass_name: str):
@@ -185,7 +196,7 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
     heuristic = default_config(params, info, pass_name)
     grid = []
     locals_ = [(16, 4, 1), (32, 2, 1), (8, 8, 1)] if info.type == "GPU" else [(1, 1, 1), (1, 1, 4)]
-    vectors = sorted({heuristic.vec, 4 if info.type == "GPU" else 16})
+    vectors = sorted({heuristic.vec, 4 if info.type == "GPU" else widest_vector(params, info)})
     if pass_name == "grad_weight":
         for vec, bk, bc, local in itertools.product(vectors, (2, 4, 6), (2, 4, 6), locals_):
             grid.append(GradWeightConfig(vec, min(bk, params.K_per_group), min(bc, params.C_per_group), local,
