@@ -43,9 +43,10 @@ print(json.dumps({
 """
 
 
-def run_caller(device, cache: Path, **env) -> dict:
+def run_caller(device, cache: Path, pocl_cache: Path | None = None, **env) -> dict:
+    """Run CALLER in a new process with the verdicts (and tuning data) in ``cache``."""
     environment = dict(os.environ, CLCONV_TUNING_CACHE=str(cache / "tuning.json"),
-                       POCL_CACHE_DIR=str(cache / "pocl"), XDG_CACHE_HOME=str(cache / "xdg"), **env)
+                       POCL_CACHE_DIR=str(pocl_cache or cache / "pocl"))
     environment.pop(kernel_check.FAULT_ENV_VAR, None)
     environment.update(env)
     done = subprocess.run([sys.executable, "-c", CALLER, device.index], capture_output=True, text=True,
@@ -61,17 +62,23 @@ def verdicts(cache: Path) -> dict:
     return by_variant
 
 
+@pytest.fixture(scope="session")
+def pocl_cache(tmp_path_factory):
+    """One PoCL kernel cache for the callers of several tests, as on a user's machine."""
+    return tmp_path_factory.mktemp("pocl-cache")
+
+
 @pytest.fixture
-def default_vec(device, tmp_path):
+def default_vec(device, tmp_path, pocl_cache):
     """The vector width the device's default forward tile has for the CALLER layer, and a clean run."""
-    clean = run_caller(device, tmp_path / "clean")
+    clean = run_caller(device, tmp_path / "clean", pocl_cache)
     assert clean["passed"] and clean["source"] == "heuristic" and not clean["warnings"], clean
     return clean["vec"]
 
 
-def test_aborting_check_falls_back_warns_and_is_remembered(device, default_vec, tmp_path):
+def test_aborting_check_falls_back_warns_and_is_remembered(device, default_vec, tmp_path, pocl_cache):
     fault = f"abort:VEC={default_vec}]"
-    first = run_caller(device, tmp_path, **{kernel_check.FAULT_ENV_VAR: fault})
+    first = run_caller(device, tmp_path, pocl_cache, **{kernel_check.FAULT_ENV_VAR: fault})
     assert first["passed"], first
     assert first["algo"] == "tiled" and first["source"] == "fallback" and first["vec"] == default_vec // 2
     warning = first["warnings"][0]
@@ -83,13 +90,13 @@ def test_aborting_check_falls_back_warns_and_is_remembered(device, default_vec, 
     assert any(v["status"] == "ok" and f"VEC={default_vec // 2}]" in name for name, v in stored.items())
 
     # A new process, without the hook: the stored verdict alone keeps the variant out; nothing is checked again.
-    second = run_caller(device, tmp_path)
+    second = run_caller(device, tmp_path, pocl_cache)
     assert second["passed"] and second["vec"] == default_vec // 2 and second["checks_run"] == 0, second
     assert second["warnings"] and second["warnings"][0] == warning
 
 
-def test_hanging_check_counts_as_a_crash(device, default_vec, tmp_path):
-    hung = run_caller(device, tmp_path, **{kernel_check.FAULT_ENV_VAR: f"hang:VEC={default_vec}]",
+def test_hanging_check_counts_as_a_crash(device, default_vec, tmp_path, pocl_cache):
+    hung = run_caller(device, tmp_path, pocl_cache, **{kernel_check.FAULT_ENV_VAR: f"hang:VEC={default_vec}]",
                                            kernel_check.TIMEOUT_ENV_VAR: "20"})
     assert hung["passed"] and hung["vec"] == default_vec // 2, hung
     assert "hung its check" in hung["warnings"][0] and "no verdict within 20 s" in hung["warnings"][0]
