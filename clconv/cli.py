@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import benchmark, layers, tuner, tuning_cache
+from . import benchmark, kernel_check, layers, tuner, tuning_cache
 from . import check as _check
 from . import platforms as _platforms
 from .params import PASSES, Conv2DParams, dtype_name
@@ -146,8 +146,11 @@ def cmd_tune(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.cold_cache:
-        # PoCL reads its cache directory when the platform starts, which has not happened yet here.
-        os.environ["POCL_CACHE_DIR"] = tempfile.mkdtemp(prefix="clconv-pocl-")
+        # PoCL reads its cache directory when the platform starts, which has not happened yet here. Fresh
+        # kernel-check verdicts too, so that first calls include the checks a new machine pays for.
+        cold = tempfile.mkdtemp(prefix="clconv-cold-")
+        os.environ["POCL_CACHE_DIR"] = os.path.join(cold, "pocl")
+        os.environ[kernel_check.FILE_ENV_VAR] = os.path.join(cold, "kernel_checks.json")
     infos = [_platforms.match(spec) for spec in args.device] if args.device else _platforms.devices()
     suite = layers.select(args.layers, quick=args.quick)
     records = benchmark.run(suite, infos, passes=args.passes, repeats=args.repeats, peers=not args.no_peers,
@@ -199,8 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--repeats", type=int, default=9, help="timed repeats per measurement (median)")
     bench.add_argument("--algo", default="auto", help="clconv algorithm (default: auto)")
     bench.add_argument("--no-peers", action="store_true", help="measure clconv only")
-    bench.add_argument("--cold-cache", action="store_true", help="start PoCL with an empty kernel cache, so that "
-                                                                "first-call times include compilation")
+    bench.add_argument("--cold-cache", action="store_true",
+                       help="start PoCL with an empty kernel cache and no kernel-check verdicts, so that first-call "
+                            "times include compilation and the checks")
     bench.add_argument("--out", default="clconv-bench", help="folder for results.json, results.csv, gflops.png")
     bench.set_defaults(run=cmd_bench)
 

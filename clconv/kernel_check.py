@@ -53,14 +53,19 @@ ENABLE_ENV_VAR = "CLCONV_KERNEL_CHECK"
 #: description contains TEXT, in place of building it. Read by the checker process only.
 FAULT_ENV_VAR = "CLCONV_TEST_CHECK_FAULT"
 
+#: Where the verdicts are kept, when not beside the tuning data (``clconv bench --cold-cache`` sets it).
+FILE_ENV_VAR = "CLCONV_KERNEL_CHECKS"
+
 SALT_DEFINE = "CLCONV_BUILD_SALT"
 STATUSES = ("ok", "crashed", "hung", "rejected")
 
-_VERDICTS = JsonCacheFile(lambda: cache_folder() / "kernel_checks.json", version=1, what="kernel-check verdicts")
-
 
 def verdicts_path() -> Path:
-    return _VERDICTS.path()
+    override = os.environ.get(FILE_ENV_VAR)
+    return Path(override) if override else cache_folder() / "kernel_checks.json"
+
+
+_VERDICTS = JsonCacheFile(verdicts_path, version=1, what="kernel-check verdicts")
 
 
 @functools.lru_cache(maxsize=1)

@@ -105,8 +105,7 @@ def test_hanging_check_counts_as_a_crash(device, default_vec, tmp_path, pocl_cac
 def test_kernel_cache_broken_by_a_crashed_compile_does_not_break_later_runs(device, tmp_path):
     """A crash halfway through writing PoCL's kernel cache leaves truncated files behind (PoCL 3.1 then
     fails an assertion when it loads them, PoCL 3.0 loses the kernel and aborts at exit). A later process
-    that checks the variant again (a new clconv version, a deleted verdict file) must still run it.
-    (pyopencl's own cache is an SQLite database, which a crash does not leave half-written.)"""
+    that checks the variant again (a new clconv version, a deleted verdict file) must still run it."""
     first = run_caller(device, tmp_path)
     assert first["passed"] and not first["warnings"], first
     broken = 0
