@@ -43,11 +43,12 @@ import pyopencl as cl
 
 from . import __version__, programs
 from .cache_files import JsonCacheFile, cache_folder
+from .tuning_cache import device_key
 
 #: Seconds a check may take before it counts as a hung compiler (CLCONV_KERNEL_CHECK_TIMEOUT overrides).
 DEFAULT_TIMEOUT_SECONDS = 300.0
 TIMEOUT_ENV_VAR = "CLCONV_KERNEL_CHECK_TIMEOUT"
-#: "0" turns the checks off: every variant is built in-process unchecked.
+#: "0" turns the checks off: variants without a stored verdict are built in-process unchecked.
 ENABLE_ENV_VAR = "CLCONV_KERNEL_CHECK"
 #: Test-only: "abort:TEXT" or "hang:TEXT" makes the checker abort (SIGABRT) or hang on every variant whose
 #: description contains TEXT, in place of building it. Read by the checker process only.
@@ -76,10 +77,6 @@ def sources_digest() -> str:
         if path.suffix in (".cl", ".h"):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
-
-
-def device_key(info) -> str:
-    return f"{info.name} | {info.platform_name} {info.platform_version} | driver {info.driver_version}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,13 +146,13 @@ def build_salt(target, kernel: str, defines: dict, local: tuple, args: list) -> 
     ``args`` are the arguments of the launch about to happen; the check launches one work-group with
     arguments of the same sizes and values.
     """
-    if not _enabled():
-        return 0
     info = target.info
     variant = Variant(kernel, tuple(sorted(defines.items())), tuple(int(n) for n in local))
     key = (device_key(info), variant)
     with _lock:
         verdict = _known.get(key) or _stored(info, variant)
+        if verdict is None and not _enabled():
+            return 0  # checks are off: nothing new is checked, a stored failure still keeps its variant out
         if verdict is None:
             verdict = _check_with_retry(info, variant, [_argument_spec(a) for a in args])
             if verdict["status"] in STATUSES:
@@ -209,6 +206,8 @@ def _check_with_retry(info, variant: Variant, arg_specs: list) -> dict:
 
 def _check(info, variant: Variant, arg_specs: list, salt: int) -> dict:
     global _checker
+    if os.name == "nt":
+        return {"status": "unchecked", "detail": "the checker process talks over POSIX pipes, which Windows lacks"}
     defines = dict(variant.defines)
     if salt:
         defines[SALT_DEFINE] = salt
@@ -350,6 +349,8 @@ def _run_check(request: dict, contexts: dict) -> dict:
         local = tuple(request["local"])
         kernel(queue, local, local, *args)
         queue.finish()
+    except cl.MemoryError as error:  # the checker's copies of the buffers did not fit: no verdict on the code
+        return {"status": "unchecked", "detail": f"the checker could not allocate its buffers: {error}"}
     except cl.Error as error:
         return {"status": "rejected", "detail": str(error).strip()[-2000:]}
     except Exception as error:  # not the compiler's verdict (a broken pyopencl cache, say): no verdict at all

@@ -63,7 +63,7 @@ def _warn_fallback(failure: kernel_check.KernelVariantFailed, pass_name: str, re
     instead = replacement.algo if replacement.config is None else f"{replacement.algo} {replacement.config}"
     warnings.warn(f"clconv: {failure}. The {pass_name} pass runs {instead} instead; that variant stays unused on "
                   f"this device (verdict kept in {kernel_check.verdicts_path()}).", KernelFallbackWarning,
-                  stacklevel=4)
+                  stacklevel=5)
 
 
 def _config_from_record(record: dict, pass_name: str):
