@@ -20,11 +20,16 @@ import platformdirs
 TUNING_ENV_VAR = "CLCONV_TUNING_CACHE"
 
 
+def user_cache_folder() -> Path:
+    """clconv's folder in the platform's user cache folder."""
+    return Path(platformdirs.user_cache_dir("clconv"))
+
+
 def tuning_path() -> Path:
     override = os.environ.get(TUNING_ENV_VAR)
     if override:
         return Path(override)
-    return Path(platformdirs.user_cache_dir("clconv")) / "tuning.json"
+    return user_cache_folder() / "tuning.json"
 
 
 def cache_folder() -> Path:

@@ -24,7 +24,7 @@ import os
 import tempfile
 from pathlib import Path
 
-import platformdirs
+from .cache_files import user_cache_folder
 
 LOADER_ENV_VAR = "OCL_ICD_VENDORS"
 DISTRIBUTION = "intel-opencl-rt"
@@ -90,7 +90,7 @@ def register(root: Path | None = None) -> Path | None:
     if any(LIBRARY in text for text in files.values()):
         return None
     files["clconv-intel-opencl-rt.icd"] = f"{library}\n"
-    root = root or Path(platformdirs.user_cache_dir("clconv")) / "opencl-vendors"
+    root = root or user_cache_folder() / "opencl-vendors"
     try:
         folder = _write_folder(root, files)
     except OSError:

@@ -282,7 +282,6 @@ class _Checker:
             self.process.kill()
         self.process.wait()
 
-
     def close(self) -> None:
         """Let it finish (end of its input), then release the pipes and the log."""
         try:
