@@ -88,12 +88,11 @@ def cpu_tile_plan(simulator, params) -> Conv2DPlan:
 def test_simulated_passes_are_clean_and_correct(case, algo, dtype, simulator, clean_log):
     params = case.params(dtype)
     inputs = check.random_inputs(case, dtype)
+    plan = (cpu_tile_plan(simulator, params) if algo == "tiled-cpu-tiles"
+            else Conv2DPlan(params, platforms.resolve(simulator.device), algo=algo))
     for pass_name in PASSES:
-        if algo == "tiled-cpu-tiles":
-            got = tuner.pass_runner(cpu_tile_plan(simulator, params), pass_name, inputs)()
-            result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
-        else:
-            result = check.check_pass(pass_name, case, dtype, device=simulator.device, algo=algo)
+        got = tuner.pass_runner(plan, pass_name, inputs)()
+        result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
         assert result.passed, f"{pass_name} {params.describe()} ({algo}) on Oclgrind: {result.message}"
 
 
