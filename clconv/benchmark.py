@@ -17,6 +17,10 @@ spinning for tens of milliseconds after a call, and on a 2-core machine those th
 measurement by 30-60%, whichever implementation it was.
 Every result is compared with the oracle (the normalised error of :mod:`clconv.check`), so a fast
 wrong answer shows up as one.
+
+Each device's peak (:mod:`clconv.peak`: multiply-add GFLOP/s, copy GB/s) is measured once per run, and every
+record on a device with a peak gets ``peak_share``: its device-resident GFLOP/s as a percentage of the peak
+of its dtype. The charts are drawn by :mod:`clconv.bench_charts`.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ import pyopencl as cl
 import pyopencl.array as cl_array
 from tqdm.auto import tqdm
 
-from . import check, layers, platforms, reference
+from . import bench_charts, check, layers, peak, platforms, reference
 from .params import Conv2DParams, dtype_name
 from .planning import Conv2DPlan
 from .tuner import device_seconds, host_inputs, median_wall_seconds, pass_runner, to_device
@@ -68,6 +72,7 @@ class Record:
     workspace_bytes: int = 0
     device_bytes: int = 0
     max_error: float = math.nan
+    peak_share: float = math.nan  # percent of the device's multiply-add peak for the dtype
 
     @property
     def gflops(self) -> float:
@@ -322,6 +327,35 @@ def run(suite, device_infos, passes=BENCH_PASSES, repeats: int = 9, peers: bool 
     return records
 
 
+# -- device peaks ----------------------------------------------------------------------------------
+
+def measure_peaks(device_infos, progress: bool = True, **sizes) -> tuple[dict, dict]:
+    """({tag: DevicePeak}, {tag: why it was not measured}) for the devices; ``sizes`` go to peak.measure.
+
+    Simulators are left out: what they reach says nothing about hardware.
+    """
+    peaks, missing = {}, {}
+    for info in tqdm(device_infos, desc="device peaks", unit="device", disable=not progress):
+        if info.simulator:
+            missing[info.tag] = "a simulator"
+            continue
+        time.sleep(SETTLE_SECONDS)
+        try:
+            peaks[info.tag] = peak.measure(info, **sizes)
+        except Exception as error:  # a device whose peak kernels fail is still benchmarked
+            missing[info.tag] = f"{type(error).__name__}: {error}"[:300]
+    return peaks, missing
+
+
+def apply_peaks(records, peaks: dict) -> None:
+    """Set ``peak_share`` of every measured record on a device with a peak."""
+    for r in records:
+        device_peak = peaks.get(r.device)
+        compute = device_peak.gflops_for(r.dtype) if device_peak else None
+        if r.status == "ok" and compute:
+            r.peak_share = 100 * r.gflops / compute
+
+
 # -- reporting -------------------------------------------------------------------------------------
 
 def _cpu_name() -> str:
@@ -401,15 +435,33 @@ def ratios(records) -> list[dict]:
     return out
 
 
-def print_report(records, file=None) -> None:
-    def fmt(value, spec):
-        return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+def print_peaks(peaks: dict, missing: dict, file=None) -> None:
+    print("Device peaks (clpeak's way: vector multiply-add chains; a copy between two buffers far beyond the "
+          "last-level cache, bytes read + written):", file=file)
+    for device_peak in peaks.values():
+        print(f"  {peak.describe(device_peak)}", file=file)
+    for tag, reason in missing.items():
+        print(f"  {tag:10} not measured: {reason}", file=file)
+    if peaks:
+        print("  fp16 stores half and computes in float: its peak is the fp32 one. '% peak' below: a record's "
+              "GFLOP/s over its dtype's peak.", file=file)
 
+
+def print_report(records, file=None, peaks=None, peaks_missing=None) -> None:
+    def fmt(value, spec):  # a missing value is a dash in the column's width, so the columns stay aligned
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            return format(value, spec)
+        return format("-", ">" + spec.split(".")[0])
+
+    if peaks or peaks_missing:
+        print_peaks(peaks or {}, peaks_missing or {}, file=file)
+        print(file=file)
     print(f"{'device':10} {'implementation':20} {'layer':32} {'pass':11} {'algo':7} {'GFLOP/s':>8} "
-          f"{'e2e':>7} {'GB/s':>6} {'first s':>7} {'max err':>8}  status", file=file)
+          f"{'% peak':>6} {'e2e':>7} {'GB/s':>6} {'first s':>7} {'max err':>8}  status", file=file)
     for r in records:
         print(f"{r.device:10} {r.implementation:20} {r.layer:32} {r.pass_name:11} {r.algorithm:7} "
-              f"{fmt(r.gflops, '8.1f')} {fmt(r.e2e_gflops, '7.1f')} {fmt(r.gbps, '6.1f')} "
+              f"{fmt(r.gflops, '8.1f')} {fmt(r.peak_share, '6.1f')} {fmt(r.e2e_gflops, '7.1f')} "
+              f"{fmt(r.gbps, '6.1f')} "
               f"{fmt(r.first_call_s, '7.2f')} {fmt(r.max_error, '8.1e')}  {r.status}", file=file)
     print("\nGeometric mean over layers (GFLOP/s, device-resident and end to end from NumPy):", file=file)
     for row in summary(records):
@@ -422,13 +474,16 @@ def print_report(records, file=None) -> None:
               f"kernel {fmt(row['kernel_ratio'], '6.2f')}x  end-to-end {fmt(row['e2e_ratio'], '6.2f')}x", file=file)
 
 
-def write_outputs(records, device_infos, out_dir: Path) -> dict:
-    """JSON (machine, devices, records, summary), CSV and a PNG chart in ``out_dir``; returns the paths."""
+def write_outputs(records, device_infos, out_dir: Path, peaks=None, peaks_missing=None) -> dict:
+    """JSON (machine, devices, peaks, records, summary), CSV, the report and the PNG charts (those that have
+    data, where matplotlib is installed) in ``out_dir``; returns the paths."""
+    peaks, peaks_missing = peaks or {}, peaks_missing or {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "png": out_dir / "gflops.png",
-             "txt": out_dir / "report.txt"}
-    document = {"machine": machine_info(device_infos), "records": [r.as_dict() for r in records],
-                "summary": summary(records), "ratios": ratios(records)}
+    paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "txt": out_dir / "report.txt"}
+    document = {"machine": machine_info(device_infos),
+                "peaks": {tag: device_peak.as_dict() for tag, device_peak in peaks.items()},
+                "peaks_missing": peaks_missing,
+                "records": [r.as_dict() for r in records], "summary": summary(records), "ratios": ratios(records)}
     paths["json"].write_text(json.dumps(document, indent=1, default=float))
     with paths["csv"].open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(records[0].as_dict()))
@@ -436,43 +491,13 @@ def write_outputs(records, device_infos, out_dir: Path) -> dict:
         for r in records:
             writer.writerow(r.as_dict())
     with paths["txt"].open("w") as handle:
-        print_report(records, file=handle)
-    if not plot(records, paths["png"]):
-        del paths["png"]
+        print_report(records, file=handle, peaks=peaks, peaks_missing=peaks_missing)
+    charts = {"gflops": lambda path: bench_charts.gflops_chart(records, path),
+              "speedup": lambda path: bench_charts.speedup_chart(records, path),
+              "roofline": lambda path: bench_charts.roofline_chart(records, peaks, path)}
+    for name, draw in charts.items():
+        path = out_dir / f"{name}.png"
+        if draw(path):
+            paths[name] = path
     return paths
 
-
-def plot(records, path: Path) -> bool:
-    """GFLOP/s per layer for each device and peer, one panel per pass. False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    ok = [r for r in records if r.status == "ok"]
-    passes = [p for p in BENCH_PASSES if any(r.pass_name == p for r in ok)]
-    series = sorted({(r.implementation, r.device) for r in ok}, key=lambda s: (s[0] != "clconv", s))
-    layer_names = list(dict.fromkeys(r.layer for r in ok))
-    fig, axes = plt.subplots(len(passes), 1, figsize=(max(10, 0.7 * len(layer_names)), 3.6 * len(passes)),
-                             squeeze=False)
-    width = 0.8 / max(1, len(series))
-    for ax, pass_name in zip(axes[:, 0], passes):
-        for i, (implementation, device) in enumerate(series):
-            values = {r.layer: r.gflops for r in ok if (r.implementation, r.device, r.pass_name)
-                      == (implementation, device, pass_name)}
-            xs = [j + i * width for j, name in enumerate(layer_names) if name in values]
-            ax.bar(xs, [values[name] for name in layer_names if name in values], width,
-                   label=f"{implementation} [{device}]")
-        ax.set_yscale("log")
-        ax.set_ylabel("GFLOP/s")
-        ax.set_title(pass_name)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(layer_names))])
-        ax.set_xticklabels(layer_names, rotation=40, ha="right", fontsize=7)
-        ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=7, ncol=3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True

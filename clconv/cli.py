@@ -155,8 +155,12 @@ def cmd_bench(args) -> int:
     suite = layers.select(args.layers, quick=args.quick)
     records = benchmark.run(suite, infos, passes=args.passes, repeats=args.repeats, peers=not args.no_peers,
                             algo=args.algo, flops_per_pass=args.flops)
-    benchmark.print_report(records)
-    paths = benchmark.write_outputs(records, infos, Path(args.out))
+    # After the layers: measuring first would start the kernel checker and build programs before the first
+    # calls, which --cold-cache times.
+    peaks, peaks_missing = ({}, {}) if args.no_peak else benchmark.measure_peaks(infos)
+    benchmark.apply_peaks(records, peaks)
+    benchmark.print_report(records, peaks=peaks, peaks_missing=peaks_missing)
+    paths = benchmark.write_outputs(records, infos, Path(args.out), peaks, peaks_missing)
     print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
     failures = [r for r in records if r.implementation == "clconv" and not r.status == "ok"]
     wrong = [r for r in records if r.implementation == "clconv" and r.status == "ok"
@@ -205,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cold-cache", action="store_true",
                        help="start PoCL with an empty kernel cache and no kernel-check verdicts, so that first-call "
                             "times include compilation and the checks")
-    bench.add_argument("--out", default="clconv-bench", help="folder for results.json, results.csv, gflops.png")
+    bench.add_argument("--no-peak", action="store_true",
+                       help="skip measuring each device's peak GFLOP/s and GB/s (about 2 s per device)")
+    bench.add_argument("--out", default="clconv-bench", help="folder for results.json, results.csv, report.txt "
+                                                            "and the charts")
     bench.set_defaults(run=cmd_bench)
 
     tune = commands.add_parser("tune", help="search algorithms and tiles for layers and store the winners")

@@ -97,7 +97,7 @@ def test_cli_tune_and_bench(device, tmp_path, capsys):
     assert "winners stored in" in capsys.readouterr().out
     out = tmp_path / "bench"
     assert cli.main(["bench", "--layers", "LeNet-5/conv1", "--device", device.index, "--repeats", "1",
-                     "--flops", "1e6", "--no-peers", "--out", str(out)]) == 0
+                     "--flops", "1e6", "--no-peers", "--no-peak", "--out", str(out)]) == 0
     assert (out / "results.json").is_file() and (out / "results.csv").is_file()
 
 
