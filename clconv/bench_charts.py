@@ -4,6 +4,7 @@
 - ``speedup.png``: per layer and pass, a peer's end-to-end time over clconv's (above 1: clconv is faster);
 - ``roofline.png``: one panel per device with a measured peak; clconv's layers (and the peers running
   there) at their arithmetic intensity under the roof min(peak GFLOP/s, GB/s x intensity);
+- ``compare.png`` (``clconv bench --compare``): the ratio of two runs per layer and pass.
 
 Every legend sits below the panels, never over the data. Records are duck-typed (``benchmark.Record`` or
 anything with its fields), so this module needs nothing from the benchmark. Each function returns whether
@@ -226,3 +227,37 @@ def roofline_chart(records, peaks: dict, path: Path) -> bool:
     _save(fig, plt, path)
     return True
 
+
+def compare_chart(rows, path: Path, first_label: str, second_label: str) -> bool:
+    """Per layer and pass, the second run's GFLOP/s over the first's, one bar per series (log scale); the
+    labels (the result folders) head the chart as DIR1 and DIR2.
+
+    ``rows``: dicts with "series", "layer", "pass" and "ratio", as in ``bench_compare.Comparison.rows``.
+    """
+    plt = _pyplot()
+    rows = [row for row in rows if _positive(row["ratio"])]
+    if plt is None or not rows:
+        return False
+    passes = [p for p in PASSES if any(row["pass"] == p for row in rows)]
+    series = list(dict.fromkeys(row["series"] for row in rows))
+    layer_names = list(dict.fromkeys(row["layer"] for row in rows))
+    ratio = {(row["series"], row["layer"], row["pass"]): row["ratio"] for row in rows}
+    fig, axes = plt.subplots(len(passes), 1, figsize=(max(10, 0.7 * len(layer_names)), 3.6 * len(passes)),
+                             squeeze=False)
+    width = 0.8 / len(series)
+    for ax, pass_name in zip(axes[:, 0], passes):
+        for i, name in enumerate(series):
+            present = [layer for layer in layer_names if (name, layer, pass_name) in ratio]
+            _bars_from_one(ax, [layer_names.index(layer) + i * width for layer in present],
+                           [ratio[(name, layer, pass_name)] for layer in present], width, name)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        _log_y(ax)
+        _ratio_limits(ax, [value for (_, _, p), value in ratio.items() if p == pass_name])
+        ax.set_ylabel("GFLOP/s ratio DIR2 / DIR1\n(> 1: DIR2 faster)", fontsize=8)
+        ax.set_title(pass_name)
+        _layer_axis(ax, layer_names, 0.4 - width / 2)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    fig.suptitle(f"DIR1: {first_label}\nDIR2: {second_label}", fontsize=9)
+    _legend_below(fig, axes[:, 0])
+    _save(fig, plt, path)
+    return True

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import benchmark, kernel_check, layers, tuner, tuning_cache
+from . import bench_compare, benchmark, kernel_check, layers, tuner, tuning_cache
 from . import check as _check
 from . import platforms as _platforms
 from .params import PASSES, Conv2DParams, dtype_name
@@ -145,6 +145,11 @@ def cmd_tune(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.compare:
+        paths = bench_compare.run(*args.compare, Path(args.out or "clconv-compare"))
+        if paths:
+            print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+        return 0
     if args.cold_cache:
         # PoCL reads its cache directory when the platform starts, which has not happened yet here. Fresh
         # kernel-check verdicts too, so that first calls include the checks a new machine pays for.
@@ -160,7 +165,7 @@ def cmd_bench(args) -> int:
     peaks, peaks_missing = ({}, {}) if args.no_peak else benchmark.measure_peaks(infos)
     benchmark.apply_peaks(records, peaks)
     benchmark.print_report(records, peaks=peaks, peaks_missing=peaks_missing)
-    paths = benchmark.write_outputs(records, infos, Path(args.out), peaks, peaks_missing)
+    paths = benchmark.write_outputs(records, infos, Path(args.out or "clconv-bench"), peaks, peaks_missing)
     print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
     failures = [r for r in records if r.implementation == "clconv" and not r.status == "ok"]
     wrong = [r for r in records if r.implementation == "clconv" and r.status == "ok"
@@ -211,8 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "times include compilation and the checks")
     bench.add_argument("--no-peak", action="store_true",
                        help="skip measuring each device's peak GFLOP/s and GB/s (about 2 s per device)")
-    bench.add_argument("--out", default="clconv-bench", help="folder for results.json, results.csv, report.txt "
-                                                            "and the charts")
+    bench.add_argument("--compare", nargs=2, metavar=("DIR1", "DIR2"),
+                       help="measure nothing: compare the results.json of two earlier --out folders (GFLOP/s of "
+                            "each, DIR2/DIR1) and draw compare.png")
+    bench.add_argument("--out", help="folder for results.json, results.csv, report.txt and the charts "
+                                     "(default clconv-bench; with --compare, clconv-compare)")
     bench.set_defaults(run=cmd_bench)
 
     tune = commands.add_parser("tune", help="search algorithms and tiles for layers and store the winners")

@@ -1,4 +1,5 @@
-"""The benchmark's report: peak shares and charts, on synthetic records and tiny runs."""
+"""The benchmark's report: peak shares, charts and ``clconv bench --compare``, on synthetic records and tiny
+runs."""
 
 import dataclasses
 import functools
@@ -9,7 +10,7 @@ import re
 
 import pytest
 
-from clconv import bench_charts, benchmark, cli, peak
+from clconv import bench_charts, bench_compare, benchmark, cli, peak
 
 # A peak measurement small enough for a test: milliseconds of device time, a 1 MiB copy.
 TINY_PEAK = dict(fma_seconds=0.002, copy_buffer_bytes=2**20, repeats=1)
@@ -103,6 +104,95 @@ def test_outputs_hold_peaks_and_shares(tmp_path):
     assert "fp32    200.0 GFLOP/s" in report and "copy   20.0 GB/s" in report
     assert "oclgrind:0:0 not measured: a simulator" in report
     assert re.search(r"clconv\s+Net/a\s+forward\s+100\.0\s+50\.0 ", report)
+
+
+# -- clconv bench --compare ------------------------------------------------------------------------------
+
+def write_results(folder, records, devices=()):
+    folder.mkdir(parents=True, exist_ok=True)
+    document = {"machine": {"devices": list(devices)}, "records": [r.as_dict() for r in records]}
+    (folder / "results.json").write_text(json.dumps(document))
+    return folder
+
+
+def pocl_device(tag, name):
+    return {"tag": tag, "name": name, "platform": "Portable Computing Language",
+            "platform_version": "OpenCL 3.0 PoCL 3.1+debian"}
+
+
+def row_ratio(out, series, layer, pass_name):
+    found = re.search(rf"{re.escape(series)}\s+{re.escape(layer)}\s+{pass_name}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)x",
+                      out)
+    assert found, f"no row for {series} {layer} {pass_name} in:\n{out}"
+    return tuple(float(v) for v in found.groups())
+
+
+def geomean_ratio(out, series, pass_name):
+    found = re.search(rf"{re.escape(series)}\s+{pass_name}\s+(\d+) layers\s+([\d.]+)x", out)
+    assert found, f"no geometric mean for {series} {pass_name} in:\n{out}"
+    return int(found.group(1)), float(found.group(2))
+
+
+def test_compare_prints_ratios_of_the_shared_layers(tmp_path, capsys):
+    first = write_results(tmp_path / "one", [
+        record("clconv", "pocl:2:0", "Net/a", "forward", 0.2),  # 10 GFLOP/s
+        record("clconv", "pocl:2:0", "Net/b", "forward", 0.05),  # 40
+        record("clconv", "pocl:2:0", "Net/b", "grad_input", 0.1),  # 20
+        record("torch-cpu", "host", "Net/a", "forward", 0.02),  # 100
+    ], [pocl_device("pocl:2:0", "name of pocl:2:0")])
+    second = write_results(tmp_path / "two", [
+        record("clconv", "pocl:2:0", "Net/a", "forward", 0.1),  # 20: 2x
+        record("clconv", "pocl:2:0", "Net/b", "forward", 0.2, batch=2),  # 10: 0.25x, on another batch
+        record("clconv", "pocl:2:0", "Net/b", "grad_input", math.nan, status="error: broken"),
+        record("clconv", "pocl:2:0", "Net/c", "forward", 0.1),  # only here
+        record("torch-cpu", "host", "Net/a", "forward", 0.025),  # 80: 0.8x
+    ], [pocl_device("pocl:2:0", "name of pocl:2:0")])
+    out_dir = tmp_path / "out"
+    assert cli.main(["bench", "--compare", str(first), str(second), "--out", str(out_dir)]) == 0
+    out = capsys.readouterr().out
+    assert row_ratio(out, "clconv [pocl:2:0]", "Net/a", "forward") == (10.0, 20.0, 2.0)
+    assert row_ratio(out, "clconv [pocl:2:0]", "Net/b", "forward") == (40.0, 10.0, 0.25)
+    assert re.search(r"Net/b\s+forward\s+40\.0\s+10\.0\s+0\.25x \*\n", out)  # the batch differs
+    assert re.search(r"Net/a\s+forward\s+10\.0\s+20\.0\s+2\.00x\n", out)
+    assert "* another batch size in each run" in out
+    assert "Net/c" not in out and "grad_input" not in out
+    assert geomean_ratio(out, "clconv [pocl:2:0]", "forward") == (2, 0.71)  # sqrt(2 * 0.25)
+    assert geomean_ratio(out, "torch-cpu [host]", "forward") == (1, 0.8)
+    assert_chart(out_dir / "compare.png")
+
+
+def test_compare_pairs_series_of_two_machines(tmp_path, capsys):
+    """Other device names and tags: clconv pairs by platform, PyTorch by the host tag."""
+    first = write_results(tmp_path / "xeon", [
+        record("clconv", "pocl:0:0", "Net/a", "forward", 0.1, device_name="pthread-Xeon"),
+        record("clconv", "intel:1:0", "Net/a", "forward", 0.1, device_name="Xeon"),
+        record("torch-cpu", "host", "Net/a", "forward", 0.1, device_name="Xeon"),
+    ], [pocl_device("pocl:0:0", "pthread-Xeon")])
+    second = write_results(tmp_path / "epyc", [
+        record("clconv", "pocl:2:0", "Net/a", "forward", 0.05, device_name="pthread-EPYC"),
+        record("torch-cpu", "host", "Net/a", "forward", 0.4, device_name="EPYC"),
+    ], [pocl_device("pocl:2:0", "pthread-EPYC")])
+    comparison = bench_compare.compare(bench_compare.load_results(first, "DIR1"),
+                                       bench_compare.load_results(second, "DIR2"))
+    ratios = {row["series"]: row["ratio"] for row in comparison.rows}
+    assert ratios == {"clconv [pocl:0:0 | pocl:2:0]": pytest.approx(2.0), "torch-cpu [host]": pytest.approx(0.25)}
+    assert [(s.implementation, s.device) for s in comparison.only_first] == [("clconv", "intel:1:0")]
+    assert comparison.only_second == []
+    bench_compare.print_comparison(comparison)
+    out = capsys.readouterr().out
+    assert "only in DIR1: clconv on intel:1:0 (Xeon)" in out
+    assert "pocl:0:0 (pthread-Xeon, Portable Computing Language OpenCL 3.0 PoCL 3.1+debian)" in out
+
+
+@pytest.mark.parametrize("missing", ["DIR1", "DIR2"])
+def test_compare_names_the_folder_without_results(tmp_path, capsys, missing):
+    present = write_results(tmp_path / "present", [record("clconv", "pocl:2:0", "Net/a", "forward", 0.1)])
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    folders = [str(empty), str(present)] if missing == "DIR1" else [str(present), str(empty)]
+    assert cli.main(["bench", "--compare", *folders, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"--compare {missing}: {empty} holds no results.json" in err
 
 
 # -- clconv bench end to end ------------------------------------------------------------------------------
