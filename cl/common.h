@@ -60,9 +60,16 @@ typedef half real_t;
 
 typedef ACC_NAME acc_t;
 
-/* a*b + c. USE_FMA is set where the device reports fused multiply-add (CL_FP_FMA): then fma() is one
- * hardware instruction, whereas mad() may be compiled as a separate multiply and add. */
-#if defined(USE_FMA) && USE_FMA
+/* a*b + c, in the form each implementation compiles best (clconv/programs.py chooses):
+ * - MULADD_CONTRACT (PoCL): written a*b + c and contracted into one fused multiply-add. PyPI's PoCL 3.0
+ *   (LLVM 14) compiles fma() and mad() into a call to its kernel library per vector, 3x slower on whole
+ *   convolutions (cl/peak_fma.cl: 6-10x on bare multiply-adds); PoCL 3.1 spilled fewer registers with it.
+ * - else fma() where the device reports fused multiply-add (CL_FP_FMA), one hardware instruction: Intel's
+ *   CPU runtime does not contract a*b + c, and ran 1.3-1.6x slower with it; mad() elsewhere. */
+#if defined(MULADD_CONTRACT) && MULADD_CONTRACT
+#pragma OPENCL FP_CONTRACT ON
+#define MULADD(a, b, c) ((a) * (b) + (c))
+#elif defined(USE_FMA) && USE_FMA
 #define MULADD(a, b, c) fma((a), (b), (c))
 #else
 #define MULADD(a, b, c) mad((a), (b), (c))
