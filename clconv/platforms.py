@@ -120,6 +120,19 @@ class DeviceInfo:
         return f"{vendor}:{self.index}"
 
     @property
+    def implementation(self) -> str:
+        """The OpenCL implementation's short name ('pocl', 'intel', 'nvidia', ...): the tag without the index."""
+        return self.tag.rsplit(":", 2)[0]
+
+    @property
+    def cpu_maker(self) -> str | None:
+        """'amd' or 'intel' for a CPU device whose name says so (both runtimes name the host CPU), else None."""
+        if self.type != "CPU":
+            return None
+        name = self.name.lower()
+        return next((maker for maker in ("amd", "intel") if maker in name), None)
+
+    @property
     def simulator(self) -> bool:
         """A simulator or emulator (Oclgrind, an FPGA emulator): selectable by spec, never chosen automatically."""
         names = f"{self.platform_name} {self.name}".lower()

@@ -38,6 +38,8 @@ LAYERS = (
     check.Case("1x1-w3", (2, 3, 4, 3), (5, 3, 1, 1)),
     check.Case("1x1-c8", (2, 8, 5, 5), (6, 8, 1, 1)),
     check.Case("3x3-c9-planes", (1, 9, 6, 6), (10, 9, 3, 3), padding=1),
+    # Enough channels and plane vectors for each CPU's tile table to give its own tiles.
+    check.Case("3x3-c16-planes", (1, 16, 10, 10), (16, 16, 3, 3), padding=1),
 )
 
 
@@ -74,21 +76,29 @@ def clean_log(simulator, monkeypatch):
     assert not text, f"Oclgrind diagnostics:\n{text[:20000]}"
 
 
-def cpu_tile_plan(simulator, params) -> Conv2DPlan:
+# The CPUs whose heuristic tiles (tiled.cpu_tiles) are simulated, as the device fields that select them.
+SIMULATED_CPUS = {
+    "tiled-cpu-tiles": {},
+    "tiled-zen4-pocl-tiles": {"name": "AMD EPYC", "native_float_lanes": 16, "platform_name": "Portable Computing Language"},
+    "tiled-zen4-intel-tiles": {"name": "AMD EPYC", "native_float_lanes": 16, "platform_name": "Intel(R) OpenCL"},
+}
+
+
+def cpu_tile_plan(simulator, params, cpu_fields: dict) -> Conv2DPlan:
     """A plan running the tiles the heuristic gives a CPU (GPU-shaped work-groups stay out of it)."""
-    cpu = dataclasses.replace(simulator, type="CPU")
+    cpu = dataclasses.replace(simulator, type="CPU", **cpu_fields)
     choices = {name: Choice("tiled", default_config(params, cpu, name) if name in KERNELS else None, "requested")
                for name in PASSES}
     return Conv2DPlan(params, platforms.resolve(simulator.device), choices=choices)
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("algo", sorted(ALGORITHMS) + ["tiled-cpu-tiles"])
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS) + list(SIMULATED_CPUS))
 @pytest.mark.parametrize("case", LAYERS, ids=lambda case: case.name)
 def test_simulated_passes_are_clean_and_correct(case, algo, dtype, simulator, clean_log):
     params = case.params(dtype)
     inputs = check.random_inputs(case, dtype)
-    plan = (cpu_tile_plan(simulator, params) if algo == "tiled-cpu-tiles"
+    plan = (cpu_tile_plan(simulator, params, SIMULATED_CPUS[algo]) if algo in SIMULATED_CPUS
             else Conv2DPlan(params, platforms.resolve(simulator.device), algo=algo))
     for pass_name in PASSES:
         got = tuner.pass_runner(plan, pass_name, inputs)()

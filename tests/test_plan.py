@@ -148,3 +148,36 @@ def test_multi_item_work_groups(device, case_name, pass_name):
                            algo="direct")
     result = check.compare(got, expected, bound, np.float32)
     assert result.passed, result.message
+
+
+def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
+    return dataclasses.replace(clconv.devices()[0], type="CPU", name=name, platform_name=platform_name,
+                               native_float_lanes=lanes, device_version=device_version)
+
+
+def test_cpu_tiles_follow_cpu_maker_and_implementation():
+    """Zen 4 tiles only where they were measured: 512-bit vectors on an AMD CPU; the Xeon's everywhere else."""
+    from clconv.algorithms import tiled
+
+    pocl = "Portable Computing Language"
+    assert tiled.cpu_tiles(_cpu("pthread-skylake-avx512-AMD EPYC 9R14", pocl)) == tiled.ZEN4_POCL_TILES
+    assert tiled.cpu_tiles(_cpu("AMD EPYC 9R14", "Intel(R) OpenCL")) == tiled.ZEN4_INTEL_TILES
+    assert tiled.cpu_tiles(_cpu("pthread-skylake-avx512-Intel(R) Xeon(R) Platinum", pocl)) == tiled.XEON_TILES
+    assert tiled.cpu_tiles(_cpu("AMD Ryzen 7 3700X", pocl, lanes=8)) == tiled.XEON_TILES  # AVX2 only
+    capped = _cpu("pthread-AMD EPYC", pocl, device_version="OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-znver3")
+    assert capped.vector_bits_limit == 256 and tiled.cpu_tiles(capped) == tiled.XEON_TILES
+
+    layer = clconv.Conv2DParams.create((4, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    zen = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "forward")
+    xeon = tiled.default_config(layer, _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl), "forward")
+    assert (zen.block_k, zen.block_p) == (6, 4) and (xeon.block_k, xeon.block_p) == (14, 2)
+    zen_weight = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "grad_weight")
+    assert zen_weight.block_k * zen_weight.block_c == tiled.ZEN4_POCL_TILES.grad_weight_accumulators
+
+
+def test_multiply_add_form_follows_the_implementation(device):
+    """PoCL gets the contracted a*b + c (its fma() is a library call on PyPI's PoCL 3.0); others fma()/mad()."""
+    from clconv import programs
+
+    defines = programs.dtype_defines(np.float32, device.device)
+    assert defines["MULADD_CONTRACT"] == (device.implementation == "pocl")

@@ -83,6 +83,43 @@ FLAT_PLANE_MIN_CHANNELS = 8
 CHANNEL_BLOCKS = (1, 2, 3, 4, 6, 8, 14, 28)
 
 
+@dataclasses.dataclass(frozen=True)
+class CpuTiles:
+    """The CPU heuristic's register tiles for one kind of CPU and OpenCL implementation, as measured there."""
+
+    accumulators: int  # accumulator vectors of a forward or input-gradient tile
+    channels: int  # output channels of that tile (a listed block); the rest of it goes to rows or plane vectors
+    pointwise_channels: int  # the same on 1x1 layers, whose single tap gives each input vector one use per channel
+    grad_weight_accumulators: int  # block_k * block_c of a weight-gradient tile
+
+    def listed_block(self, largest: int) -> int:
+        """The largest listed channel block up to ``largest``."""
+        return max(b for b in CHANNEL_BLOCKS if b <= largest)
+
+
+# Measured on an Intel Xeon (AVX-512) with PoCL: 28 accumulators (with the input vectors and a broadcast
+# weight, AVX-512's 32 registers), 14 channels x 2 rows faster than 28 x 1 on every benchmark layer; weight
+# gradient 6 x 6 10-30% faster than 4 x 4 on the 3x3 and 1x1 layers.
+XEON_TILES = CpuTiles(accumulators=28, channels=14, pointwise_channels=14, grad_weight_accumulators=36)
+# AMD Zen 4 executes a 512-bit operation as two 256-bit halves, and there the tiles that keep every
+# accumulator in a register won (PoCL 3.1, interleaved in one process, `perf annotate` showing 6 x 6 weight
+# gradients reloading accumulators from the stack): forward 3x3 6 channels x 4 vectors 1.2-1.4x faster
+# than 14 x 2, 1x1 8 x 3 1.7x; weight gradient 4 x 6 1.15-1.4x faster than 6 x 6.
+ZEN4_POCL_TILES = CpuTiles(accumulators=24, channels=6, pointwise_channels=8, grad_weight_accumulators=24)
+# Intel's runtime on the same CPU: forward 8 x 3 1.2-1.5x faster than 14 x 2; weight-gradient tiles within
+# noise of each other, so the Xeon's stay.
+ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, grad_weight_accumulators=36)
+
+
+def cpu_tiles(info) -> CpuTiles:
+    """The register tiles for a CPU device: by CPU maker and implementation where measured, the Xeon's
+    otherwise (PyPI's PoCL 3.0 on Zen 4 runs 256-bit vectors, where those measured best too)."""
+    zen4 = info.cpu_maker == "amd" and info.native_float_lanes >= 16 and info.vector_bits_limit is None
+    if not zen4:
+        return XEON_TILES
+    return ZEN4_POCL_TILES if info.implementation == "pocl" else ZEN4_INTEL_TILES
+
+
 def widest_vector(params: Conv2DParams, info) -> int:
     """The most lanes a kernel vector (of accumulators: float for fp16 and fp32, double for fp64) may have on
     a device: 16, or fewer where the device's compiler cannot build wider ones (vector_bits_limit)."""
@@ -134,12 +171,12 @@ def whole_planes(params: Conv2DParams, pass_name: str) -> bool:
 def default_config(params: Conv2DParams, info, pass_name: str):
     """Heuristic tile for an untuned layer, for CPUs and GPUs alike.
 
-    CPU: the vector runs along the output row and the tile holds 28 accumulator vectors (with the input
-    vectors and a broadcast weight that fills AVX-512's 32 registers), as 14 channels x 2 rows, which
-    measured faster than 28 x 1 on every benchmark layer; layers with few channels per group (depthwise)
-    take more rows instead; on whole planes the rows become consecutive vectors of a plane. GPU: small
-    tiles per work-item, parallelism from work-groups.
+    CPU: the vector runs along the output row and the tile holds as many accumulator vectors as the CPU's
+    registers keep (``cpu_tiles``), split into output channels and rows; layers with few channels per group
+    (depthwise) take more rows instead; on whole planes the rows become consecutive vectors of a plane. GPU:
+    small tiles per work-item, parallelism from work-groups.
     """
+    pointwise = (params.R, params.S) == (1, 1)
     params = kernel_view(params)
     width = div_up(params.W, params.stride[1]) if pass_name == "grad_input" else params.Q
     out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
@@ -151,13 +188,13 @@ def default_config(params: Conv2DParams, info, pass_name: str):
             return GradWeightConfig(vec=4, block_k=_channel_block(params.K_per_group, 4),
                                     block_c=_channel_block(params.C_per_group, 4), local=(16, 4, 1),
                                     target_items=16384)
-        # 6 x 6 accumulator vectors measured 10-30% faster than 4 x 4 on the benchmark's 3x3 and 1x1 layers.
+        tiles = cpu_tiles(info)
         if whole_planes(params, pass_name):
             width = params.P * params.Q
-        # Fewer input channels (an RGB layer's 3) leave room for more output channels: 8 x 3 measured 1.2x
-        # faster than 6 x 4 with one of the four channels wasted.
+        # Fewer input channels (an RGB layer's 3) leave room for more output channels, up to 8: 8 x 3
+        # measured 1.2x faster than 6 x 4 with one of the four channels wasted.
         block_c = _channel_block(params.C_per_group, 6)
-        block_k = _channel_block(params.K_per_group, 6 if block_c == 6 else 8)
+        block_k = _channel_block(params.K_per_group, tiles.listed_block(min(8, tiles.grad_weight_accumulators // block_c)))
         # Output-channel blocks side by side while their grad_output fits 256 KiB of cache: 4 measured up to
         # 1.2x faster than 1 on the benchmark's layers; 16 helped 1x1 layers a little and slowed 3x3 ones.
         block_bytes = block_k * params.N * params.P * params.Q * params.dtype.itemsize
@@ -169,18 +206,26 @@ def default_config(params: Conv2DParams, info, pass_name: str):
                                 target_items=4 * info.compute_units, k_group=k_group)
     if gpu:
         return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_p=2, local=(16, 4, 1))
+    tiles = cpu_tiles(info)
+    channels = tiles.pointwise_channels if pointwise else tiles.channels
     if whole_planes(params, pass_name):
         # A tile's vectors are consecutive on a plane; a plane of at most 4 vectors goes to one work-item
         # (7 x 7: 6 channels x 4 vectors measured 1.2x faster than 14 x 2, and 1.9x faster than 28 x 1).
         plane = height * width
         vectors = div_up(plane, widest)
-        block_p = vectors if vectors <= 4 else 2
-        block_k = _channel_block(out_channels, max(b for b in CHANNEL_BLOCKS if b <= 28 // block_p))
+        if vectors <= 4:
+            block_p, largest = vectors, tiles.accumulators // vectors
+        else:
+            block_p = max(1, min(4, tiles.accumulators // channels))
+            largest = min(channels, tiles.accumulators // block_p)
+        block_k = _channel_block(out_channels, tiles.listed_block(largest))
         return CorrelationConfig(vec=_vector_width(plane, widest), block_k=block_k, block_p=block_p)
-    if height == 1:  # one row (a pointwise layer seen as one long row): all 28 vectors go to channels
-        return CorrelationConfig(vec=_vector_width(width, widest), block_k=_channel_block(out_channels, 28), block_p=1)
-    block_k = _channel_block(out_channels, 14)
-    return CorrelationConfig(vec=_vector_width(width, widest), block_k=block_k, block_p=max(1, min(4, 28 // block_k)))
+    if height == 1:  # one row (a pointwise layer seen as one long row): every accumulator goes to channels
+        return CorrelationConfig(vec=_vector_width(width, widest),
+                                 block_k=_channel_block(out_channels, tiles.listed_block(tiles.accumulators)), block_p=1)
+    block_k = _channel_block(out_channels, channels)
+    return CorrelationConfig(vec=_vector_width(width, widest), block_k=block_k,
+                             block_p=max(1, min(4, tiles.accumulators // block_k)))
 
 
 def candidate_configs(params: Conv2DParams, info, pass_name: str):
@@ -197,15 +242,19 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
     grid = []
     locals_ = [(16, 4, 1), (32, 2, 1), (8, 8, 1)] if info.type == "GPU" else [(1, 1, 1), (1, 1, 4)]
     vectors = sorted({heuristic.vec, 4 if info.type == "GPU" else widest_vector(params, info)})
+    # CPU tiles up to the register file of AVX-512 (32 vectors) and a little past it: every CPU table of
+    # cpu_tiles lies inside, and so do its neighbours.
     if pass_name == "grad_weight":
-        for vec, bk, bc, local in itertools.product(vectors, (2, 4, 6), (2, 4, 6), locals_):
-            grid.append(GradWeightConfig(vec, min(bk, params.K_per_group), min(bc, params.C_per_group), local,
-                                         heuristic.target_items, heuristic.k_group))
+        for vec, bk, bc, local in itertools.product(vectors, (2, 4, 6, 8), (2, 3, 4, 6), locals_):
+            if bk * bc <= 36:
+                grid.append(GradWeightConfig(vec, min(bk, params.K_per_group), min(bc, params.C_per_group), local,
+                                             heuristic.target_items, heuristic.k_group))
     else:
         out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
-        blocks = (2, 4, 8) if info.type == "GPU" else (8, 14, 28)
-        for vec, bk, bp, local in itertools.product(vectors, blocks, (1, 2, 4), locals_):
-            grid.append(CorrelationConfig(vec, min(bk, out_channels), bp, local))
+        blocks = (2, 4, 8) if info.type == "GPU" else (6, 8, 14, 28)
+        for vec, bk, bp, local in itertools.product(vectors, blocks, (1, 2, 3, 4), locals_):
+            if bk * bp <= 32:
+                grid.append(CorrelationConfig(vec, min(bk, out_channels), bp, local))
     for config in [heuristic] + grid:
         if config not in seen and fits(config):
             seen.append(config)
