@@ -69,13 +69,22 @@ def verdicts_path() -> Path:
 _VERDICTS = JsonCacheFile(verdicts_path, version=1, what="kernel-check verdicts")
 
 
-@functools.lru_cache(maxsize=1)
 def sources_digest() -> str:
-    """A digest of every OpenCL source clconv ships: an edited kernel is a new variant."""
+    """A digest of every OpenCL source clconv ships: an edited kernel is a new variant.
+
+    Read again whenever a file's size or modification time changes: a process that outlives an edit of the
+    sources (a long benchmark while a kernel is being changed) would otherwise store the verdicts of the
+    edited kernels under the digest of the old ones, and a rejected edit would condemn the good variant.
+    """
+    paths = sorted(path for path in programs.source_dir().iterdir() if path.suffix in (".cl", ".h"))
+    return _digest_of(tuple((path, path.stat().st_mtime_ns, path.stat().st_size) for path in paths))
+
+
+@functools.lru_cache(maxsize=8)
+def _digest_of(stamped_paths: tuple) -> str:
     digest = hashlib.sha256()
-    for path in sorted(programs.source_dir().iterdir()):
-        if path.suffix in (".cl", ".h"):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    for path, _, _ in stamped_paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -135,3 +135,21 @@ def test_a_variant_is_checked_once_per_process(device):
     planning.clear_plan_cache()  # new plans, new kernels: their variants' verdicts come from memory
     assert check.check_pass("forward", case, np.float32, device=device.device).passed
     assert kernel_check.checks_run == count
+
+
+def test_sources_digest_follows_edits_in_a_running_process(tmp_path, monkeypatch):
+    """A verdict is keyed by the sources the checker compiled, even when they change while a process runs."""
+    from clconv import programs
+
+    for path in programs.source_dir().iterdir():
+        if path.suffix in (".cl", ".h"):
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    monkeypatch.setattr(programs, "source_dir", lambda: tmp_path)
+    before = kernel_check.sources_digest()
+    kernel = tmp_path / "conv2d_tiled.cl"
+    original = kernel.read_bytes()
+    kernel.write_bytes(original + b"\n/* edited */\n")
+    edited = kernel_check.sources_digest()
+    kernel.write_bytes(original)
+    assert edited != before
+    assert kernel_check.sources_digest() == before
