@@ -82,6 +82,8 @@ class CallArrays:
         self._host_result = None  # the NumPy array the result buffer wraps
 
     def _wrap(self, host: np.ndarray, flags) -> cl.Buffer:
+        if host.ctypes.data % self.target.info.host_pointer_alignment:
+            host = aligned_copy(host, self.target.info.host_pointer_alignment)
         buffer = cl.Buffer(self.target.context, flags | cl.mem_flags.USE_HOST_PTR, hostbuf=host)
         self._wrapped.append((host, buffer))
         return buffer
@@ -104,7 +106,7 @@ class CallArrays:
     def empty(self, name: str, shape, dtype) -> cl_array.Array:
         check_allocation(self.target.info, name, shape, dtype)
         if self.in_place and int(np.prod(shape)):
-            host = self._host_result = np.empty(shape, dtype)
+            host = self._host_result = aligned_empty(shape, dtype, self.target.info.host_pointer_alignment)
             return cl_array.Array(self.target.queue, shape, dtype, data=self._wrap(host, cl.mem_flags.READ_WRITE))
         return cl_array.empty(self.target.queue, shape, dtype)
 
@@ -123,6 +125,24 @@ class CallArrays:
         mapped.base.release(queue).wait()
         self._wrapped.clear()
         return self._host_result
+
+
+def aligned_empty(shape, dtype, alignment: int) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on a multiple of ``alignment`` bytes: its own
+    memory when any address will do, else a view of a private byte buffer."""
+    dtype = np.dtype(dtype)
+    if alignment <= 1:
+        return np.empty(shape, dtype)
+    n_bytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(n_bytes + alignment, np.uint8)
+    start = -raw.ctypes.data % alignment
+    return raw[start:start + n_bytes].view(dtype).reshape(shape)
+
+
+def aligned_copy(array: np.ndarray, alignment: int) -> np.ndarray:
+    copy = aligned_empty(array.shape, array.dtype, alignment)
+    copy[...] = array
+    return copy
 
 
 def output_view(array: cl_array.Array) -> DeviceView:

@@ -181,3 +181,17 @@ def test_multiply_add_form_follows_the_implementation(device):
 
     defines = programs.dtype_defines(np.float32, device.device)
     assert defines["MULADD_CONTRACT"] == (device.implementation == "pocl")
+
+
+def test_numpy_arrays_off_page_boundaries_give_aligned_results(device):
+    """Intel's CPU runtime copies host arrays that are not page-aligned (host_pointer_alignment); clconv hands
+    it aligned copies and aligned results, and every device still computes what the oracle does."""
+    assert device.host_pointer_alignment == (4096 if device.implementation == "intel" else 1)
+    inputs = check.random_inputs(CASE, np.float32)
+    backing = np.empty(inputs["x"].size + 1, np.float32)
+    off_page = backing[1:].reshape(CASE.input_shape)  # 4 bytes past an allocation's start: never page-aligned
+    off_page[...] = inputs["x"]
+    got = clconv.conv2d(off_page, inputs["weight"], inputs["bias"], device=device.device, **CASE.conv_args)
+    assert got.ctypes.data % device.host_pointer_alignment == 0
+    expected = check.run_pass("forward", CASE, inputs, device=device.device)
+    assert got.tobytes() == expected.tobytes()
