@@ -114,11 +114,21 @@ def test_any_memory_layout(device):
     big[:, :, ::2, :] = x
     layouts = {
         "fortran": (np.asfortranarray(x), np.asfortranarray(w)),
-        "reversed": (x[::-1][::-1].copy()[::-1, ::-1][::-1, ::-1], w[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1]),
+        # The same values through negative strides: a reversed copy, read backwards along every axis.
+        "reversed": (x[::-1, ::-1, ::-1, ::-1].copy()[::-1, ::-1, ::-1, ::-1],
+                     w[:, :, ::-1, ::-1].copy()[:, :, ::-1, ::-1]),
         "strided": (big[:, :, ::2, :], w),
         "big-endian": (x.astype(">f4"), w.astype(">f4")),
     }
+    # Each layout really is what its name says (a contiguous stand-in would test nothing).
+    assert all(not a.flags.c_contiguous for a in layouts["fortran"])
+    assert all(stride < 0 for stride in layouts["reversed"][0].strides)
+    assert layouts["reversed"][1].strides[2] < 0 and layouts["reversed"][1].strides[3] < 0
+    assert not layouts["strided"][0].flags.c_contiguous
+    assert all(a.dtype.byteorder == ">" for a in layouts["big-endian"])
     for name, (x_layout, w_layout) in layouts.items():
+        np.testing.assert_array_equal(x_layout, x)
+        np.testing.assert_array_equal(w_layout, w)
         got = clconv.conv2d(x_layout, w_layout, device=device.device, **ARGS)
         assert got.tobytes() == expected.tobytes(), name
 
