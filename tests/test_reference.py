@@ -79,6 +79,10 @@ def loop_gradients(x, w, grad_y, p: Conv2DParams):
     return grad_x, grad_w
 
 
+# A grouped layer with an output of (2, 6, 28, 28): room for the element test_compare_flags_a_single_wrong_element
+# changes; chosen by name, so that reordering check.CASES cannot swap it.
+CASE = next(case for case in check.CASES if case.name == "1x1-28x28-g2")
+
 SMALL_CASES = [case for case in check.CASES if np.prod(case.params().output_shape) * np.prod(case.weight_shape) < 2e5]
 
 
@@ -100,7 +104,7 @@ def test_oracle_matches_loops(case):
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 def test_oracle_returns_input_dtype(dtype):
-    case = check.CASES[1]
+    case = CASE
     inputs = check.random_inputs(case, dtype)
     assert reference.conv2d(inputs["x"], inputs["weight"], **case.conv_args).dtype == dtype
     assert reference.conv2d_grad_input(inputs["grad_output"], inputs["weight"], case.input_shape,
@@ -112,7 +116,7 @@ def test_oracle_returns_input_dtype(dtype):
 
 def test_compare_flags_a_single_wrong_element():
     """The comparison the device tests rely on must fail for a one-element slip."""
-    case = check.CASES[1]
+    case = CASE
     inputs = check.random_inputs(case, np.float32)
     expected = reference.conv2d(*(inputs[n].astype(np.float64) for n in ("x", "weight", "bias")), **case.conv_args)
     bound = reference.conv2d(*(np.abs(inputs[n]).astype(np.float64) for n in ("x", "weight", "bias")),
