@@ -194,7 +194,8 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         # Fewer input channels (an RGB layer's 3) leave room for more output channels, up to 8: 8 x 3
         # measured 1.2x faster than 6 x 4 with one of the four channels wasted.
         block_c = _channel_block(params.C_per_group, 6)
-        block_k = _channel_block(params.K_per_group, tiles.listed_block(min(8, tiles.grad_weight_accumulators // block_c)))
+        block_k = _channel_block(params.K_per_group,
+                                 tiles.listed_block(min(8, tiles.grad_weight_accumulators // block_c)))
         # Output-channel blocks side by side while their grad_output fits 256 KiB of cache: 4 measured up to
         # 1.2x faster than 1 on the benchmark's layers; 16 helped 1x1 layers a little and slowed 3x3 ones.
         block_bytes = block_k * params.N * params.P * params.Q * params.dtype.itemsize
@@ -221,8 +222,8 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         block_k = _channel_block(out_channels, tiles.listed_block(largest))
         return CorrelationConfig(vec=_vector_width(plane, widest), block_k=block_k, block_p=block_p)
     if height == 1:  # one row (a pointwise layer seen as one long row): every accumulator goes to channels
-        return CorrelationConfig(vec=_vector_width(width, widest),
-                                 block_k=_channel_block(out_channels, tiles.listed_block(tiles.accumulators)), block_p=1)
+        block_k = _channel_block(out_channels, tiles.listed_block(tiles.accumulators))
+        return CorrelationConfig(vec=_vector_width(width, widest), block_k=block_k, block_p=1)
     block_k = _channel_block(out_channels, channels)
     return CorrelationConfig(vec=_vector_width(width, widest), block_k=block_k,
                              block_p=max(1, min(4, tiles.accumulators // block_k)))
