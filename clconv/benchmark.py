@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from . import bench_charts, check, layers, peak, platforms, reference
 from .params import Conv2DParams, dtype_name
 from .planning import Conv2DPlan
-from .tuner import device_seconds, host_inputs, median_wall_seconds, pass_runner, to_device
+from .tuner import device_seconds, median_wall_seconds, pass_runner, to_device
 
 BENCH_PASSES = ("forward", "grad_input", "grad_weight")
 
@@ -275,7 +275,7 @@ def run(suite, device_infos, passes=BENCH_PASSES, repeats: int = 9, peers: bool 
     records = []
     for layer, pass_name in jobs:
         p = layer.params(layer.batch_for(flops_per_pass))
-        data = host_inputs(p)
+        data = check.layer_inputs(p)
         del data["bias"]  # every implementation runs the bare convolution
         expected = _oracle(pass_name, p, data)
         bound = _oracle(pass_name, p, {name: np.abs(value) for name, value in data.items()})

@@ -33,6 +33,12 @@ TOLERANCE = {
 DTYPES = tuple(TOLERANCE)
 
 
+def pairwise_tolerance(dtype) -> float:
+    """The largest normalised difference between two results that each pass against the oracle: both carry
+    up to TOLERANCE of error, in either direction, so they may differ by twice it."""
+    return 2 * TOLERANCE[np.dtype(dtype)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Case:
     """One layer shape with its convolution arguments, named for test ids."""
@@ -116,14 +122,15 @@ def compare(got, expected, bound, dtype) -> Comparison:
 
 def random_inputs(case: Case, dtype, seed: int = 0) -> dict:
     """Signed uniform data for every tensor of a case, in ``dtype``."""
+    return layer_inputs(case.params(dtype), seed)
+
+
+def layer_inputs(params: Conv2DParams, seed: int = 0) -> dict:
+    """Signed uniform data for every tensor of a layer (x, weight, bias, grad_output), in its dtype."""
     rng = np.random.default_rng(seed)
-    params = case.params(dtype)
-
-    def uniform(shape):
-        return rng.uniform(-1.0, 1.0, size=shape).astype(dtype)
-
-    return {"x": uniform(params.input_shape), "weight": uniform(params.weight_shape),
-            "bias": uniform((params.K,)), "grad_output": uniform(params.output_shape)}
+    shapes = {"x": params.input_shape, "weight": params.weight_shape, "bias": (params.K,),
+              "grad_output": params.output_shape}
+    return {name: rng.uniform(-1.0, 1.0, size=shape).astype(params.dtype) for name, shape in shapes.items()}
 
 
 def _oracle(pass_name: str, case: Case, inputs: dict):

@@ -64,14 +64,6 @@ def pass_runner(plan: Conv2DPlan, pass_name: str, tensors: dict):
     return lambda: plan.grad_bias(tensors["grad_output"])
 
 
-def host_inputs(params: Conv2DParams, seed: int = 0) -> dict:
-    """Signed uniform data for every tensor of a layer."""
-    rng = np.random.default_rng(seed)
-    shapes = {"x": params.input_shape, "weight": params.weight_shape, "bias": (params.K,),
-              "grad_output": params.output_shape}
-    return {name: rng.uniform(-1, 1, shape).astype(params.dtype) for name, shape in shapes.items()}
-
-
 def to_device(queue, tensors: dict) -> dict:
     return {name: cl_array.to_device(queue, value) for name, value in tensors.items()}
 
@@ -103,15 +95,15 @@ def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: b
                disable=not progress, unit="candidate")
     results = []
     for params, pass_name, candidates in work:
-        host = host_inputs(params)
+        host = check.layer_inputs(params)
         tensors = to_device(target.queue, host)
         # The direct algorithm's result, and the same pass on absolute values: the error bound of check.py.
         direct = Conv2DPlan(params, target, algo="direct")
         reference = pass_runner(direct, pass_name, tensors)().get().astype(np.float64)
         absolute = to_device(target.queue, {name: np.abs(value) for name, value in host.items()})
         bound = pass_runner(direct, pass_name, absolute)().get().astype(np.float64)
-        # Both results carry rounding error, so the candidate may differ from direct by twice the tolerance.
-        limit = 2 * check.TOLERANCE[params.dtype] * np.maximum(bound, np.finfo(np.float64).tiny)
+        # Both results carry rounding error: the candidate may differ from direct by the pairwise tolerance.
+        limit = check.pairwise_tolerance(params.dtype) * np.maximum(bound, np.finfo(np.float64).tiny)
         best, rejected = None, 0
         for choice in candidates:
             bar.set_postfix_str(f"{params.label} {pass_name} {choice.algo}")

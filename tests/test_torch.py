@@ -72,7 +72,7 @@ def test_matches_torch_float32(case, device):
     absolute = [t.detach().abs().double().requires_grad_() for t in (x, w, b)]
     bound_output = _torch_reference(*absolute, args)
     bounds = (bound_output, *torch.autograd.grad(bound_output, absolute, grad.abs().double()))
-    tolerance = 2 * check.TOLERANCE[np.dtype(np.float32)]
+    tolerance = check.pairwise_tolerance(np.float32)
     for name, a, e, bound in zip(("output", "grad_x", "grad_w", "grad_b"), ours_all, theirs_all, bounds):
         error = ((a.double() - e.double()).abs() / bound.clamp_min(np.finfo(np.float64).tiny)).max().item()
         assert error <= tolerance, f"{name}: normalised error {error:.2e}"
