@@ -174,6 +174,15 @@ def build_salt(target, kernel: str, defines: dict, local: tuple, args: list) -> 
     raise KernelVariantFailed(variant, info, verdict)
 
 
+def checked_kernel(target, kernel: str, defines: dict, local: tuple, args: list):
+    """The kernel of a variant, built in this process only after its check passed (with the salt the check
+    settled on); raises KernelVariantFailed otherwise."""
+    salt = build_salt(target, kernel, defines, local, args)
+    if salt:
+        defines = dict(defines, **{SALT_DEFINE: salt})
+    return programs.get_kernel(target.context, kernel, defines)
+
+
 def _warn_unchecked(info, verdict: dict) -> None:
     if device_key(info) not in _unchecked_devices:
         _unchecked_devices.add(device_key(info))

@@ -81,10 +81,7 @@ def _vector_lanes(info, dtype) -> int:
 
 def _checked_kernel(target, name: str, defines: dict, args: list) -> cl.Kernel:
     """A peak kernel, built only after its variant passed its check in a child process (kernel_check)."""
-    salt = kernel_check.build_salt(target, name, defines, (_WORK_GROUP,), args)
-    if salt:
-        defines = dict(defines, **{kernel_check.SALT_DEFINE: salt})
-    return programs.get_kernel(target.context, name, defines)
+    return kernel_check.checked_kernel(target, name, defines, (_WORK_GROUP,), args)
 
 
 def _seconds(target, kernel: cl.Kernel, global_size: int, args: list) -> float:

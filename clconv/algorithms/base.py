@@ -71,7 +71,7 @@ class AlgorithmBase:
         self.params = params
         self.target = target
         self.max_workspace_bytes = max_workspace_bytes
-        self.dtype_defines = programs.dtype_defines(params.dtype, target.info.device)
+        self.dtype_defines = programs.dtype_defines(params.dtype, target.info)
         self.conv_scalars = conv_scalars(params)
         # A Kernel holds its arguments between set_args and enqueue: one launch at a time per plan.
         self._launch_lock = threading.Lock()
@@ -94,11 +94,8 @@ class AlgorithmBase:
         after the variant passed its check in a child process (see kernel_check)."""
         key = (name, tuple(sorted(defines.items())), local)
         if key not in self._kernels:
-            defines = dict(defines, **self.dtype_defines)
-            salt = kernel_check.build_salt(self.target, name, defines, local, args)
-            if salt:
-                defines[kernel_check.SALT_DEFINE] = salt
-            self._kernels[key] = programs.get_kernel(self.target.context, name, defines)
+            self._kernels[key] = kernel_check.checked_kernel(self.target, name, dict(defines, **self.dtype_defines),
+                                                             local, args)
         return self._kernels[key]
 
     def reduction(self, pass_name: str):
