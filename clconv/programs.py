@@ -43,13 +43,14 @@ def real_bits(dtype) -> int:
     return np.dtype(dtype).itemsize * 8
 
 
-def dtype_defines(dtype, device: cl.Device) -> dict:
-    """What cl/common.h needs to know of the dtype and the device: REAL_BITS, USE_FMA (fused multiply-add
-    reported for that precision) and MULADD_CONTRACT (PoCL, whose fma() is slow; see MULADD there)."""
+def dtype_defines(dtype, info) -> dict:
+    """What cl/common.h needs to know of the dtype and the device (a platforms.DeviceInfo): REAL_BITS, USE_FMA
+    (fused multiply-add reported for that precision) and MULADD_CONTRACT (PoCL, whose fma() is slow; see
+    MULADD there)."""
     dtype = np.dtype(dtype)
-    fp_config = device.double_fp_config if dtype == np.float64 else device.single_fp_config
+    fp_config = info.device.double_fp_config if dtype == np.float64 else info.device.single_fp_config
     return {"REAL_BITS": real_bits(dtype), "USE_FMA": int(bool(fp_config & cl.device_fp_config.FMA)),
-            "MULADD_CONTRACT": int("Portable Computing Language" in device.platform.name)}
+            "MULADD_CONTRACT": int(info.implementation == "pocl")}
 
 
 def build_options(defines: dict) -> tuple[str, ...]:
