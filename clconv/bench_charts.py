@@ -89,9 +89,35 @@ def _layer_axis(ax, layer_names, offset: float) -> None:
     ax.set_xlim(-0.5, len(layer_names) - 0.5 + 2 * offset)
 
 
-def _bars_from_one(ax, xs, ratios, width, label) -> None:
-    """Bars from 1.0 up to a ratio above it or down to one below it (on a log axis)."""
-    ax.bar(xs, [r - 1 for r in ratios], width, bottom=1.0, label=label)
+def _layer_panels(plt, passes, layer_names):
+    """A figure with one panel per pass, wide enough for a bar group per layer; returns (figure, panels)."""
+    fig, axes = plt.subplots(len(passes), 1, figsize=(max(10, 0.7 * len(layer_names)), 3.6 * len(passes)),
+                             squeeze=False)
+    return fig, axes[:, 0]
+
+
+def _ratio_figure(plt, ratios: dict, ylabel: str):
+    """Panels per pass of bars from 1.0 up to a ratio above it or down to one below it, on a log axis
+    symmetric about 1, one bar per series and layer: ``ratios`` is {series label: {(layer, pass): ratio}},
+    drawn in its order. Returns the figure, its legend below the panels."""
+    passes = [p for p in PASSES if any(pass_name == p for values in ratios.values() for _, pass_name in values)]
+    layer_names = list(dict.fromkeys(layer for values in ratios.values() for layer, _ in values))
+    fig, panels = _layer_panels(plt, passes, layer_names)
+    width = 0.8 / len(ratios)
+    for ax, pass_name in zip(panels, passes):
+        for i, (label, values) in enumerate(ratios.items()):
+            present = [name for name in layer_names if (name, pass_name) in values]
+            ax.bar([layer_names.index(name) + i * width for name in present],
+                   [values[(name, pass_name)] - 1 for name in present], width, bottom=1.0, label=label)
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        _log_y(ax)
+        _ratio_limits(ax, [ratio for values in ratios.values() for (_, p), ratio in values.items() if p == pass_name])
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.set_title(pass_name)
+        _layer_axis(ax, layer_names, 0.4 - width / 2)
+        ax.grid(axis="y", which="both", alpha=0.3)
+    _legend_below(fig, panels)
+    return fig
 
 
 def gflops_chart(records, path: Path) -> bool:
@@ -104,10 +130,9 @@ def gflops_chart(records, path: Path) -> bool:
     passes = _passes(ok)
     series = sorted({(r.implementation, r.device) for r in ok}, key=lambda s: (s[0] != "clconv", s))
     layer_names = list(dict.fromkeys(r.layer for r in ok))
-    fig, axes = plt.subplots(len(passes), 1, figsize=(max(10, 0.7 * len(layer_names)), 3.6 * len(passes)),
-                             squeeze=False)
+    fig, panels = _layer_panels(plt, passes, layer_names)
     width = 0.8 / max(1, len(series))
-    for ax, pass_name in zip(axes[:, 0], passes):
+    for ax, pass_name in zip(panels, passes):
         for i, (implementation, device) in enumerate(series):
             values = {r.layer: r.gflops for r in ok
                       if (r.implementation, r.device, r.pass_name) == (implementation, device, pass_name)}
@@ -119,7 +144,7 @@ def gflops_chart(records, path: Path) -> bool:
         ax.set_title(pass_name)
         _layer_axis(ax, layer_names, 0.4 - width / 2)
         ax.grid(axis="y", alpha=0.3)
-    _legend_below(fig, axes[:, 0])
+    _legend_below(fig, panels)
     _save(fig, plt, path)
     return True
 
@@ -152,27 +177,9 @@ def speedup_chart(records, path: Path) -> bool:
     series = speedup_series(records)
     if plt is None or not series:
         return False
-    keys = sorted(series)
-    passes = [p for p in PASSES if any(pass_name == p for ratios in series.values() for _, pass_name in ratios)]
-    layer_names = list(dict.fromkeys(layer for ratios in series.values() for layer, _ in ratios))
-    fig, axes = plt.subplots(len(passes), 1, figsize=(max(10, 0.7 * len(layer_names)), 3.6 * len(passes)),
-                             squeeze=False)
-    width = 0.8 / max(1, len(keys))
-    for ax, pass_name in zip(axes[:, 0], passes):
-        for i, key in enumerate(keys):
-            peer, peer_device, device = key
-            present = [name for name in layer_names if (name, pass_name) in series[key]]
-            _bars_from_one(ax, [layer_names.index(name) + i * width for name in present],
-                           [series[key][(name, pass_name)] for name in present], width,
-                           f"{peer} [{peer_device}] / clconv [{device}]")
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        _log_y(ax)
-        _ratio_limits(ax, [ratio for key in keys for (_, p), ratio in series[key].items() if p == pass_name])
-        ax.set_ylabel("peer time / clconv time\n(end to end; > 1: clconv faster)", fontsize=8)
-        ax.set_title(pass_name)
-        _layer_axis(ax, layer_names, 0.4 - width / 2)
-        ax.grid(axis="y", which="both", alpha=0.3)
-    _legend_below(fig, axes[:, 0])
+    ratios = {f"{peer} [{peer_device}] / clconv [{device}]": series[(peer, peer_device, device)]
+              for peer, peer_device, device in sorted(series)}
+    fig = _ratio_figure(plt, ratios, "peer time / clconv time\n(end to end; > 1: clconv faster)")
     _save(fig, plt, path)
     return True
 
@@ -238,26 +245,10 @@ def compare_chart(rows, path: Path, first_label: str, second_label: str) -> bool
     rows = [row for row in rows if _positive(row["ratio"])]
     if plt is None or not rows:
         return False
-    passes = [p for p in PASSES if any(row["pass"] == p for row in rows)]
-    series = list(dict.fromkeys(row["series"] for row in rows))
-    layer_names = list(dict.fromkeys(row["layer"] for row in rows))
-    ratio = {(row["series"], row["layer"], row["pass"]): row["ratio"] for row in rows}
-    fig, axes = plt.subplots(len(passes), 1, figsize=(max(10, 0.7 * len(layer_names)), 3.6 * len(passes)),
-                             squeeze=False)
-    width = 0.8 / len(series)
-    for ax, pass_name in zip(axes[:, 0], passes):
-        for i, name in enumerate(series):
-            present = [layer for layer in layer_names if (name, layer, pass_name) in ratio]
-            _bars_from_one(ax, [layer_names.index(layer) + i * width for layer in present],
-                           [ratio[(name, layer, pass_name)] for layer in present], width, name)
-        ax.axhline(1.0, color="black", linewidth=0.8)
-        _log_y(ax)
-        _ratio_limits(ax, [value for (_, _, p), value in ratio.items() if p == pass_name])
-        ax.set_ylabel("GFLOP/s ratio DIR2 / DIR1\n(> 1: DIR2 faster)", fontsize=8)
-        ax.set_title(pass_name)
-        _layer_axis(ax, layer_names, 0.4 - width / 2)
-        ax.grid(axis="y", which="both", alpha=0.3)
+    ratios = {}
+    for row in rows:
+        ratios.setdefault(row["series"], {})[(row["layer"], row["pass"])] = row["ratio"]
+    fig = _ratio_figure(plt, ratios, "GFLOP/s ratio DIR2 / DIR1\n(> 1: DIR2 faster)")
     fig.suptitle(f"DIR1: {first_label}\nDIR2: {second_label}", fontsize=9)
-    _legend_below(fig, axes[:, 0])
     _save(fig, plt, path)
     return True
