@@ -2,16 +2,41 @@
 
 NumPy arrays in (any memory order or strides) give NumPy arrays out; ``pyopencl.array.Array``
 inputs keep the work and the result on their context with no host round trip. When a call mixes the
-two, the device arrays decide where it runs and the result stays on the device.
+two, the device arrays decide where it runs and the result stays on the device; an ``out`` array
+decides where the result goes.
 
 Each function validates its arguments, then runs a cached :class:`~clconv.planning.Conv2DPlan`.
+
+Arguments every function takes (keyword-only):
+
+- ``device``: where a call with only NumPy arrays runs: a device spec as ``clconv.select_device`` takes
+  it (``"2:0"``, ``"cpu"``, a device or platform name fragment, a ``pyopencl.Device`` or
+  ``pyopencl.CommandQueue``), or None for the default.
+  With device arrays, None follows their context, and any other value must name that context's device.
+- ``algo``: ``"auto"`` (the tuned winner for this layer and device, else the heuristic), or an algorithm
+  name (``"tiled"``, ``"direct"``) to force it.
+- ``max_workspace_bytes``: the most device memory a pass may allocate besides its inputs and result (the
+  weight and bias gradients' partial sums), or None for no cap; 0 allocates nothing.
+- ``out``: an array to write the result into, of exactly the result's shape and dtype, sharing no memory
+  with the inputs: a writeable NumPy array (the call returns when it holds the result) or a C-contiguous
+  device array on the call's context (the call may return before the kernels finish, as with device
+  inputs). The function returns ``out``. None: a new array.
 """
 
 from __future__ import annotations
 
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+import pyopencl.array as cl_array
+
 from . import arrays
 from . import params as _params
 from .planning import plan_for
+
+Array = Union[np.ndarray, cl_array.Array]
+Pair = Union[int, Tuple[int, int]]
+Padding = Union[int, str, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
 
 
 def _plan(params, device, algo, max_workspace_bytes, **named):
@@ -20,35 +45,62 @@ def _plan(params, device, algo, max_workspace_bytes, **named):
     return plan_for(params, target, algo, max_workspace_bytes)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, device=None, algo="auto",
-           max_workspace_bytes=None):
-    """Forward pass: the cross-correlation of x (N, C, H, W) with weight (K, C/groups, R, S), plus bias (K,).
+def conv2d(x: Array, weight: Array, bias: Optional[Array] = None, stride: Pair = 1, padding: Padding = 0,
+           dilation: Pair = 1, groups: int = 1, *, device=None, algo: str = "auto",
+           max_workspace_bytes: Optional[int] = None, out: Optional[Array] = None) -> Array:
+    """Forward pass: the cross-correlation of ``x`` with ``weight``, plus ``bias``.
+
+    x: (N, C, H, W); weight: (K, C/groups, R, S); bias: (K,) or None. stride, dilation: an int or an
+    (h, w) pair, each >= 1. padding: an int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same"
+    (stride 1 only). groups: divides C and K. float16, float32 or float64, one dtype for all arrays.
+    device, algo, max_workspace_bytes, out: see the module documentation.
 
     Returns y of shape (N, K, P, Q) in the input dtype.
     """
     params = _params.forward_params(x, weight, bias, stride, padding, dilation, groups)
-    plan = _plan(params, device, algo, max_workspace_bytes, x=x, weight=weight, bias=bias)
-    return plan.forward(x, weight, bias)
+    plan = _plan(params, device, algo, max_workspace_bytes, x=x, weight=weight, bias=bias, out=out)
+    return plan.forward(x, weight, bias, out=out)
 
 
-def conv2d_grad_input(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1, *,
-                      device=None, algo="auto", max_workspace_bytes=None):
-    """dL/dx of shape ``input_shape`` from grad_output = dL/dy (N, K, P, Q) and weight."""
+def conv2d_grad_input(grad_output: Array, weight: Array, input_shape: Sequence[int], stride: Pair = 1,
+                      padding: Padding = 0, dilation: Pair = 1, groups: int = 1, *, device=None, algo: str = "auto",
+                      max_workspace_bytes: Optional[int] = None, out: Optional[Array] = None) -> Array:
+    """dL/dx from grad_output = dL/dy (N, K, P, Q) and weight (K, C/groups, R, S).
+
+    input_shape: (N, C, H, W) of the forward pass's x (several input sizes give the same output size, so it
+    is needed). stride, padding, dilation, groups: those of the forward pass (see :func:`conv2d`).
+    device, algo, max_workspace_bytes, out: see the module documentation.
+
+    Returns dL/dx of shape ``input_shape``.
+    """
     params = _params.grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups)
-    plan = _plan(params, device, algo, max_workspace_bytes, grad_output=grad_output, weight=weight)
-    return plan.grad_input(grad_output, weight)
+    plan = _plan(params, device, algo, max_workspace_bytes, grad_output=grad_output, weight=weight, out=out)
+    return plan.grad_input(grad_output, weight, out=out)
 
 
-def conv2d_grad_weight(x, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1, *,
-                       device=None, algo="auto", max_workspace_bytes=None):
-    """dL/dk of shape ``weight_shape`` from x and grad_output = dL/dy; bit-identical across runs."""
+def conv2d_grad_weight(x: Array, grad_output: Array, weight_shape: Sequence[int], stride: Pair = 1,
+                       padding: Padding = 0, dilation: Pair = 1, groups: int = 1, *, device=None, algo: str = "auto",
+                       max_workspace_bytes: Optional[int] = None, out: Optional[Array] = None) -> Array:
+    """dL/dk from the forward pass's x (N, C, H, W) and grad_output = dL/dy (N, K, P, Q).
+
+    weight_shape: (K, C/groups, R, S). stride, padding, dilation, groups: those of the forward pass (see
+    :func:`conv2d`). device, algo, max_workspace_bytes, out: see the module documentation.
+
+    Returns dL/dk of shape ``weight_shape``, bit-identical across runs of the same call.
+    """
     params = _params.grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups)
-    plan = _plan(params, device, algo, max_workspace_bytes, x=x, grad_output=grad_output)
-    return plan.grad_weight(x, grad_output)
+    plan = _plan(params, device, algo, max_workspace_bytes, x=x, grad_output=grad_output, out=out)
+    return plan.grad_weight(x, grad_output, out=out)
 
 
-def conv2d_grad_bias(grad_output, *, device=None, algo="auto", max_workspace_bytes=None):
-    """dL/db of shape (K,): grad_output summed over N, P and Q; bit-identical across runs."""
+def conv2d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
+                     max_workspace_bytes: Optional[int] = None, out: Optional[Array] = None) -> Array:
+    """dL/db: grad_output = dL/dy (N, K, P, Q) summed over N, P and Q.
+
+    device, algo, max_workspace_bytes, out: see the module documentation.
+
+    Returns dL/db of shape (K,), bit-identical across runs of the same call.
+    """
     params = _params.grad_bias_params(grad_output)
-    plan = _plan(params, device, algo, max_workspace_bytes, grad_output=grad_output)
-    return plan.grad_bias(grad_output)
+    plan = _plan(params, device, algo, max_workspace_bytes, grad_output=grad_output, out=out)
+    return plan.grad_bias(grad_output, out=out)

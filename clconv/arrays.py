@@ -68,16 +68,20 @@ class CallArrays:
     before its kernels finish, so its NumPy inputs are copied (the caller may change them right away).
     """
 
-    def __init__(self, target: platforms.Target, **arrays):
+    def __init__(self, target: platforms.Target, out=None, **arrays):
         self.target = target
         self.arrays = {name: a for name, a in arrays.items() if a is not None}
+        self.out = out
         on_device = [a for a in self.arrays.values() if isinstance(a, cl_array.Array)]
-        for name, array in self.arrays.items():
+        for name, array in dict(self.arrays, out=out).items():
             if isinstance(array, cl_array.Array) and not array.flags.c_contiguous:
                 raise ValueError(f"{name} must be a C-contiguous device array (got strides {array.strides})")
-        self.device_result = bool(on_device)
+        # The caller's ``out`` decides where the result lives; without it, the inputs do.
+        self.device_result = isinstance(out, cl_array.Array) if out is not None else bool(on_device)
         self.in_place = target.info.host_memory and not self.device_result
-        self.wait_for = [event for array in on_device for event in array.events]
+        # The kernels wait for everything queued on the device arrays they read or overwrite.
+        self.wait_for = [event for array in on_device + ([out] if self.device_result and out is not None else [])
+                         for event in array.events]
         self._wrapped = []  # NumPy arrays and their buffers, alive until the call's kernels are done
         self._host_result = None  # the NumPy array the result buffer wraps
 
@@ -103,28 +107,43 @@ class CallArrays:
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
         return DeviceView(array.base_data, array.offset // array.dtype.itemsize)
 
-    def empty(self, name: str, shape, dtype) -> cl_array.Array:
+    def result_array(self, name: str, shape, dtype) -> cl_array.Array:
+        """The device array the kernels write the result into: the caller's device ``out``, a buffer
+        wrapping the NumPy ``out`` or a fresh NumPy result (computing in host memory), else a new one."""
+        if isinstance(self.out, cl_array.Array):
+            return self.out
         check_allocation(self.target.info, name, shape, dtype)
         if self.in_place and int(np.prod(shape)):
-            host = self._host_result = aligned_empty(shape, dtype, self.target.info.host_pointer_alignment)
+            alignment = self.target.info.host_pointer_alignment
+            out = self.out
+            writable_in_place = (out is not None and out.flags.c_contiguous and out.dtype.isnative
+                                 and out.ctypes.data % alignment == 0)
+            host = self._host_result = out if writable_in_place else aligned_empty(shape, dtype, alignment)
             return cl_array.Array(self.target.queue, shape, dtype, data=self._wrap(host, cl.mem_flags.READ_WRITE))
         return cl_array.empty(self.target.queue, shape, dtype)
 
     def finish(self, result: cl_array.Array, event):
-        """The result as the caller gets it: on the device, or as NumPy."""
+        """The result as the caller gets it: on the device, or as NumPy (in ``out`` when given)."""
         if event is not None:
             result.add_event(event)
         if self.device_result:
             return result
         if not (self.in_place and result.size):
-            return result.get(self.target.queue)
+            return self.deliver(result.get(self.target.queue))
         # Mapping the wrapped result waits for the kernels and makes their writes visible in host memory.
         queue = self.target.queue
         mapped, _ = cl.enqueue_map_buffer(queue, result.base_data, cl.map_flags.READ, 0, result.shape,
                                           result.dtype, wait_for=result.events, is_blocking=True)
         mapped.base.release(queue).wait()
         self._wrapped.clear()
-        return self._host_result
+        return self.deliver(self._host_result)
+
+    def deliver(self, host: np.ndarray) -> np.ndarray:
+        """A NumPy result, copied into the caller's ``out`` unless the kernels wrote there already."""
+        if self.out is None or host is self.out:
+            return host
+        self.out[...] = host
+        return self.out
 
 
 def aligned_empty(shape, dtype, alignment: int) -> np.ndarray:
@@ -146,4 +165,6 @@ def aligned_copy(array: np.ndarray, alignment: int) -> np.ndarray:
 
 
 def output_view(array: cl_array.Array) -> DeviceView:
-    return DeviceView(array.base_data if array.size else None, 0)
+    if not array.size:
+        return DeviceView(None, 0)
+    return DeviceView(array.base_data, array.offset // array.dtype.itemsize)

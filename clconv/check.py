@@ -146,20 +146,21 @@ def _oracle(pass_name: str, case: Case, inputs: dict):
     return reference.conv2d_grad_bias(data["grad_output"])
 
 
-def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = "auto", max_workspace_bytes=None):
-    """Run one pass of clconv on ``inputs`` (NumPy) and return its NumPy result."""
+def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = "auto", max_workspace_bytes=None,
+             out=None):
+    """Run one pass of clconv on ``inputs`` (NumPy) and return its result (written into ``out`` when given)."""
     from . import api
 
-    args = dict(case.conv_args, algo=algo, max_workspace_bytes=max_workspace_bytes)
+    options = dict(device=device, algo=algo, max_workspace_bytes=max_workspace_bytes, out=out)
+    args = dict(case.conv_args, **options)
     if pass_name == "forward":
-        return api.conv2d(inputs["x"], inputs["weight"], inputs["bias"], device=device, **args)
+        return api.conv2d(inputs["x"], inputs["weight"], inputs["bias"], **args)
     if pass_name == "grad_input":
-        return api.conv2d_grad_input(inputs["grad_output"], inputs["weight"], case.input_shape, device=device, **args)
+        return api.conv2d_grad_input(inputs["grad_output"], inputs["weight"], case.input_shape, **args)
     if pass_name == "grad_weight":
-        return api.conv2d_grad_weight(inputs["x"], inputs["grad_output"], case.weight_shape, device=device, **args)
+        return api.conv2d_grad_weight(inputs["x"], inputs["grad_output"], case.weight_shape, **args)
     if pass_name == "grad_bias":
-        return api.conv2d_grad_bias(inputs["grad_output"], device=device, algo=algo,
-                                    max_workspace_bytes=max_workspace_bytes)
+        return api.conv2d_grad_bias(inputs["grad_output"], **options)
     raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
 
 

@@ -17,6 +17,7 @@ import threading
 import warnings
 
 import numpy as np
+import pyopencl.array as cl_array
 
 from . import arrays, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, get_algorithm
@@ -141,27 +142,39 @@ class Conv2DPlan:
         if array is not None and np.dtype(array.dtype).newbyteorder("=") != self.params.dtype:
             raise TypeError(f"{name} must have dtype {self.params.dtype} for this plan, got {array.dtype}")
 
-    def _call(self, **named):
+    def _check_out(self, out, shape, named: dict) -> None:
+        """``out`` must fit the result exactly and must not share memory with an input it would overwrite."""
+        if out is None:
+            return
+        self._check("out", out, shape)
+        if isinstance(out, np.ndarray) and not out.flags.writeable:
+            raise ValueError("out must be a writeable array, got a read-only one")
+        for name, array in named.items():
+            if array is not None and _may_overlap(out, array):
+                raise ValueError(f"out shares memory with {name}; pass a separate array for the result")
+
+    def _call(self, out, out_shape, **named):
         shapes = {"x": self.params.input_shape, "weight": self.params.weight_shape, "bias": (self.params.K,),
                   "grad_output": self.params.output_shape}
-        arrays.check_array_types(**named)
+        arrays.check_array_types(out=out, **named)
         for name, array in named.items():
             self._check(name, array, shapes[name])
-        arrays.target_for_arrays(self.target, **named)  # device arrays must live on this plan's context
-        return arrays.CallArrays(self.target, **named)
+        self._check_out(out, out_shape, named)
+        arrays.target_for_arrays(self.target, out=out, **named)  # device arrays must live on this plan's context
+        return arrays.CallArrays(self.target, out=out, **named)
 
-    def _run(self, pass_name: str, out_name: str, out_shape, batch_inputs, concatenate: bool, **named):
+    def _run(self, pass_name: str, out_name: str, out_shape, batch_inputs, concatenate: bool, out, **named):
         """Run one pass: check the arrays, chunk oversized NumPy batches, launch, return the caller's kind."""
-        call = self._call(**named)
+        call = self._call(out, out_shape, **named)
         chunked = self._chunked(call, pass_name, batch_inputs, concatenate)
         if chunked is not None:
             return chunked
-        out = call.empty(out_name, out_shape, self.params.dtype)
+        result = call.result_array(out_name, out_shape, self.params.dtype)
         event = None
-        if out.size:
-            event = self._launch(pass_name, [call.view(name) for name in named], arrays.output_view(out),
+        if result.size:
+            event = self._launch(pass_name, [call.view(name) for name in named], arrays.output_view(result),
                                  call.wait_for)
-        return call.finish(out, event)
+        return call.finish(result, event)
 
     def _launch(self, pass_name: str, views: list, out_view, wait_for):
         """Enqueue a pass; a kernel variant that failed its check is replaced by the next-best choice.
@@ -180,23 +193,23 @@ class Conv2DPlan:
                 _warn_fallback(failure, pass_name, replacement)
                 self.choices = dict(self.choices, **{pass_name: replacement})
 
-    def forward(self, x, weight, bias=None):
-        """y = conv2d(x, weight) + bias, shape (N, K, P, Q)."""
-        return self._run("forward", "y", self.params.output_shape, ("x",), True, x=x, weight=weight, bias=bias)
+    def forward(self, x, weight, bias=None, *, out=None):
+        """y = conv2d(x, weight) + bias, shape (N, K, P, Q); written into ``out`` when given."""
+        return self._run("forward", "y", self.params.output_shape, ("x",), True, out, x=x, weight=weight, bias=bias)
 
-    def grad_input(self, grad_output, weight):
-        """dL/dx, shape (N, C, H, W)."""
-        return self._run("grad_input", "grad_input", self.params.input_shape, ("grad_output",), True,
+    def grad_input(self, grad_output, weight, *, out=None):
+        """dL/dx, shape (N, C, H, W); written into ``out`` when given."""
+        return self._run("grad_input", "grad_input", self.params.input_shape, ("grad_output",), True, out,
                          grad_output=grad_output, weight=weight)
 
-    def grad_weight(self, x, grad_output):
-        """dL/dk, shape (K, C/groups, R, S); bit-identical across runs."""
-        return self._run("grad_weight", "grad_weight", self.params.weight_shape, ("x", "grad_output"), False,
+    def grad_weight(self, x, grad_output, *, out=None):
+        """dL/dk, shape (K, C/groups, R, S), bit-identical across runs; written into ``out`` when given."""
+        return self._run("grad_weight", "grad_weight", self.params.weight_shape, ("x", "grad_output"), False, out,
                          x=x, grad_output=grad_output)
 
-    def grad_bias(self, grad_output):
-        """dL/db, shape (K,); bit-identical across runs."""
-        return self._run("grad_bias", "grad_bias", (self.params.K,), ("grad_output",), False,
+    def grad_bias(self, grad_output, *, out=None):
+        """dL/db, shape (K,), bit-identical across runs; written into ``out`` when given."""
+        return self._run("grad_bias", "grad_bias", (self.params.K,), ("grad_output",), False, out,
                          grad_output=grad_output)
 
     # -- batches larger than one allocation ------------------------------------------------------
@@ -210,7 +223,8 @@ class Conv2DPlan:
         """Run a NumPy call in batch chunks when it is too big for one allocation; None when it fits."""
         p = self.params
         chunk = self.batch_chunk()
-        if p.N <= chunk or call.device_result:
+        on_device = call.device_result or any(isinstance(a, cl_array.Array) for a in call.arrays.values())
+        if p.N <= chunk or on_device:
             return None  # fits, or device arrays: those already live in single buffers (checked on output)
         if chunk == 0:
             raise ValueError(f"a single image of {p.describe()} exceeds the device's allocation limit of "
@@ -221,15 +235,27 @@ class Conv2DPlan:
             sub = plan_for(dataclasses.replace(p, N=stop - start), self.target, choices=self.choices,
                            max_workspace_bytes=self.max_workspace_bytes)
             named = {name: (a[start:stop] if name in batch_inputs else a) for name, a in call.arrays.items()}
-            pieces.append(getattr(sub, pass_name)(**named))
+            piece_out = call.out[start:stop] if concatenate and call.out is not None else None
+            pieces.append(getattr(sub, pass_name)(**named, out=piece_out))
         if concatenate:
-            return np.concatenate(pieces, axis=0)
+            return call.out if call.out is not None else np.concatenate(pieces, axis=0)
         # Sum of per-chunk gradients in chunk order, accumulated as the kernels do (float or double).
         accumulator = np.float64 if p.dtype == np.float64 else np.float32
         total = np.zeros(pieces[0].shape, accumulator)
         for piece in pieces:
             total += piece
-        return total.astype(p.dtype)
+        return call.deliver(total.astype(p.dtype))
+
+
+def _may_overlap(out, array) -> bool:
+    """Whether two arrays may share memory: NumPy's bounds check, or overlapping ranges of one buffer."""
+    if isinstance(out, np.ndarray) and isinstance(array, np.ndarray):
+        return np.may_share_memory(out, array)
+    if isinstance(out, cl_array.Array) and isinstance(array, cl_array.Array):
+        if out.base_data is None or out.base_data != array.base_data:
+            return False
+        return out.offset < array.offset + array.nbytes and array.offset < out.offset + out.nbytes
+    return False
 
 
 @functools.lru_cache(maxsize=128)
