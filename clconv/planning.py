@@ -78,9 +78,7 @@ def _config_from_record(record: dict, pass_name: str):
 
 def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto") -> Choice:
     if algo != "auto":
-        algorithm = get_algorithm(algo)
-        if not algorithm.supports(params, info):
-            raise ValueError(f"algo={algo!r} does not support {params.describe()} on {info.summary()}")
+        get_algorithm(algo)  # raises for an unknown name
         return Choice(algo, None, "requested")
     record = tuning_cache.lookup(info, params, pass_name)
     if record and record.get("algo") in ALGORITHMS:
@@ -89,8 +87,7 @@ def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto") -> Ch
         except TypeError:
             config = None  # a record from another clconv version; fall through to the heuristic
         else:
-            if ALGORITHMS[record["algo"]].supports(params, info):
-                return Choice(record["algo"], config, "tuned")
+            return Choice(record["algo"], config, "tuned")
     return Choice(DEFAULT_ALGORITHM, None, "heuristic")
 
 

@@ -1,6 +1,6 @@
 """Searching algorithms and tiles per layer and device, and storing the winners.
 
-For each pass every supported algorithm is timed with each of its candidate tiles (those that exceed
+For each pass every algorithm is timed with each of its candidate tiles (those that exceed
 the device's work-group limits are never tried); a candidate whose result disagrees with the direct
 algorithm beyond the dtype's tolerance is discarded, so a miscompiled tile can never win. Winners go
 to the tuning cache (:mod:`clconv.tuning_cache`), where later processes find them.
@@ -18,7 +18,6 @@ import pyopencl.array as cl_array
 from tqdm.auto import tqdm
 
 from . import check, platforms, tuning_cache
-from .algorithms import ALGORITHMS
 from .algorithms.tiled import candidate_configs
 from .params import Conv2DParams
 from .planning import Choice, Conv2DPlan, clear_plan_cache
@@ -80,9 +79,8 @@ class TuneResult:
 
 def _candidates(params, info, pass_name):
     yield Choice("direct", None, "tuned")
-    if ALGORITHMS["tiled"].supports(params, info):
-        for config in candidate_configs(params, info, pass_name):
-            yield Choice("tiled", config, "tuned")
+    for config in candidate_configs(params, info, pass_name):
+        yield Choice("tiled", config, "tuned")
 
 
 def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: bool = True,

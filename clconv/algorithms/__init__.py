@@ -1,10 +1,11 @@
 """Convolution algorithms: each module drives the kernels of one family for all passes.
 
-An algorithm class has a ``name`` and ``supports(params, info)`` (which parameter combinations and devices
-it handles). Instantiated for (params, target, configs, max_workspace_bytes) it builds its kernels on first
-use; ``workspace_bytes(pass_name)`` says what a pass allocates besides its inputs and output, and its
-``forward``, ``grad_input``, ``grad_weight`` and ``grad_bias`` methods take :class:`DeviceView` tensors,
-enqueue work on ``target.queue`` and return the last event.
+Every algorithm runs every valid layer (:class:`~clconv.params.Conv2DParams`) on every device, so a plan
+may pick any of them for any pass. An algorithm class has a ``name``. Instantiated for (params, target,
+configs, max_workspace_bytes) it builds its kernels on first use; ``workspace_bytes(pass_name)`` says what
+a pass allocates besides its inputs and output, and its ``forward``, ``grad_input``, ``grad_weight`` and
+``grad_bias`` methods take :class:`DeviceView` tensors, enqueue work on ``target.queue`` and return the
+last event.
 """
 
 from .base import DeviceView

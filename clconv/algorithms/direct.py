@@ -22,10 +22,6 @@ def _grad_weight_items(p: Conv2DParams) -> int:
 class DirectAlgorithm(AlgorithmBase):
     name = "direct"
 
-    @staticmethod
-    def supports(params: Conv2DParams, info) -> bool:
-        return True
-
     def __init__(self, params: Conv2DParams, target, configs=None, max_workspace_bytes=None):
         # configs: this algorithm has no tunable tiles; accepted so every algorithm is built alike.
         super().__init__(params, target, max_workspace_bytes)

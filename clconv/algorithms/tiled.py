@@ -290,10 +290,6 @@ def _column_stride(params: Conv2DParams, pass_name: str) -> int:
 class TiledAlgorithm(AlgorithmBase):
     name = "tiled"
 
-    @staticmethod
-    def supports(params: Conv2DParams, info) -> bool:
-        return True
-
     def __init__(self, params: Conv2DParams, target, configs: dict | None = None, max_workspace_bytes=None):
         super().__init__(params, target, max_workspace_bytes)
         self.view = kernel_view(params)
