@@ -22,6 +22,15 @@ def _grad_weight_items(p: Conv2DParams) -> int:
 class DirectAlgorithm(AlgorithmBase):
     name = "direct"
 
+    # No tiles: nothing to read from a tuning record, and no narrower variant to fall back to.
+    @staticmethod
+    def config_from_record(pass_name: str, fields) -> None:
+        return None
+
+    @staticmethod
+    def narrower(config) -> None:
+        return None
+
     def __init__(self, params: Conv2DParams, target, configs=None, max_workspace_bytes=None):
         # configs: this algorithm has no tunable tiles; accepted so every algorithm is built alike.
         super().__init__(params, target, max_workspace_bytes)
