@@ -18,7 +18,7 @@ import pyopencl.array as cl_array
 from tqdm.auto import tqdm
 
 from . import check, platforms, tuning_cache
-from .algorithms.tiled import candidate_configs
+from .algorithms import ALGORITHMS
 from .params import Conv2DParams
 from .planning import Choice, Conv2DPlan, clear_plan_cache
 
@@ -78,9 +78,9 @@ class TuneResult:
 
 
 def _candidates(params, info, pass_name):
-    yield Choice("direct", None, "tuned")
-    for config in candidate_configs(params, info, pass_name):
-        yield Choice("tiled", config, "tuned")
+    for name, algorithm in ALGORITHMS.items():
+        for config in algorithm.candidates(params, info, pass_name):
+            yield Choice(name, config, "tuned")
 
 
 def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: bool = True,
@@ -124,7 +124,7 @@ def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: b
         if store:
             tuning_cache.store(target.info, params, pass_name, {
                 "algo": choice.algo,
-                "config": dataclasses.asdict(choice.config) if choice.config is not None else None,
+                "config": ALGORITHMS[choice.algo].config_record(choice.config),
                 "seconds": seconds,
                 "gflops": params.flops(pass_name) / seconds / 1e9,
                 "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

@@ -5,8 +5,10 @@ may pick any of them for any pass. An algorithm class has a ``name`` and owns it
 runs with one of its configs (a tile; None stands for the one its own heuristic picks for the layer and
 device), and the class answers
 
-- ``config_from_record(pass_name, fields)``: the config a tuning record's ``config`` fields describe
-  (raises TypeError for fields it does not know, as from another clconv version);
+- ``candidates(params, info, pass_name)``: the configs the tuner times for a layer on a device;
+- ``config_record(config)``: the JSON fields a tuning record stores for a config, and
+  ``config_from_record(pass_name, fields)`` the config they describe (it raises TypeError for fields it
+  does not know, as from another clconv version);
 - ``narrower(config)``: the next-best variant of a config whose kernel failed its check on a device, or
   None when there is none.
 

@@ -22,7 +22,16 @@ def _grad_weight_items(p: Conv2DParams) -> int:
 class DirectAlgorithm(AlgorithmBase):
     name = "direct"
 
-    # No tiles: nothing to read from a tuning record, and no narrower variant to fall back to.
+    # No tiles: one candidate (its only kernels), nothing to store in or read from a tuning record, and no
+    # narrower variant to fall back to.
+    @staticmethod
+    def candidates(params: Conv2DParams, info, pass_name: str) -> list:
+        return [None]
+
+    @staticmethod
+    def config_record(config) -> None:
+        return None
+
     @staticmethod
     def config_from_record(pass_name: str, fields) -> None:
         return None

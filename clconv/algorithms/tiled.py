@@ -290,7 +290,12 @@ def _column_stride(params: Conv2DParams, pass_name: str) -> int:
 class TiledAlgorithm(AlgorithmBase):
     name = "tiled"
 
+    candidates = staticmethod(candidate_configs)
     narrower = staticmethod(narrower_config)
+
+    @staticmethod
+    def config_record(config) -> dict | None:
+        return dataclasses.asdict(config) if config is not None else None
 
     @staticmethod
     def config_from_record(pass_name: str, fields: dict | None):
