@@ -1,10 +1,10 @@
 """Plans: one layer on one device, algorithms chosen and kernels compiled once, then run many times.
 
 A :class:`Conv2DPlan` picks an algorithm and tile for each pass: the one named by ``algo``, else the
-winner stored by the tuner for this device and driver, else a heuristic (the first algorithm of
-``algorithms.PREFERENCE``, with the tiles it matches to the layer). Every algorithm keeps its scratch
-memory within ``max_workspace_bytes``: the reductions then split the batch into fewer chunks (none at a
-cap of 0).
+winner stored by the tuner for this device, driver and layer (tuned at the nearest batch size when not
+at this one), else a heuristic (the first algorithm of ``algorithms.PREFERENCE``, with the tiles it
+matches to the layer). Every algorithm keeps its scratch memory within ``max_workspace_bytes``: the
+reductions then split the batch into fewer chunks (none at a cap of 0).
 
 NumPy batches too large for one device allocation run in batch chunks; the weight and bias gradients
 of the chunks are added in chunk order, so the result stays reproducible.
@@ -30,7 +30,9 @@ class Choice:
 
     algo: str
     config: object  # a config dataclass of the algorithm, or None for its default
-    source: str  # "requested", "tuned", "heuristic" or "fallback"
+    # "requested", "tuned", "tuned at batch <n>" (the winner of the same layer at batch size n, this one's
+    # untuned), "heuristic" or "fallback"
+    source: str
 
 
 class KernelFallbackWarning(RuntimeWarning):
@@ -69,14 +71,15 @@ def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto") -> Ch
     if algo != "auto":
         get_algorithm(algo)  # raises for an unknown name
         return Choice(algo, None, "requested")
-    record = tuning_cache.lookup(info, params, pass_name)
-    if record and record.get("algo") in ALGORITHMS:
+    tuned = tuning_cache.lookup(info, params, pass_name)
+    if tuned is not None and tuned.record.get("algo") in ALGORITHMS:
         try:
-            config = ALGORITHMS[record["algo"]].config_from_record(pass_name, record.get("config"))
+            config = ALGORITHMS[tuned.record["algo"]].config_from_record(pass_name, tuned.record.get("config"))
         except TypeError:
             pass  # a record from another clconv version: the heuristic decides
         else:
-            return Choice(record["algo"], config, "tuned")
+            source = "tuned" if tuned.batch == params.N else f"tuned at batch {tuned.batch}"
+            return Choice(tuned.record["algo"], config, source)
     return Choice(PREFERENCE[0], None, "heuristic")
 
 
