@@ -1,8 +1,9 @@
 """Plans: one layer on one device, algorithms chosen and kernels compiled once, then run many times.
 
 A :class:`Conv2DPlan` picks an algorithm and tile for each pass: the one named by ``algo``, else the
-winner stored by the tuner for this device and driver, else a heuristic (the tiled algorithm with tiles
-matched to the layer). Every algorithm keeps its scratch memory within ``max_workspace_bytes``: the
+winner stored by the tuner for this device, driver and layer (tuned at the nearest batch size when not
+at this one), else a heuristic (the first algorithm of ``algorithms.PREFERENCE``, with the tiles it
+matches to the layer). Every algorithm keeps its scratch memory within ``max_workspace_bytes``: the
 reductions then split the batch into fewer chunks (none at a cap of 0).
 
 NumPy batches too large for one device allocation run in batch chunks; the weight and bias gradients
@@ -20,11 +21,8 @@ import numpy as np
 import pyopencl.array as cl_array
 
 from . import arrays, kernel_check, platforms, tuning_cache
-from .algorithms import ALGORITHMS, get_algorithm
-from .algorithms.tiled import CONFIG_TYPES, narrower_config
+from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
 from .params import PASSES, Conv2DParams
-
-DEFAULT_ALGORITHM = "tiled"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +31,9 @@ class Choice:
 
     algo: str
     config: object  # a config dataclass of the algorithm, or None for its default
-    source: str  # "requested", "tuned", "heuristic" or "fallback"
+    # "requested", "tuned", "tuned at batch <n>" (the winner of the same layer at batch size n, this one's
+    # untuned), "heuristic" or "fallback"
+    source: str
 
 
 class KernelFallbackWarning(RuntimeWarning):
@@ -45,13 +45,14 @@ _warned_lock = threading.Lock()
 
 
 def fallback_choice(choice: Choice, config) -> Choice | None:
-    """The next-best choice after one running tile ``config`` had a kernel fail its check: the same tile
-    with half the vector lanes, then (unless the algorithm was requested) the direct algorithm."""
-    narrower = narrower_config(config) if choice.algo == "tiled" and config is not None else None
+    """The next-best choice after one running tile ``config`` had a kernel fail its check: the algorithm's
+    narrower variant of the tile (the tiled one's: the same tile with half the vector lanes), then (unless
+    the algorithm was requested) the last algorithm of the preference order."""
+    narrower = ALGORITHMS[choice.algo].narrower(config) if config is not None else None
     if narrower is not None:
-        return Choice("tiled", narrower, "requested" if choice.source == "requested" else "fallback")
-    if choice.algo != "direct" and choice.source != "requested":
-        return Choice("direct", None, "fallback")
+        return Choice(choice.algo, narrower, "requested" if choice.source == "requested" else "fallback")
+    if choice.algo != PREFERENCE[-1] and choice.source != "requested":
+        return Choice(PREFERENCE[-1], None, "fallback")
     return None
 
 
@@ -67,32 +68,20 @@ def _warn_fallback(failure: kernel_check.KernelVariantFailed, pass_name: str, re
                   stacklevel=5)
 
 
-def _config_from_record(record: dict, pass_name: str):
-    config = record.get("config")
-    if config is None:
-        return None
-    fields = dict(config)
-    if "local" in fields:
-        fields["local"] = tuple(fields["local"])
-    return CONFIG_TYPES[pass_name](**fields)
-
-
 def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto") -> Choice:
     if algo != "auto":
-        algorithm = get_algorithm(algo)
-        if not algorithm.supports(params, info):
-            raise ValueError(f"algo={algo!r} does not support {params.describe()} on {info.summary()}")
+        get_algorithm(algo)  # raises for an unknown name
         return Choice(algo, None, "requested")
-    record = tuning_cache.lookup(info, params, pass_name)
-    if record and record.get("algo") in ALGORITHMS:
+    tuned = tuning_cache.lookup(info, params, pass_name)
+    if tuned is not None and tuned.record.get("algo") in ALGORITHMS:
         try:
-            config = _config_from_record(record, pass_name) if record["algo"] == "tiled" else None
+            config = ALGORITHMS[tuned.record["algo"]].config_from_record(pass_name, tuned.record.get("config"))
         except TypeError:
-            config = None  # a record from another clconv version; fall through to the heuristic
+            pass  # a record from another clconv version: the heuristic decides
         else:
-            if ALGORITHMS[record["algo"]].supports(params, info):
-                return Choice(record["algo"], config, "tuned")
-    return Choice(DEFAULT_ALGORITHM, None, "heuristic")
+            source = "tuned" if tuned.batch == params.N else f"tuned at batch {tuned.batch}"
+            return Choice(tuned.record["algo"], config, source)
+    return Choice(PREFERENCE[0], None, "heuristic")
 
 
 class Conv2DPlan:

@@ -1,6 +1,6 @@
 """Searching algorithms and tiles per layer and device, and storing the winners.
 
-For each pass every supported algorithm is timed with each of its candidate tiles (those that exceed
+For each pass every algorithm is timed with each of its candidate tiles (those that exceed
 the device's work-group limits are never tried); a candidate whose result disagrees with the direct
 algorithm beyond the dtype's tolerance is discarded, so a miscompiled tile can never win. Winners go
 to the tuning cache (:mod:`clconv.tuning_cache`), where later processes find them.
@@ -19,7 +19,6 @@ from tqdm.auto import tqdm
 
 from . import check, platforms, tuning_cache
 from .algorithms import ALGORITHMS
-from .algorithms.tiled import candidate_configs
 from .params import Conv2DParams
 from .planning import Choice, Conv2DPlan, clear_plan_cache
 
@@ -79,10 +78,9 @@ class TuneResult:
 
 
 def _candidates(params, info, pass_name):
-    yield Choice("direct", None, "tuned")
-    if ALGORITHMS["tiled"].supports(params, info):
-        for config in candidate_configs(params, info, pass_name):
-            yield Choice("tiled", config, "tuned")
+    for name, algorithm in ALGORITHMS.items():
+        for config in algorithm.candidates(params, info, pass_name):
+            yield Choice(name, config, "tuned")
 
 
 def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: bool = True,
@@ -126,7 +124,7 @@ def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: b
         if store:
             tuning_cache.store(target.info, params, pass_name, {
                 "algo": choice.algo,
-                "config": dataclasses.asdict(choice.config) if choice.config is not None else None,
+                "config": ALGORITHMS[choice.algo].config_record(choice.config),
                 "seconds": seconds,
                 "gflops": params.flops(pass_name) / seconds / 1e9,
                 "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%S"),

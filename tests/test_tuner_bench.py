@@ -18,7 +18,8 @@ def test_tuner_stores_winners_that_plans_use(device):
     assert {r.pass_name for r in results} == {"forward", "grad_weight"}
     for result in results:
         assert result.rejected == 0 and result.tried >= 2
-        record = tuning_cache.lookup(device, TINY, result.pass_name)
+        record, batch = tuning_cache.lookup(device, TINY, result.pass_name)
+        assert batch == TINY.N
         assert record["algo"] == result.choice.algo and record["seconds"] == result.seconds
     plan = clconv.plan(TINY.input_shape, TINY.weight_shape, padding=1, device=device.device)
     assert plan.choices["forward"].source == "tuned"

@@ -1,8 +1,19 @@
 """Convolution algorithms: each module drives the kernels of one family for all passes.
 
-An algorithm class has a ``name`` and ``supports(params, info)`` (which parameter combinations and devices
-it handles). Instantiated for (params, target, configs, max_workspace_bytes) it builds its kernels on first
-use; ``workspace_bytes(pass_name)`` says what a pass allocates besides its inputs and output, and its
+Every algorithm runs every valid layer (:class:`~clconv.params.Conv2DParams`) on every device, so a plan
+may pick any of them for any pass. An algorithm class has a ``name`` and owns its search space: a pass
+runs with one of its configs (a tile; None stands for the one its own heuristic picks for the layer and
+device), and the class answers
+
+- ``candidates(params, info, pass_name)``: the configs the tuner times for a layer on a device;
+- ``config_record(config)``: the JSON fields a tuning record stores for a config, and
+  ``config_from_record(pass_name, fields)`` the config they describe (it raises TypeError for fields it
+  does not know, as from another clconv version);
+- ``narrower(config)``: the next-best variant of a config whose kernel failed its check on a device, or
+  None when there is none.
+
+Instantiated for (params, target, configs, max_workspace_bytes) it builds its kernels on first use;
+``workspace_bytes(pass_name)`` says what a pass allocates besides its inputs and output, and its
 ``forward``, ``grad_input``, ``grad_weight`` and ``grad_bias`` methods take :class:`DeviceView` tensors,
 enqueue work on ``target.queue`` and return the last event.
 """
@@ -13,6 +24,10 @@ from .tiled import TiledAlgorithm
 
 ALGORITHMS = {algorithm.name: algorithm for algorithm in (DirectAlgorithm, TiledAlgorithm)}
 
+# The order a plan prefers them in: an untuned layer runs the first, and a pass whose kernels fail their
+# check on a device ends at the last, the simplest.
+PREFERENCE = (TiledAlgorithm.name, DirectAlgorithm.name)
+
 
 def get_algorithm(name: str):
     if name not in ALGORITHMS:
@@ -20,4 +35,4 @@ def get_algorithm(name: str):
     return ALGORITHMS[name]
 
 
-__all__ = ["ALGORITHMS", "DeviceView", "DirectAlgorithm", "TiledAlgorithm", "get_algorithm"]
+__all__ = ["ALGORITHMS", "PREFERENCE", "DeviceView", "DirectAlgorithm", "TiledAlgorithm", "get_algorithm"]

@@ -22,9 +22,23 @@ def _grad_weight_items(p: Conv2DParams) -> int:
 class DirectAlgorithm(AlgorithmBase):
     name = "direct"
 
+    # No tiles: one candidate (its only kernels), nothing to store in or read from a tuning record, and no
+    # narrower variant to fall back to.
     @staticmethod
-    def supports(params: Conv2DParams, info) -> bool:
-        return True
+    def candidates(params: Conv2DParams, info, pass_name: str) -> list:
+        return [None]
+
+    @staticmethod
+    def config_record(config) -> None:
+        return None
+
+    @staticmethod
+    def config_from_record(pass_name: str, fields) -> None:
+        return None
+
+    @staticmethod
+    def narrower(config) -> None:
+        return None
 
     def __init__(self, params: Conv2DParams, target, configs=None, max_workspace_bytes=None):
         # configs: this algorithm has no tunable tiles; accepted so every algorithm is built alike.

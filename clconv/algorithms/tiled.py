@@ -290,9 +290,22 @@ def _column_stride(params: Conv2DParams, pass_name: str) -> int:
 class TiledAlgorithm(AlgorithmBase):
     name = "tiled"
 
+    candidates = staticmethod(candidate_configs)
+    narrower = staticmethod(narrower_config)
+
     @staticmethod
-    def supports(params: Conv2DParams, info) -> bool:
-        return True
+    def config_record(config) -> dict | None:
+        return dataclasses.asdict(config) if config is not None else None
+
+    @staticmethod
+    def config_from_record(pass_name: str, fields: dict | None):
+        """The tile a tuning record's fields describe; TypeError for fields of another clconv version."""
+        if fields is None:
+            return None
+        fields = dict(fields)
+        if "local" in fields:
+            fields["local"] = tuple(fields["local"])  # JSON stores the tuple as a list
+        return CONFIG_TYPES[pass_name](**fields)
 
     def __init__(self, params: Conv2DParams, target, configs: dict | None = None, max_workspace_bytes=None):
         super().__init__(params, target, max_workspace_bytes)
