@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bench_compare, benchmark, kernel_check, layers, tuner, tuning_cache
+from . import bench_compare, bench_report, benchmark, kernel_check, layers, tuner, tuning_cache
 from . import check as _check
 from . import platforms as _platforms
 from .params import PASSES, Conv2DParams, dtype_name
@@ -164,8 +164,8 @@ def cmd_bench(args) -> int:
     # calls, which --cold-cache times.
     peaks, peaks_missing = ({}, {}) if args.no_peak else benchmark.measure_peaks(infos)
     benchmark.apply_peaks(records, peaks)
-    benchmark.print_report(records, peaks=peaks, peaks_missing=peaks_missing)
-    paths = benchmark.write_outputs(records, infos, Path(args.out or "clconv-bench"), peaks, peaks_missing)
+    bench_report.print_report(records, peaks=peaks, peaks_missing=peaks_missing)
+    paths = bench_report.write_outputs(records, infos, Path(args.out or "clconv-bench"), peaks, peaks_missing)
     print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
     failures = [r for r in records if r.implementation == "clconv" and not r.status == "ok"]
     wrong = [r for r in records if r.implementation == "clconv" and r.status == "ok"

@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from clconv import bench_charts, bench_compare, benchmark, cli, peak
+from clconv import bench_charts, bench_compare, bench_report, benchmark, cli, peak
 
 # A peak measurement small enough for a test: milliseconds of device time, a 1 MiB copy.
 TINY_PEAK = dict(fma_seconds=0.002, copy_buffer_bytes=2**20, repeats=1)
@@ -93,7 +93,7 @@ def test_charts_are_written(tmp_path):
 def test_outputs_hold_peaks_and_shares(tmp_path):
     records = [dataclasses.replace(r) for r in RECORDS]
     benchmark.apply_peaks(records, {PEAK.device: PEAK})
-    paths = benchmark.write_outputs(records, [], tmp_path, {PEAK.device: PEAK}, {"oclgrind:0:0": "a simulator"})
+    paths = bench_report.write_outputs(records, [], tmp_path, {PEAK.device: PEAK}, {"oclgrind:0:0": "a simulator"})
     document = json.loads(paths["json"].read_text())
     assert document["peaks"] == {"pocl:2:0": PEAK.as_dict()}
     assert document["peaks_missing"] == {"oclgrind:0:0": "a simulator"}
