@@ -20,7 +20,7 @@ import numpy as np
 import pyopencl.array as cl_array
 
 from . import reference
-from .params import Conv2DParams
+from .params import PASS_CALLS, Conv2DParams, call_function
 from .tuner import device_seconds, median_wall_seconds, to_device
 
 if TYPE_CHECKING:
@@ -28,14 +28,9 @@ if TYPE_CHECKING:
 
 
 def oracle(pass_name: str, p: Conv2DParams, data: dict):
-    """The pass computed by the NumPy oracle on ``data`` (x, weight, grad_output; the bare convolution)."""
-    args = {"stride": p.stride, "padding": ((p.padding[0], p.padding[1]), (p.padding[2], p.padding[3])),
-            "dilation": p.dilation, "groups": p.groups}
-    if pass_name == "forward":
-        return reference.conv2d(data["x"], data["weight"], None, **args)
-    if pass_name == "grad_input":
-        return reference.conv2d_grad_input(data["grad_output"], data["weight"], p.input_shape, **args)
-    return reference.conv2d_grad_weight(data["x"], data["grad_output"], p.weight_shape, **args)
+    """The pass computed by the NumPy oracle on ``data`` (without a bias: the bare convolution), rounded to
+    the dtype of the data."""
+    return call_function(reference, pass_name, p, data)
 
 
 class TorchPeer:
@@ -165,8 +160,7 @@ class ClblastPeer:
             return gw.reshape(p.weight_shape)
 
         run_pass = {"forward": forward, "grad_input": grad_input, "grad_weight": grad_weight}[pass_name]
-        names = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight"),
-                 "grad_weight": ("x", "grad_output")}[pass_name]
+        names = [name for name in PASS_CALLS[pass_name].inputs if name in data]
         tensors = to_device(queue, {n: data[n] for n in names})
         start = time.perf_counter()
         result = run_pass(tensors).get()
