@@ -8,6 +8,7 @@ them with PyTorch, CLBlast and NumPy, ``tune`` stores the fastest algorithms per
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import tempfile
@@ -21,6 +22,9 @@ from . import platforms as _platforms
 from .params import PASSES, Conv2DParams, dtype_name
 
 _DTYPE_CHOICES = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64}
+
+# The example programs. Installed wheel: clconv/examples. Source checkout or editable install: ../examples.
+_EXAMPLE_DIRS = (Path(__file__).resolve().parent / "examples", Path(__file__).resolve().parent.parent / "examples")
 
 
 def _gib(n_bytes: int) -> str:
@@ -176,13 +180,28 @@ def cmd_bench(args) -> int:
     return 1 if failures or wrong else 0
 
 
+def load_example(name: str):
+    """The example program ``examples/<name>.py``, imported as the module ``name`` from the folder it lives in.
+
+    The folder goes onto ``sys.path``, where the processes the program spawns (DistributedDataParallel's
+    workers) find it too.
+    """
+    for folder in _EXAMPLE_DIRS:
+        if (folder / f"{name}.py").is_file():
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            return importlib.import_module(name)
+    searched = ", ".join(str(folder) for folder in _EXAMPLE_DIRS)
+    raise RuntimeError(f"the example {name}.py was not found; searched {searched}")
+
+
 def cmd_train_demo(demo_args) -> int:
     try:
-        from . import train_demo
+        train_digits = load_example("train_digits")
     except ImportError as error:
         raise RuntimeError(f"train-demo needs PyTorch and scikit-learn ({error}); "
                            'pip install torch "clconv[examples]"') from error
-    return train_demo.main(demo_args)
+    return train_digits.main(demo_args)
 
 
 def _add_suite_arguments(parser) -> None:
