@@ -17,6 +17,13 @@ from pathlib import Path
 
 from . import bench_charts, peak
 
+#: The charts write_outputs draws, each as <name>.png where the records hold data for it: (records, peaks, path).
+_CHARTS = {
+    "gflops": lambda records, peaks, path: bench_charts.gflops_chart(records, path),
+    "speedup": lambda records, peaks, path: bench_charts.speedup_chart(records, path),
+    "roofline": bench_charts.roofline_chart,
+}
+
 
 def cpu_name() -> str:
     try:
@@ -136,7 +143,7 @@ def print_report(records, file=None, peaks=None, peaks_missing=None) -> None:
 
 def write_outputs(records, device_infos, out_dir: Path, peaks=None, peaks_missing=None) -> dict:
     """JSON (machine, devices, peaks, records, summary), CSV, the report and the PNG charts (those that have
-    data, where matplotlib is installed) in ``out_dir``; returns the paths."""
+    data, where matplotlib is installed: see charts_notice) in ``out_dir``; returns the paths."""
     peaks, peaks_missing = peaks or {}, peaks_missing or {}
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "results.json", "csv": out_dir / "results.csv", "txt": out_dir / "report.txt"}
@@ -152,12 +159,15 @@ def write_outputs(records, device_infos, out_dir: Path, peaks=None, peaks_missin
             writer.writerow(r.as_dict())
     with paths["txt"].open("w") as handle:
         print_report(records, file=handle, peaks=peaks, peaks_missing=peaks_missing)
-    charts = {"gflops": lambda path: bench_charts.gflops_chart(records, path),
-              "speedup": lambda path: bench_charts.speedup_chart(records, path),
-              "roofline": lambda path: bench_charts.roofline_chart(records, peaks, path)}
-    for name, draw in charts.items():
+    for name, draw in _CHARTS.items():
         path = out_dir / f"{name}.png"
-        if draw(path):
+        if draw(records, peaks, path):
             paths[name] = path
     return paths
+
+
+def charts_notice() -> str | None:
+    """Where write_outputs can draw no chart at all: which charts are missing, why, and the fix."""
+    why = bench_charts.unavailable()
+    return f"charts not drawn ({', '.join(f'{name}.png' for name in _CHARTS)}): {why}" if why else None
 

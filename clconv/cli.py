@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bench_compare, bench_report, benchmark, kernel_check, layers, tuner, tuning_cache
+from . import bench_charts, bench_compare, bench_report, benchmark, kernel_check, layers, tuner, tuning_cache
 from . import check as _check
 from . import platforms as _platforms
 from .params import PASSES, Conv2DParams, dtype_name
@@ -153,6 +153,9 @@ def cmd_bench(args) -> int:
         paths = bench_compare.run(*args.compare, Path(args.out or "clconv-compare"))
         if paths:
             print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+        missing = bench_charts.unavailable()
+        if missing:  # the comparison is printed; only its chart is lost
+            print(f"compare.png not drawn: {missing}", file=sys.stderr)
         return 0
     if args.cold_cache:
         # PoCL reads its cache directory when the platform starts, which has not happened yet here. Fresh
@@ -171,6 +174,9 @@ def cmd_bench(args) -> int:
     bench_report.print_report(records, peaks=peaks, peaks_missing=peaks_missing)
     paths = bench_report.write_outputs(records, infos, Path(args.out or "clconv-bench"), peaks, peaks_missing)
     print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+    notice = bench_report.charts_notice()
+    if notice:  # the measurements are written; only the pictures are lost
+        print(notice, file=sys.stderr)
     failures = [r for r in records if r.implementation == "clconv" and not r.status == "ok"]
     wrong = [r for r in records if r.implementation == "clconv" and r.status == "ok"
              and not r.max_error <= _check.TOLERANCE[np.dtype(np.float32)]]

@@ -122,14 +122,22 @@ def first_step_difference(data, batch_size: int, lr: float, seed: int, cl_device
     return max((a - b).abs().max().item() for a, b in zip(plain.parameters(), ours.parameters()))
 
 
-def plot(histories, path: Path) -> bool:
+MATPLOTLIB_MISSING = "matplotlib is not installed (pip install 'clconv[examples]')"
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or None where matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        return False
+        return None
+    return plt
+
+
+def plot(plt, histories, path: Path) -> None:
     fig, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(11, 4))
     for history in histories:
         epochs = range(1, len(history.train_loss) + 1)
@@ -146,7 +154,6 @@ def plot(histories, path: Path) -> bool:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return True
 
 
 # -- data-parallel training -------------------------------------------------------------------------
@@ -230,6 +237,9 @@ def single_process_steps(options: dict, world_size: int) -> dict:
 
 # -- command line ---------------------------------------------------------------------------------
 
+DEFAULT_PLOT = "train-digits.png"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clconv train-demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=12)
@@ -239,14 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cl-device", default=None, help="OpenCL device spec for clconv (default: clconv's default)")
     parser.add_argument("--world-size", type=int, default=1, help="data-parallel processes (DDP, gloo, loopback)")
     parser.add_argument("--devices", default="", help="comma-separated OpenCL device per rank, e.g. 0:0,1:0")
-    parser.add_argument("--out", default="train-digits.png", help="PNG of loss and accuracy per epoch")
+    parser.add_argument("--out", help=f"PNG of loss and accuracy per epoch (default {DEFAULT_PLOT}; needs "
+                                      "matplotlib; not drawn by data-parallel runs)")
     parser.add_argument("--no-progress", action="store_true")
     return parser
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     progress = not args.no_progress
+    data_parallel = args.world_size > 1 or "TORCHELASTIC_RUN_ID" in os.environ
+    # A plot that was asked for and cannot be drawn is an error before any training, not a silent omission.
+    if args.out and data_parallel:
+        parser.error("--out: data-parallel runs (--world-size > 1, torchrun) draw no plot")
+    plt = None if data_parallel else pyplot()
+    if args.out and plt is None:
+        parser.error(f"--out cannot be drawn: {MATPLOTLIB_MISSING}")
     options = {"seed": args.seed, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                "devices": args.devices or args.cl_device or ""}
     if "TORCHELASTIC_RUN_ID" in os.environ:  # launched by torchrun, possibly across machines
@@ -288,8 +307,11 @@ def main(argv=None) -> int:
                             if k.endswith("_device_bytes"))
         print(f"  layer {row['layer']}: kept for backward {row['saved_for_backward_bytes']}; device bytes per pass: "
               f"{details}")
-    if plot(histories, Path(args.out)):
-        print(f"plot written to {args.out}")
+    if plt is None:
+        print(f"no plot drawn: {MATPLOTLIB_MISSING}")
+    else:
+        plot(plt, histories, Path(args.out or DEFAULT_PLOT))
+        print(f"plot written to {args.out or DEFAULT_PLOT}")
     return 0 if histories[1].test_accuracy[-1] >= 0.95 else 1
 
 

@@ -1,6 +1,7 @@
 """clconv.torch: autograd, the drop-in layer, model conversion, training and data-parallel training."""
 
 import copy
+import sys
 
 import numpy as np
 import pytest
@@ -188,6 +189,21 @@ def test_train_demo_command(tmp_path, capsys):
     assert "final test accuracy" in out and "largest weight difference after the first step" in out
     assert "kept for backward" in out
     assert plot.stat().st_size > 0
+
+
+def test_train_demo_plot_that_cannot_be_drawn_is_an_error(tmp_path, capsys, monkeypatch):
+    """--out without matplotlib, or with data-parallel training, stops before any training and says why."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    plot = tmp_path / "digits.png"
+    for arguments, reason in ((["--out", str(plot)], "--out cannot be drawn: matplotlib is not installed "
+                                                      "(pip install 'clconv[examples]')"),
+                              (["--world-size", "2", "--out", str(plot)], "--out: data-parallel runs")):
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["train-demo", *arguments])
+        assert stopped.value.code == 2
+        captured = capsys.readouterr()
+        assert reason in captured.err and "clconv device" not in captured.out
+    assert not plot.exists()
 
 
 def test_train_demo_data_parallel(capsys):
