@@ -33,6 +33,11 @@ def _pyplot():
     return plt
 
 
+def unavailable() -> str | None:
+    """Why no chart can be drawn here, with the fix, or None where they can."""
+    return None if _pyplot() is not None else "matplotlib is not installed (pip install 'clconv[bench]')"
+
+
 def _ok(records) -> list:
     return [r for r in records if r.status == "ok"]
 

@@ -21,7 +21,7 @@ import math
 from pathlib import Path
 
 from . import bench_charts
-from .benchmark import geomean
+from .bench_report import geomean
 from .params import PASSES
 
 

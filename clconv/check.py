@@ -18,7 +18,7 @@ import dataclasses
 import numpy as np
 
 from . import reference
-from .params import PASSES, Conv2DParams, dtype_name
+from .params import Conv2DParams, call_function, dtype_name
 
 #: Largest accepted normalised error per dtype, about 170 units of roundoff: room for the rounding
 #: of sums of many thousand terms (the error grows about as sqrt(terms) * unit roundoff), yet a kernel
@@ -135,15 +135,7 @@ def layer_inputs(params: Conv2DParams, seed: int = 0) -> dict:
 
 def _oracle(pass_name: str, case: Case, inputs: dict):
     """The pass computed by the oracle on float64 copies of ``inputs`` (no rounding to the dtype)."""
-    data = {name: value.astype(np.float64) for name, value in inputs.items()}
-    args = case.conv_args
-    if pass_name == "forward":
-        return reference.conv2d(data["x"], data["weight"], data["bias"], **args)
-    if pass_name == "grad_input":
-        return reference.conv2d_grad_input(data["grad_output"], data["weight"], case.input_shape, **args)
-    if pass_name == "grad_weight":
-        return reference.conv2d_grad_weight(data["x"], data["grad_output"], case.weight_shape, **args)
-    return reference.conv2d_grad_bias(data["grad_output"])
+    return call_function(reference, pass_name, case, {name: value.astype(np.float64) for name, value in inputs.items()})
 
 
 def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = "auto", max_workspace_bytes=None,
@@ -151,17 +143,8 @@ def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = 
     """Run one pass of clconv on ``inputs`` (NumPy) and return its result (written into ``out`` when given)."""
     from . import api
 
-    options = dict(device=device, algo=algo, max_workspace_bytes=max_workspace_bytes, out=out)
-    args = dict(case.conv_args, **options)
-    if pass_name == "forward":
-        return api.conv2d(inputs["x"], inputs["weight"], inputs["bias"], **args)
-    if pass_name == "grad_input":
-        return api.conv2d_grad_input(inputs["grad_output"], inputs["weight"], case.input_shape, **args)
-    if pass_name == "grad_weight":
-        return api.conv2d_grad_weight(inputs["x"], inputs["grad_output"], case.weight_shape, **args)
-    if pass_name == "grad_bias":
-        return api.conv2d_grad_bias(inputs["grad_output"], **options)
-    raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
+    return call_function(api, pass_name, case, inputs, device=device, algo=algo,
+                         max_workspace_bytes=max_workspace_bytes, out=out)
 
 
 def compare_with_oracle(pass_name: str, case: Case, inputs: dict, got, dtype) -> Comparison:

@@ -8,6 +8,7 @@ them with PyTorch, CLBlast and NumPy, ``tune`` stores the fastest algorithms per
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import tempfile
@@ -15,12 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bench_compare, benchmark, kernel_check, layers, tuner, tuning_cache
+from . import bench_charts, bench_compare, bench_report, benchmark, kernel_check, layers, tuner, tuning_cache
 from . import check as _check
 from . import platforms as _platforms
 from .params import PASSES, Conv2DParams, dtype_name
 
 _DTYPE_CHOICES = {"fp16": np.float16, "fp32": np.float32, "fp64": np.float64}
+
+# The example programs. Installed wheel: clconv/examples. Source checkout or editable install: ../examples.
+_EXAMPLE_DIRS = (Path(__file__).resolve().parent / "examples", Path(__file__).resolve().parent.parent / "examples")
 
 
 def _gib(n_bytes: int) -> str:
@@ -149,6 +153,9 @@ def cmd_bench(args) -> int:
         paths = bench_compare.run(*args.compare, Path(args.out or "clconv-compare"))
         if paths:
             print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+        missing = bench_charts.unavailable()
+        if missing:  # the comparison is printed; only its chart is lost
+            print(f"compare.png not drawn: {missing}", file=sys.stderr)
         return 0
     if args.cold_cache:
         # PoCL reads its cache directory when the platform starts, which has not happened yet here. Fresh
@@ -164,9 +171,12 @@ def cmd_bench(args) -> int:
     # calls, which --cold-cache times.
     peaks, peaks_missing = ({}, {}) if args.no_peak else benchmark.measure_peaks(infos)
     benchmark.apply_peaks(records, peaks)
-    benchmark.print_report(records, peaks=peaks, peaks_missing=peaks_missing)
-    paths = benchmark.write_outputs(records, infos, Path(args.out or "clconv-bench"), peaks, peaks_missing)
+    bench_report.print_report(records, peaks=peaks, peaks_missing=peaks_missing)
+    paths = bench_report.write_outputs(records, infos, Path(args.out or "clconv-bench"), peaks, peaks_missing)
     print("\nwritten: " + ", ".join(str(p) for p in paths.values()))
+    notice = bench_report.charts_notice()
+    if notice:  # the measurements are written; only the pictures are lost
+        print(notice, file=sys.stderr)
     failures = [r for r in records if r.implementation == "clconv" and not r.status == "ok"]
     wrong = [r for r in records if r.implementation == "clconv" and r.status == "ok"
              and not r.max_error <= _check.TOLERANCE[np.dtype(np.float32)]]
@@ -176,13 +186,28 @@ def cmd_bench(args) -> int:
     return 1 if failures or wrong else 0
 
 
+def load_example(name: str):
+    """The example program ``examples/<name>.py``, imported as the module ``name`` from the folder it lives in.
+
+    The folder goes onto ``sys.path``, where the processes the program spawns (DistributedDataParallel's
+    workers) find it too.
+    """
+    for folder in _EXAMPLE_DIRS:
+        if (folder / f"{name}.py").is_file():
+            if str(folder) not in sys.path:
+                sys.path.insert(0, str(folder))
+            return importlib.import_module(name)
+    searched = ", ".join(str(folder) for folder in _EXAMPLE_DIRS)
+    raise RuntimeError(f"the example {name}.py was not found; searched {searched}")
+
+
 def cmd_train_demo(demo_args) -> int:
     try:
-        from . import train_demo
+        train_digits = load_example("train_digits")
     except ImportError as error:
         raise RuntimeError(f"train-demo needs PyTorch and scikit-learn ({error}); "
                            'pip install torch "clconv[examples]"') from error
-    return train_demo.main(demo_args)
+    return train_digits.main(demo_args)
 
 
 def _add_suite_arguments(parser) -> None:

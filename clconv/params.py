@@ -22,7 +22,60 @@ SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.floa
 # Kernels index with 32-bit ints (cheap on GPUs); larger tensors are refused up front.
 MAX_TENSOR_ELEMENTS = 2**31 - 1
 
-PASSES = ("forward", "grad_input", "grad_weight", "grad_bias")
+
+@dataclasses.dataclass(frozen=True)
+class PassCall:
+    """How one pass is called, the same way everywhere.
+
+    :param inputs: the tensors it reads, in argument order: a plan's method named after the pass takes
+        them, and so does the pass's function in :mod:`clconv.api` and in the oracle :mod:`clconv.reference`;
+    :param function: the name of that function;
+    :param result_shape: the layer attribute the function takes next, where the inputs do not fix the shape
+        of the result;
+    :param geometry: whether the function then takes stride, padding, dilation and groups.
+    """
+
+    inputs: tuple[str, ...]
+    function: str
+    result_shape: str | None = None
+    geometry: bool = True
+
+
+PASS_CALLS = {
+    "forward": PassCall(("x", "weight", "bias"), "conv2d"),
+    "grad_input": PassCall(("grad_output", "weight"), "conv2d_grad_input", "input_shape"),
+    "grad_weight": PassCall(("x", "grad_output"), "conv2d_grad_weight", "weight_shape"),
+    "grad_bias": PassCall(("grad_output",), "conv2d_grad_bias", geometry=False),
+}
+
+PASSES = tuple(PASS_CALLS)
+
+
+def pass_call(pass_name: str) -> PassCall:
+    if pass_name not in PASS_CALLS:
+        raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
+    return PASS_CALLS[pass_name]
+
+
+def call_plan(plan, pass_name: str, tensors: dict):
+    """Run one pass of ``plan`` (a :class:`clconv.planning.Conv2DPlan`) on ``tensors``, a mapping from the
+    input names to arrays (a missing bias is None)."""
+    return getattr(plan, pass_name)(*(tensors.get(name) for name in pass_call(pass_name).inputs))
+
+
+def call_function(module, pass_name: str, layer, tensors: dict, **options):
+    """Run one pass through its function in ``module`` (:mod:`clconv.api` or :mod:`clconv.reference`, which share
+    names and arguments) on ``tensors`` (a mapping from the input names to arrays; a missing bias is None).
+
+    ``layer`` supplies the rest: ``input_shape``, ``weight_shape`` and ``conv_args`` (a Conv2DParams or a
+    ``check.Case``); ``options`` (``device``, ``algo``, ...) are passed on as keywords.
+    """
+    call = pass_call(pass_name)
+    args = [tensors.get(name) for name in call.inputs]
+    if call.result_shape:
+        args.append(getattr(layer, call.result_shape))
+    geometry = layer.conv_args if call.geometry else {}
+    return getattr(module, call.function)(*args, **geometry, **options)
 
 
 def dtype_name(dtype) -> str:
@@ -202,6 +255,14 @@ class Conv2DParams:
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
         return (self.N, self.K, self.P, self.Q)
+
+    @property
+    def conv_args(self) -> dict:
+        """stride, padding, dilation and groups as the public functions take them, padding as
+        ((top, bottom), (left, right))."""
+        top, bottom, left, right = self.padding
+        return {"stride": self.stride, "padding": ((top, bottom), (left, right)), "dilation": self.dilation,
+                "groups": self.groups}
 
     def flops(self, pass_name: str = "forward") -> int:
         """Multiply-adds x 2 of a pass, counting only the taps that fall inside the output.

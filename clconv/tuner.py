@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from . import check, platforms, tuning_cache
 from .algorithms import ALGORITHMS
-from .params import Conv2DParams
+from .params import Conv2DParams, call_plan
 from .planning import Choice, Conv2DPlan, clear_plan_cache
 
 TUNED_PASSES = ("forward", "grad_input", "grad_weight")
@@ -54,13 +54,7 @@ def device_seconds(queue, run, repeats: int) -> float:
 
 def pass_runner(plan: Conv2DPlan, pass_name: str, tensors: dict):
     """A no-argument callable running one pass of ``plan`` on device arrays."""
-    if pass_name == "forward":
-        return lambda: plan.forward(tensors["x"], tensors["weight"], tensors.get("bias"))
-    if pass_name == "grad_input":
-        return lambda: plan.grad_input(tensors["grad_output"], tensors["weight"])
-    if pass_name == "grad_weight":
-        return lambda: plan.grad_weight(tensors["x"], tensors["grad_output"])
-    return lambda: plan.grad_bias(tensors["grad_output"])
+    return lambda: call_plan(plan, pass_name, tensors)
 
 
 def to_device(queue, tensors: dict) -> dict:

@@ -7,10 +7,11 @@ import importlib.util
 import json
 import math
 import re
+import sys
 
 import pytest
 
-from clconv import bench_charts, bench_compare, benchmark, cli, peak
+from clconv import bench_charts, bench_compare, bench_report, benchmark, cli, peak
 
 # A peak measurement small enough for a test: milliseconds of device time, a 1 MiB copy.
 TINY_PEAK = dict(fma_seconds=0.002, copy_buffer_bytes=2**20, repeats=1)
@@ -93,7 +94,7 @@ def test_charts_are_written(tmp_path):
 def test_outputs_hold_peaks_and_shares(tmp_path):
     records = [dataclasses.replace(r) for r in RECORDS]
     benchmark.apply_peaks(records, {PEAK.device: PEAK})
-    paths = benchmark.write_outputs(records, [], tmp_path, {PEAK.device: PEAK}, {"oclgrind:0:0": "a simulator"})
+    paths = bench_report.write_outputs(records, [], tmp_path, {PEAK.device: PEAK}, {"oclgrind:0:0": "a simulator"})
     document = json.loads(paths["json"].read_text())
     assert document["peaks"] == {"pocl:2:0": PEAK.as_dict()}
     assert document["peaks_missing"] == {"oclgrind:0:0": "a simulator"}
@@ -219,3 +220,24 @@ def test_cli_bench_no_peak(device, tmp_path, monkeypatch):
     document = json.loads((out / "results.json").read_text())
     assert document["peaks"] == {} and math.isnan(document["records"][0]["peak_share"])
     assert not (out / "roofline.png").exists()
+
+
+def test_cli_bench_without_matplotlib_writes_the_results_and_names_the_missing_charts(device, tmp_path, capsys,
+                                                                                       monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    out = tmp_path / "bench"
+    assert cli.main(["bench", "--layers", "LeNet-5/conv1", "--passes", "forward", "--device", device.index,
+                     "--repeats", "1", "--flops", "1e6", "--no-peers", "--no-peak", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["report.txt", "results.csv", "results.json"]
+    assert ("charts not drawn (gflops.png, speedup.png, roofline.png): matplotlib is not installed "
+            "(pip install 'clconv[bench]')") in capsys.readouterr().err
+
+
+def test_compare_without_matplotlib_prints_and_names_the_missing_chart(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    runs = [write_results(tmp_path / name, [record("clconv", "pocl:2:0", "Net/a", "forward", seconds)])
+            for name, seconds in (("one", 0.2), ("two", 0.1))]
+    assert cli.main(["bench", "--compare", *map(str, runs), "--out", str(tmp_path / "out")]) == 0
+    captured = capsys.readouterr()
+    assert row_ratio(captured.out, "clconv [pocl:2:0]", "Net/a", "forward") == (10.0, 20.0, 2.0)
+    assert "compare.png not drawn: matplotlib is not installed (pip install 'clconv[bench]')" in captured.err

@@ -9,7 +9,7 @@ import pytest
 
 import clconv
 from clconv import check, platforms, programs, reference
-from clconv.params import PASSES
+from clconv.params import PASSES, call_plan
 from clconv.planning import Conv2DPlan
 
 CASE = next(case for case in check.CASES if case.name == "3x3-s2-d2-g3")
@@ -146,9 +146,8 @@ def test_numpy_in_place_and_copied_agree(device, pass_name):
     for host_memory in (True, False):
         info = dataclasses.replace(target.info, host_memory=host_memory)
         plan = Conv2DPlan(p, platforms.Target(info, target.context, target.queue))
-        run = {"forward": lambda: plan.forward(x, w, b), "grad_input": lambda: plan.grad_input(g, w),
-               "grad_weight": lambda: plan.grad_weight(x, g), "grad_bias": lambda: plan.grad_bias(g)}[pass_name]
-        first, second = run(), run()
+        tensors = {"x": x, "weight": w, "bias": b, "grad_output": g}
+        first, second = call_plan(plan, pass_name, tensors), call_plan(plan, pass_name, tensors)
         # Its own memory, or (where the device wants page-aligned arrays) a view of a private buffer.
         own = first.flags.owndata or (first.base.flags.owndata and info.host_pointer_alignment > 1)
         assert isinstance(first, np.ndarray) and own and first.flags.writeable

@@ -1,6 +1,7 @@
 """clconv.torch: autograd, the drop-in layer, model conversion, training and data-parallel training."""
 
 import copy
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import clconv.torch as cltorch  # noqa: E402
-from clconv import check  # noqa: E402
+from clconv import check, cli  # noqa: E402
 
 TORCH_CASES = [
     pytest.param(dict(stride=1, padding=1), id="3x3-p1"),
@@ -143,37 +144,38 @@ def test_convert_keeps_outputs_and_parameters(device):
 
 def test_training_steps_match_plain_torch(device):
     pytest.importorskip("sklearn")
-    from clconv import train_demo
+    train_digits = cli.load_example("train_digits")
 
-    data = train_demo.load_data(0)
-    plain = train_demo.make_model(0)
+    data = train_digits.load_data(0)
+    plain = train_digits.make_model(0)
     ours = cltorch.convert(copy.deepcopy(plain), device.index)
     histories = []
     shortened = (data[0][:320], data[1][:320], data[2][:64], data[3][:64])
     for model, label in ((plain, "torch"), (ours, "clconv")):
-        histories.append(train_demo.train(model, shortened, epochs=3, batch_size=32, lr=0.1, seed=0, label=label,
-                                          progress=False))
+        histories.append(train_digits.train(model, shortened, epochs=3, batch_size=32, lr=0.1, seed=0,
+                                            label=label, progress=False))
     torch_history, clconv_history = histories
-    initial_loss = train_demo.evaluate(train_demo.make_model(0), *shortened[:2])[0]
+    initial_loss = train_digits.evaluate(train_digits.make_model(0), *shortened[:2])[0]
     assert clconv_history.train_loss[-1] < 0.7 * initial_loss, (initial_loss, clconv_history.train_loss)
     assert abs(clconv_history.train_loss[-1] - torch_history.train_loss[-1]) < 1e-3
-    assert train_demo.first_step_difference(data, 32, 0.05, 0, device.index) < 1e-5
+    assert train_digits.first_step_difference(data, 32, 0.05, 0, device.index) < 1e-5
 
 
 def test_data_parallel_matches_single_process():
     """Two DDP processes (gloo, loopback), each on its own OpenCL device where there are two, end with the
     weights of one process on the concatenated batches."""
     pytest.importorskip("sklearn")
-    from clconv import platforms, train_demo
+    from clconv import platforms
 
+    train_digits = cli.load_example("train_digits")
     devices = ",".join(info.index for info in platforms.devices()[:2])
     options = {"seed": 0, "steps": 3, "batch_size": 16, "lr": 0.1, "devices": devices}
-    distributed = train_demo.distributed_run(2, options)["state"]
-    single = train_demo.single_process_steps(options, 2)
+    distributed = train_digits.distributed_run(2, options)["state"]
+    single = train_digits.single_process_steps(options, 2)
     assert distributed.keys() == single.keys()
     for name in single:
         assert torch.allclose(distributed[name], single[name], rtol=1e-4, atol=1e-5), name
-    initial = train_demo.make_model(0).state_dict()
+    initial = train_digits.make_model(0).state_dict()
     assert any(not torch.allclose(initial[n], single[n]) for n in single)  # training did move the weights
 
 
@@ -181,8 +183,6 @@ def test_train_demo_command(tmp_path, capsys):
     """clconv train-demo: both runs, the side-by-side report, the plot, and >= 95% test accuracy."""
     pytest.importorskip("sklearn")
     pytest.importorskip("matplotlib")
-    from clconv import cli
-
     plot = tmp_path / "digits.png"
     assert cli.main(["train-demo", "--epochs", "4", "--no-progress", "--out", str(plot)]) == 0
     out = capsys.readouterr().out
@@ -191,9 +191,22 @@ def test_train_demo_command(tmp_path, capsys):
     assert plot.stat().st_size > 0
 
 
+def test_train_demo_plot_that_cannot_be_drawn_is_an_error(tmp_path, capsys, monkeypatch):
+    """--out without matplotlib, or with data-parallel training, stops before any training and says why."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    plot = tmp_path / "digits.png"
+    for arguments, reason in ((["--out", str(plot)], "--out cannot be drawn: matplotlib is not installed "
+                                                      "(pip install 'clconv[examples]')"),
+                              (["--world-size", "2", "--out", str(plot)], "--out: data-parallel runs")):
+        with pytest.raises(SystemExit) as stopped:
+            cli.main(["train-demo", *arguments])
+        assert stopped.value.code == 2
+        captured = capsys.readouterr()
+        assert reason in captured.err and "clconv device" not in captured.out
+    assert not plot.exists()
+
+
 def test_train_demo_data_parallel(capsys):
     pytest.importorskip("sklearn")
-    from clconv import train_demo
-
-    assert train_demo.main(["--world-size", "2", "--epochs", "4", "--no-progress"]) == 0
+    assert cli.load_example("train_digits").main(["--world-size", "2", "--epochs", "4", "--no-progress"]) == 0
     assert "DDP with 2 processes" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import clconv
-from clconv import benchmark, cli, layers, planning, tuner, tuning_cache
+from clconv import bench_peers, bench_report, benchmark, cli, layers, planning, tuner, tuning_cache
 
 TINY = clconv.Conv2DParams.create((2, 5, 9, 9), (6, 5, 3, 3), padding=1)
 TINY_LAYER = layers.Layer("Test", "tiny", 5, 9, 9, 6, 3, 3, padding=1)
@@ -54,12 +54,12 @@ def test_benchmark_measures_and_reports(device, tmp_path):
     assert oracle and all(r.status == "ok" and r.max_error == 0 for r in oracle)
     for r in records:
         assert r.status == "ok" or r.status.startswith("skipped: "), r.status
-    paths = benchmark.write_outputs(records, [device], tmp_path)
+    paths = bench_report.write_outputs(records, [device], tmp_path)
     document = json.loads(paths["json"].read_text())
     assert document["machine"]["devices"][0]["name"] == device.name
     assert len(document["records"]) == len(records)
     assert paths["csv"].read_text().count("\n") == len(records) + 1
-    rows = benchmark.summary(records)
+    rows = bench_report.summary(records)
     assert any(row["implementation"] == "clconv" and row["gflops"] > 0 for row in rows)
 
 
@@ -77,7 +77,7 @@ def test_benchmark_reports_wrong_answers(device, monkeypatch):
 
 
 def test_missing_peers_are_skipped_not_faked(device, monkeypatch):
-    monkeypatch.setattr(benchmark.TorchPeer, "__init__", lambda self: setattr(self, "skip_reason", "not here"))
+    monkeypatch.setattr(bench_peers.TorchPeer, "__init__", lambda self: setattr(self, "skip_reason", "not here"))
     records = benchmark.run([TINY_LAYER], [device], passes=("forward",), repeats=1, flops_per_pass=1e6,
                             progress=False)
     torch_records = [r for r in records if r.implementation == "torch-cpu"]
