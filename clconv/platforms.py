@@ -331,7 +331,7 @@ def select_device(spec=None) -> DeviceInfo:
     """
     global _default_spec, _default_spec_set
     target = resolve(spec) if spec is not None else None
-    _default_spec = spec if spec is not None else None
+    _default_spec = spec
     _default_spec_set = spec is not None
     return target.info if target is not None else resolve(None).info
 
