@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from clconv import platforms, tuner
+from clconv import check, platforms, tuner
 from clconv.algorithms.tiled import default_config
 from clconv.params import Conv2DParams
 from clconv.planning import Choice, Conv2DPlan
@@ -29,7 +29,7 @@ def main(argv):
     print(f"{target.info.summary()}\nGFLOP/s, median of 7, fp32")
     for input_shape, weight_shape, padding in LAYERS:
         params = Conv2DParams.create(input_shape, weight_shape, 1, padding, 1, 1, np.float32)
-        tensors = tuner.to_device(target.queue, tuner.host_inputs(params))
+        tensors = tuner.to_device(target.queue, check.layer_inputs(params))
         cells = []
         for pass_name in ("forward", "grad_input", "grad_weight"):
             tile = default_config(params, target.info, pass_name)

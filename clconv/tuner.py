@@ -1,8 +1,8 @@
 """Searching algorithms and tiles per layer and device, and storing the winners.
 
 For each pass every algorithm is timed with each of its candidate tiles (those that exceed
-the device's work-group limits are never tried); a candidate whose result disagrees with the direct
-algorithm beyond the dtype's tolerance is discarded, so a miscompiled tile can never win. Winners go
+the device's work-group limits are never tried); a candidate whose result disagrees with the simplest
+algorithm's (the last in the plans' preference) beyond the dtype's tolerance is discarded, so a miscompiled tile can never win. Winners go
 to the tuning cache (:mod:`clconv.tuning_cache`), where later processes find them.
 """
 
@@ -18,7 +18,7 @@ import pyopencl.array as cl_array
 from tqdm.auto import tqdm
 
 from . import check, platforms, tuning_cache
-from .algorithms import ALGORITHMS
+from .algorithms import ALGORITHMS, PREFERENCE
 from .params import Conv2DParams, call_plan
 from .planning import Choice, Conv2DPlan, clear_plan_cache
 
@@ -80,6 +80,9 @@ def _candidates(params, info, pass_name):
 def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: bool = True,
          store: bool = True) -> list[TuneResult]:
     """Time every candidate for each layer (Conv2DParams) and pass; store and return the winners."""
+    for pass_name in passes:
+        if pass_name not in TUNED_PASSES:
+            raise ValueError(f"passes must be among {TUNED_PASSES}, got {pass_name!r}")
     target = platforms.resolve(device)
     work = [(params, pass_name, list(_candidates(params, target.info, pass_name)))
             for params in layers for pass_name in passes]
@@ -89,12 +92,12 @@ def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: b
     for params, pass_name, candidates in work:
         host = check.layer_inputs(params)
         tensors = to_device(target.queue, host)
-        # The direct algorithm's result, and the same pass on absolute values: the error bound of check.py.
-        direct = Conv2DPlan(params, target, algo="direct")
-        reference = pass_runner(direct, pass_name, tensors)().get().astype(np.float64)
+        # The simplest algorithm's result, and the same pass on absolute values: the error bound of check.py.
+        simplest = Conv2DPlan(params, target, algo=PREFERENCE[-1])
+        reference = pass_runner(simplest, pass_name, tensors)().get().astype(np.float64)
         absolute = to_device(target.queue, {name: np.abs(value) for name, value in host.items()})
-        bound = pass_runner(direct, pass_name, absolute)().get().astype(np.float64)
-        # Both results carry rounding error: the candidate may differ from direct by the pairwise tolerance.
+        bound = pass_runner(simplest, pass_name, absolute)().get().astype(np.float64)
+        # Both results carry rounding error: the candidate may differ from the simplest by the pairwise tolerance.
         limit = check.pairwise_tolerance(params.dtype) * np.maximum(bound, np.finfo(np.float64).tiny)
         best, rejected = None, 0
         for choice in candidates:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
 import clconv.torch as cltorch
@@ -36,9 +38,6 @@ from clconv import platforms
 
 def load_data(seed: int = 0):
     """Digits as float32 (N, 1, 8, 8) in [0, 1], split 75/25 stratified."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
     digits = load_digits()
     images = (digits.images / 16.0).astype(np.float32)[:, None]
     x_train, x_test, y_train, y_test = train_test_split(images, digits.target, test_size=0.25, random_state=seed,

@@ -206,6 +206,14 @@ def test_train_demo_plot_that_cannot_be_drawn_is_an_error(tmp_path, capsys, monk
     assert not plot.exists()
 
 
+def test_train_demo_without_scikit_learn_says_what_to_install(monkeypatch, capsys):
+    for module in ("sklearn", "sklearn.datasets", "sklearn.model_selection"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it raises ImportError
+    monkeypatch.delitem(sys.modules, "train_digits", raising=False)
+    assert cli.main(["train-demo", "--epochs", "1"]) != 0
+    assert "train-demo needs PyTorch and scikit-learn" in capsys.readouterr().err
+
+
 def test_train_demo_data_parallel(capsys):
     pytest.importorskip("sklearn")
     assert cli.load_example("train_digits").main(["--world-size", "2", "--epochs", "4", "--no-progress"]) == 0

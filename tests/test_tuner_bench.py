@@ -99,3 +99,8 @@ def test_cli_rejects_bad_layer(capsys):
     with pytest.raises(SystemExit):
         cli.main(["tune", "--layer", "2,5,9"])
     assert "--layer wants 7 to 11 integers" in capsys.readouterr().err
+
+
+def test_tune_refuses_a_pass_it_does_not_tune(device):
+    with pytest.raises(ValueError, match="passes must be among"):
+        tuner.tune([TINY], device=device.device, passes=("grad_bias",), progress=False, store=False)
