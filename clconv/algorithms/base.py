@@ -73,6 +73,9 @@ class AlgorithmBase:
         # A Kernel holds its arguments between set_args and enqueue: one launch at a time per plan.
         self._launch_lock = threading.Lock()
         self._kernels = {}
+        # pass name -> (its scratch buffer of split partial sums, the event of the last launch that read it)
+        self._partials = {}
+        self._partials_lock = threading.Lock()
 
     def launch(self, name: str, defines: dict, size, local, args: tuple, wait_for):
         """Run kernel ``name`` built with ``defines`` over at least ``size`` work-items in work-groups of
@@ -110,7 +113,7 @@ class AlgorithmBase:
                            accumulator_bytes(self.params), self.max_workspace_bytes)
 
     def workspace_bytes(self, pass_name: str) -> int:
-        """Device bytes the pass allocates besides its inputs and output: the partial sums of its split."""
+        """Device bytes the pass keeps besides its inputs and output: the partial sums of its split."""
         reduction = self.reduction(pass_name)
         if reduction is None:
             return 0
@@ -127,18 +130,36 @@ class AlgorithmBase:
                               grad_weight_offset=grad_weight.offset, n_per_split=n_per_split, splits=splits,
                               **layer._asdict())
 
-    def partials(self, count: int, splits: int):
-        if splits == 1:
-            return None
-        return cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE,
-                         count * splits * accumulator_bytes(self.params))
+    def split_sum(self, pass_name: str, out, launch_split, wait_for):
+        """Enqueue a pass that sums over the batch in splits; returns its last event.
 
-    def reduce_into(self, partial, count, splits, out, event):
-        """Add the split partial sums in split order into ``out``; returns the final event."""
-        if partial is None:
-            return event
-        args = ReducePartialsArgs(partial=partial, count=count, splits=splits, out=out.buffer, out_offset=out.offset)
-        return self.launch("reduce_partials", {}, (count,), (self.local_width,), args, [event])
+        ``launch_split(partial, n_per_split, splits, wait_for)`` enqueues the pass's kernel and returns its
+        event: the kernel writes each split's partial sums into ``partial``, or, with one split (``partial``
+        None), the result into ``out`` itself. The partial sums are then added into ``out`` in split order.
+
+        ``partial`` is allocated on the pass's first call and reused by every later one, as long as the plan
+        lives. Each call writes it, then reads it: the lock keeps another call's launches from coming in
+        between, and the write waits for the previous call's read, which the in-order queues clconv creates
+        imply and a caller's own out-of-order queue (platforms.target_for_queue) would not.
+        """
+        n_per_split, splits = self.split(pass_name)
+        if splits == 1:
+            return launch_split(None, n_per_split, splits, wait_for)
+        count = self.reduction(pass_name)[2]
+        with self._partials_lock:
+            if pass_name not in self._partials:
+                scratch = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, self.workspace_bytes(pass_name))
+                self._partials[pass_name] = (scratch, None)
+            partial, last_read = self._partials[pass_name]
+            waits = list(wait_for or [])
+            if last_read is not None:
+                waits.append(last_read)
+            event = launch_split(partial, n_per_split, splits, waits)
+            args = ReducePartialsArgs(partial=partial, count=count, splits=splits, out=out.buffer,
+                                      out_offset=out.offset)
+            read = self.launch("reduce_partials", {}, (count,), (self.local_width,), args, [event])
+            self._partials[pass_name] = (partial, read)
+            return read
 
     @property
     def local_width(self) -> int:

@@ -58,20 +58,21 @@ class DirectAlgorithm(AlgorithmBase):
 
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
         p = self.params
-        count = int(np.prod(p.weight_shape))
-        n_per_split, splits = self.split("grad_weight")
-        partial = self.partials(count, splits)
-        args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits)
-        size = (p.C_per_group * p.R * p.S, p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]), splits)
-        event = self._run("conv2d_grad_weight_direct", size, args, wait_for)
-        return self.reduce_into(partial, count, splits, grad_weight, event)
+
+        def launch_split(partial, n_per_split, splits, wait_for):
+            args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits)
+            size = (p.C_per_group * p.R * p.S, p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]), splits)
+            return self._run("conv2d_grad_weight_direct", size, args, wait_for)
+
+        return self.split_sum("grad_weight", grad_weight, launch_split, wait_for)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
         p = self.params
-        n_per_split, splits = self.split("grad_bias")
-        partial = self.partials(p.K, splits)
-        args = GradBiasDirectArgs(grad_output=grad_output.buffer, grad_output_offset=grad_output.offset,
-                                  partial=partial, grad_bias=grad_bias.buffer, grad_bias_offset=grad_bias.offset,
-                                  n_per_split=n_per_split, splits=splits, N=p.N, K=p.K, PQ=p.P * p.Q)
-        event = self._run("conv2d_grad_bias_direct", (p.K, splits), args, wait_for)
-        return self.reduce_into(partial, p.K, splits, grad_bias, event)
+
+        def launch_split(partial, n_per_split, splits, wait_for):
+            args = GradBiasDirectArgs(grad_output=grad_output.buffer, grad_output_offset=grad_output.offset,
+                                      partial=partial, grad_bias=grad_bias.buffer, grad_bias_offset=grad_bias.offset,
+                                      n_per_split=n_per_split, splits=splits, N=p.N, K=p.K, PQ=p.P * p.Q)
+            return self._run("conv2d_grad_bias_direct", (p.K, splits), args, wait_for)
+
+        return self.split_sum("grad_bias", grad_bias, launch_split, wait_for)

@@ -392,14 +392,14 @@ class TiledAlgorithm(AlgorithmBase):
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
         p = self.view
         config = self.configs["grad_weight"]
-        count = int(np.prod(p.weight_shape))
-        n_per_split, splits = self.split("grad_weight")
-        partial = self.partials(count, splits)
-        args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, geometry=p)
-        size = (config.items(p), 1, splits)
         defines = self._pass_defines("grad_weight", whole_planes(p, "grad_weight"))
-        event = self.launch(KERNELS["grad_weight"], defines, size, config.merged_local, args, wait_for)
-        return self.reduce_into(partial, count, splits, grad_weight, event)
+
+        def launch_split(partial, n_per_split, splits, wait_for):
+            args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, geometry=p)
+            size = (config.items(p), 1, splits)
+            return self.launch(KERNELS["grad_weight"], defines, size, config.merged_local, args, wait_for)
+
+        return self.split_sum("grad_weight", grad_weight, launch_split, wait_for)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
         if self._direct is None:
