@@ -3,6 +3,7 @@
 import concurrent.futures
 import dataclasses
 import json
+import re
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 import clconv
 from clconv import check, platforms, planning, tuning_cache
+from clconv.algorithms import base
 from clconv.algorithms.tiled import CorrelationConfig, GradWeightConfig
 from clconv.params import PASSES
 
@@ -130,6 +132,19 @@ def test_reductions_keep_one_scratch_buffer_shared_safely_by_threads(monkeypatch
         together = list(pool.map(run, [index % len(inputs) for index in range(40)]))
     assert together == [alone[index % len(inputs)] for index in range(40)]
     assert implementation._partials[pass_name][0] is scratch
+
+
+def test_work_group_over_the_kernel_limit_is_refused(monkeypatch, device):
+    """A kernel may allow smaller work-groups than its device (registers, local memory): a launch past the
+    kernel's own limit stops with a message naming it, before OpenCL would reject it."""
+    monkeypatch.setattr(base, "kernel_work_group_limit", lambda kernel, device: 1)
+    plan = clconv.plan(CASE.input_shape, CASE.weight_shape, device=device.device, algo="direct", **CASE.conv_args)
+    inputs = check.random_inputs(CASE, np.float32)
+    local_width = plan._implementation("forward").local_width
+    with pytest.raises(base.WorkGroupTooLarge, match=rf"conv2d_forward_direct .* work-group {local_width}x1x1: "
+                                                     rf"{local_width} work-items per work-group, but this kernel "
+                                                     rf"allows at most 1 on {re.escape(device.name)}"):
+        plan.forward(inputs["x"], inputs["weight"])
 
 
 @pytest.mark.parametrize("pass_name", PASSES)

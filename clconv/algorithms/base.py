@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import typing
 
@@ -52,6 +53,16 @@ def split_batch(N: int, items_per_chunk: int, target_items: int, count: int, acc
     return n_per_split, div_up(N, n_per_split)
 
 
+class WorkGroupTooLarge(RuntimeError):
+    """A kernel variant's work-group is larger than the compiled kernel allows on its device."""
+
+
+def kernel_work_group_limit(kernel: cl.Kernel, device: cl.Device) -> int:
+    """The most work-items one work-group of a compiled kernel may have on ``device``: the device's limit, or
+    less where the kernel needs more registers or local memory per work-item than the device's limit allows."""
+    return kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device)
+
+
 def conv_geometry(p: Conv2DParams) -> ConvGeometry:
     """A layer as the kernels' CONV_GEOMETRY_PARAMS (cl/common.h)."""
     return ConvGeometry(N=p.N, C=p.C, H=p.H, W=p.W, K=p.K, R=p.R, S=p.S, P=p.P, Q=p.Q,
@@ -92,11 +103,21 @@ class AlgorithmBase:
 
     def _kernel(self, name: str, defines: dict, local: tuple, args: tuple) -> cl.Kernel:
         """The kernel of one variant, built on its first launch (unused passes cost no compile) and only
-        after the variant passed its check in a child process (see kernel_check)."""
+        after the variant passed its check in a child process (see kernel_check); WorkGroupTooLarge where
+        ``local`` exceeds the compiled kernel's own limit, which the device's limits do not show."""
         key = (name, tuple(sorted(defines.items())), local)
         if key not in self._kernels:
-            self._kernels[key] = kernel_check.checked_kernel(self.target, name, dict(defines, **self.dtype_defines),
-                                                             local, args)
+            defines = dict(defines, **self.dtype_defines)
+            kernel = kernel_check.checked_kernel(self.target, name, defines, local, args)
+            info = self.target.info
+            limit = kernel_work_group_limit(kernel, info.device)
+            if math.prod(local) > limit:
+                variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
+                raise WorkGroupTooLarge(
+                    f"{variant.describe()}: {math.prod(local)} work-items per work-group, but this kernel allows "
+                    f"at most {limit} on {info.name} (CL_KERNEL_WORK_GROUP_SIZE; the device allows "
+                    f"{info.device.max_work_group_size})")
+            self._kernels[key] = kernel
         return self._kernels[key]
 
     def reduction(self, pass_name: str):
