@@ -75,15 +75,15 @@ typedef ACC_NAME acc_t;
 #define MULADD(a, b, c) mad((a), (b), (c))
 #endif
 
-/* A layer's shape and geometry as kernel parameters, in the order clconv/algorithms/base.py passes them. */
+/* A layer's shape and geometry as kernel parameters; clconv/kernel_signatures.py names them (ConvGeometry). */
 #define CONV_GEOMETRY_PARAMS \
     const int N, const int C, const int H, const int W, \
     const int K, const int R, const int S, const int P, const int Q, \
     const int stride_h, const int stride_w, const int pad_top, const int pad_left, \
     const int dil_h, const int dil_w, const int groups
 
-/* The weight-gradient kernels' parameters, in the order AlgorithmBase.grad_weight_args passes them: x,
- * grad_output, the split partial sums (NULL with one split), grad_weight, the batch split, the geometry. */
+/* The weight-gradient kernels' parameters (GradWeightArgs in clconv/kernel_signatures.py): x, grad_output,
+ * the split partial sums (NULL with one split), grad_weight, the batch split, the geometry. */
 #define GRAD_WEIGHT_PARAMS \
     __global const real_t *restrict x, const int x_offset, \
     __global const real_t *restrict grad_output, const int grad_output_offset, \

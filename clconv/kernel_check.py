@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pyopencl as cl
 
-from . import __version__, programs
+from . import __version__, kernel_signatures, programs
 from .cache_files import JsonCacheFile, cache_folder
 from .tuning_cache import device_key
 
@@ -127,16 +127,16 @@ def _timeout() -> float:
         raise ValueError(f"{TIMEOUT_ENV_VAR} must be a number of seconds, got {text!r}") from None
 
 
-def _argument_spec(arg) -> list:
-    """How the checker recreates one kernel argument: a buffer of the same size, a null, or the same scalar."""
+def _argument_spec(arg, dtype) -> list:
+    """How the checker recreates one kernel argument: a buffer of the same size, a null, or the same scalar
+    (of the kernel's scalar ``dtype``; None for a buffer parameter)."""
     if arg is None:
         return ["null"]
     if isinstance(arg, cl.MemoryObjectHolder):
         return ["buffer", int(arg.size)]
-    scalar = np.asarray(arg)
-    if scalar.ndim != 0:
+    if dtype is None or np.ndim(arg) != 0:
         raise TypeError(f"kernel argument of type {type(arg).__name__} cannot be checked")
-    return ["scalar", scalar.dtype.str, scalar.item()]
+    return ["scalar", dtype.str, dtype.type(arg).item()]
 
 
 # -- the caller's side ---------------------------------------------------------------------------------
@@ -149,12 +149,13 @@ _unchecked_devices: set = set()
 checks_run = 0
 
 
-def build_salt(target, kernel: str, defines: dict, local: tuple, args: list) -> int:
+def build_salt(target, kernel: str, defines: dict, local: tuple, args: tuple) -> int:
     """The salt to build a variant with after its check passed; raises KernelVariantFailed otherwise.
 
-    ``args`` are the arguments of the launch about to happen; the check launches one work-group with
-    arguments of the same sizes and values.
+    ``args`` are the arguments of the launch about to happen, as the kernel's signature
+    (kernel_signatures); the check launches one work-group with arguments of the same sizes and values.
     """
+    kernel_signatures.check_args(kernel, args)
     info = target.info
     variant = Variant(kernel, tuple(sorted(defines.items())), tuple(int(n) for n in local))
     key = (device_key(info), variant)
@@ -163,7 +164,8 @@ def build_salt(target, kernel: str, defines: dict, local: tuple, args: list) -> 
         if verdict is None and not _enabled():
             return 0  # checks are off: nothing new is checked, a stored failure still keeps its variant out
         if verdict is None:
-            verdict = _check_with_retry(info, variant, [_argument_spec(a) for a in args])
+            dtypes = kernel_signatures.scalar_dtypes(kernel, defines)
+            verdict = _check_with_retry(info, variant, [_argument_spec(a, d) for a, d in zip(args, dtypes)])
             if verdict["status"] in STATUSES:
                 _store(info, variant, verdict)
             else:
@@ -174,13 +176,14 @@ def build_salt(target, kernel: str, defines: dict, local: tuple, args: list) -> 
     raise KernelVariantFailed(variant, info, verdict)
 
 
-def checked_kernel(target, kernel: str, defines: dict, local: tuple, args: list):
+def checked_kernel(target, kernel: str, defines: dict, local: tuple, args: tuple):
     """The kernel of a variant, built in this process only after its check passed (with the salt the check
-    settled on); raises KernelVariantFailed otherwise."""
+    settled on), its scalar argument types set from its signature; raises KernelVariantFailed otherwise."""
     salt = build_salt(target, kernel, defines, local, args)
-    if salt:
-        defines = dict(defines, **{SALT_DEFINE: salt})
-    return programs.get_kernel(target.context, kernel, defines)
+    salted = dict(defines, **{SALT_DEFINE: salt}) if salt else defines
+    built = programs.get_kernel(target.context, kernel, salted)
+    built.set_scalar_arg_dtypes(kernel_signatures.scalar_dtypes(kernel, defines))
+    return built
 
 
 def _warn_unchecked(info, verdict: dict) -> None:

@@ -28,6 +28,7 @@ import numpy as np
 import pyopencl as cl
 
 from . import kernel_check, platforms, programs
+from .kernel_signatures import PeakCopyArgs, PeakFmaArgs
 
 #: Device time one FMA run aims at: long enough that launch overhead and timer resolution do not count.
 FMA_SECONDS = 0.15
@@ -79,12 +80,12 @@ def _vector_lanes(info, dtype) -> int:
     return lanes
 
 
-def _checked_kernel(target, name: str, defines: dict, args: list) -> cl.Kernel:
+def _checked_kernel(target, name: str, defines: dict, args: tuple) -> cl.Kernel:
     """A peak kernel, built only after its variant passed its check in a child process (kernel_check)."""
     return kernel_check.checked_kernel(target, name, defines, (_WORK_GROUP,), args)
 
 
-def _seconds(target, kernel: cl.Kernel, global_size: int, args: list) -> float:
+def _seconds(target, kernel: cl.Kernel, global_size: int, args: tuple) -> float:
     """Device time of one launch (host time where the queue does not profile)."""
     start = time.perf_counter()
     event = kernel(target.queue, (global_size,), (_WORK_GROUP,), *args)
@@ -105,8 +106,8 @@ def fma_gflops(target, dtype, seconds: float = FMA_SECONDS, repeats: int = REPEA
     work_items = _WORK_GROUP * _GROUPS_PER_UNIT * max(1, target.info.compute_units)
     out = cl.Buffer(target.context, cl.mem_flags.WRITE_ONLY, work_items * lanes * dtype.itemsize)
 
-    def arguments(iterations: int) -> list:
-        return [out, dtype.type(0.999), dtype.type(1e-3), np.int32(iterations)]
+    def arguments(iterations: int) -> PeakFmaArgs:
+        return PeakFmaArgs(out=out, multiplier=0.999, addend=1e-3, iterations=iterations)
 
     kernel = _checked_kernel(target, "peak_fma", defines, arguments(1))
 
@@ -139,10 +140,11 @@ def copy_bandwidth_gbps(target, buffer_bytes: int = COPY_BUFFER_BYTES, repeats: 
     dst = cl.Buffer(target.context, flags, vectors * vector_bytes)
     defines = {"REAL_BITS": 32, "VEC": lanes}
     try:
-        kernel = _checked_kernel(target, "peak_copy", defines, [src, dst])
+        args = PeakCopyArgs(src=src, dst=dst)
+        kernel = _checked_kernel(target, "peak_copy", defines, args)
 
         def run() -> float:
-            return _seconds(target, kernel, vectors, [src, dst])
+            return _seconds(target, kernel, vectors, args)
 
         run()  # warm-up: the first touch of every page of both buffers
         median = statistics.median(run() for _ in range(repeats))

@@ -1,7 +1,10 @@
 """Plans, algorithm choice, the tuning cache and batch chunking."""
 
+import concurrent.futures
 import dataclasses
 import json
+import re
+import time
 
 import numpy as np
 import pyopencl.array as cl_array
@@ -9,6 +12,7 @@ import pytest
 
 import clconv
 from clconv import check, platforms, planning, tuning_cache
+from clconv.algorithms import base
 from clconv.algorithms.tiled import CorrelationConfig, GradWeightConfig
 from clconv.params import PASSES, call_plan
 
@@ -92,6 +96,50 @@ def test_workspace_cap_is_respected(device):
     assert set(capped.workspace_bytes.values()) == {0}
     for pass_name in ("grad_weight", "grad_bias"):
         assert check.check_pass(pass_name, case, np.float32, device=device.device, max_workspace_bytes=0).passed
+
+
+@pytest.mark.parametrize("pass_name", ["grad_weight", "grad_bias"])
+def test_reductions_keep_one_scratch_buffer_shared_safely_by_threads(monkeypatch, device, pass_name):
+    """A plan allocates a reduction's partial sums once; calls from several threads at once, each on its own
+    inputs, still get exactly what they get one at a time."""
+    case = next(c for c in check.CASES if c.name == "3x3-p1")
+    plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, algo="direct", **case.conv_args)
+    assert plan.workspace_bytes[pass_name] > 0
+    names = ("x", "grad_output") if pass_name == "grad_weight" else ("grad_output",)
+    inputs = [check.random_inputs(case, np.float32, seed) for seed in range(4)]
+
+    def run(index):
+        return getattr(plan, pass_name)(*(inputs[index][name] for name in names)).tobytes()
+
+    alone = [run(index) for index in range(len(inputs))]
+    implementation = plan._implementation(pass_name)
+    scratch = implementation._partials[pass_name][0]
+    launch = implementation.launch
+
+    def launch_then_pause(name, *args, **kwargs):
+        event = launch(name, *args, **kwargs)
+        if name != "reduce_partials":
+            time.sleep(0.005)  # time for another thread to come between writing the partial sums and reading them
+        return event
+
+    monkeypatch.setattr(implementation, "launch", launch_then_pause)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(run, [index % len(inputs) for index in range(40)]))
+    assert together == [alone[index % len(inputs)] for index in range(40)]
+    assert implementation._partials[pass_name][0] is scratch
+
+
+def test_work_group_over_the_kernel_limit_is_refused(monkeypatch, device):
+    """A kernel may allow smaller work-groups than its device (registers, local memory): a launch past the
+    kernel's own limit stops with a message naming it, before OpenCL would reject it."""
+    monkeypatch.setattr(base, "kernel_work_group_limit", lambda kernel, device: 1)
+    plan = clconv.plan(CASE.input_shape, CASE.weight_shape, device=device.device, algo="direct", **CASE.conv_args)
+    inputs = check.random_inputs(CASE, np.float32)
+    local_width = plan._implementation("forward").local_width
+    with pytest.raises(base.WorkGroupTooLarge, match=rf"conv2d_forward_direct .* work-group {local_width}x1x1: "
+                                                     rf"{local_width} work-items per work-group, but this kernel "
+                                                     rf"allows at most 1 on {re.escape(device.name)}"):
+        plan.forward(inputs["x"], inputs["weight"])
 
 
 @pytest.mark.parametrize("pass_name", PASSES)

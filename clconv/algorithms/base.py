@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import typing
 
-import numpy as np
 import pyopencl as cl
 
-from .. import kernel_check, programs
+from .. import kernel_check, kernel_signatures, programs
+from ..kernel_signatures import ConvGeometry, GradWeightArgs, ReducePartialsArgs
 from ..params import Conv2DParams
-
-# The order of CONV_GEOMETRY_PARAMS in cl/common.h.
-_CONV_SCALARS = ("N", "C", "H", "W", "K", "R", "S", "P", "Q")
 
 # Work-items a reduction pass should offer before the batch is split further; enough to fill a GPU.
 REDUCTION_TARGET_ITEMS = 8192
@@ -55,11 +53,21 @@ def split_batch(N: int, items_per_chunk: int, target_items: int, count: int, acc
     return n_per_split, div_up(N, n_per_split)
 
 
-def conv_scalars(p: Conv2DParams) -> list:
-    """The values of CONV_GEOMETRY_PARAMS (cl/common.h) for a layer."""
-    return [np.int32(getattr(p, name)) for name in _CONV_SCALARS] + [
-        np.int32(v) for v in (p.stride[0], p.stride[1], p.padding[0], p.padding[2], p.dilation[0], p.dilation[1],
-                              p.groups)]
+class WorkGroupTooLarge(RuntimeError):
+    """A kernel variant's work-group is larger than the compiled kernel allows on its device."""
+
+
+def kernel_work_group_limit(kernel: cl.Kernel, device: cl.Device) -> int:
+    """The most work-items one work-group of a compiled kernel may have on ``device``: the device's limit, or
+    less where the kernel needs more registers or local memory per work-item than the device's limit allows."""
+    return kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device)
+
+
+def conv_geometry(p: Conv2DParams) -> ConvGeometry:
+    """A layer as the kernels' CONV_GEOMETRY_PARAMS (cl/common.h)."""
+    return ConvGeometry(N=p.N, C=p.C, H=p.H, W=p.W, K=p.K, R=p.R, S=p.S, P=p.P, Q=p.Q,
+                        stride_h=p.stride[0], stride_w=p.stride[1], pad_top=p.padding[0], pad_left=p.padding[2],
+                        dil_h=p.dilation[0], dil_w=p.dilation[1], groups=p.groups)
 
 
 class AlgorithmBase:
@@ -72,30 +80,44 @@ class AlgorithmBase:
         self.target = target
         self.max_workspace_bytes = max_workspace_bytes
         self.dtype_defines = programs.dtype_defines(params.dtype, target.info)
-        self.conv_scalars = conv_scalars(params)
+        self.geometry = conv_geometry(params)
         # A Kernel holds its arguments between set_args and enqueue: one launch at a time per plan.
         self._launch_lock = threading.Lock()
         self._kernels = {}
+        # pass name -> (its scratch buffer of split partial sums, the event of the last launch that read it)
+        self._partials = {}
+        self._partials_lock = threading.Lock()
 
-    def launch(self, name: str, defines: dict, size, local, args, wait_for):
+    def launch(self, name: str, defines: dict, size, local, args: tuple, wait_for):
         """Run kernel ``name`` built with ``defines`` over at least ``size`` work-items in work-groups of
-        shape ``local``.
+        shape ``local``, with ``args`` of its signature (kernel_signatures.SIGNATURES[name]).
 
         The work-group shape is fixed per plan: PoCL compiles one work-group function per local size, so
         letting the runtime choose one per shape would recompile for every new layer.
         """
+        kernel_signatures.check_args(name, args)
         global_size = tuple(round_up(s, l) for s, l in zip(size, local))
         kernel = self._kernel(name, defines, tuple(local), args)
         with self._launch_lock:
             return kernel(self.target.queue, global_size, local, *args, wait_for=wait_for)
 
-    def _kernel(self, name: str, defines: dict, local: tuple, args: list) -> cl.Kernel:
+    def _kernel(self, name: str, defines: dict, local: tuple, args: tuple) -> cl.Kernel:
         """The kernel of one variant, built on its first launch (unused passes cost no compile) and only
-        after the variant passed its check in a child process (see kernel_check)."""
+        after the variant passed its check in a child process (see kernel_check); WorkGroupTooLarge where
+        ``local`` exceeds the compiled kernel's own limit, which the device's limits do not show."""
         key = (name, tuple(sorted(defines.items())), local)
         if key not in self._kernels:
-            self._kernels[key] = kernel_check.checked_kernel(self.target, name, dict(defines, **self.dtype_defines),
-                                                             local, args)
+            defines = dict(defines, **self.dtype_defines)
+            kernel = kernel_check.checked_kernel(self.target, name, defines, local, args)
+            info = self.target.info
+            limit = kernel_work_group_limit(kernel, info.device)
+            if math.prod(local) > limit:
+                variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
+                raise WorkGroupTooLarge(
+                    f"{variant.describe()}: {math.prod(local)} work-items per work-group, but this kernel allows "
+                    f"at most {limit} on {info.name} (CL_KERNEL_WORK_GROUP_SIZE; the device allows "
+                    f"{info.device.max_work_group_size})")
+            self._kernels[key] = kernel
         return self._kernels[key]
 
     def reduction(self, pass_name: str):
@@ -112,32 +134,53 @@ class AlgorithmBase:
                            accumulator_bytes(self.params), self.max_workspace_bytes)
 
     def workspace_bytes(self, pass_name: str) -> int:
-        """Device bytes the pass allocates besides its inputs and output: the partial sums of its split."""
+        """Device bytes the pass keeps besides its inputs and output: the partial sums of its split."""
         reduction = self.reduction(pass_name)
         if reduction is None:
             return 0
         _, splits = self.split(pass_name)
         return reduction[2] * splits * accumulator_bytes(self.params) if splits > 1 else 0
 
-    def grad_weight_args(self, x, grad_output, partial, grad_weight, n_per_split, splits, geometry=None) -> list:
+    def grad_weight_args(self, x, grad_output, partial, grad_weight, n_per_split, splits,
+                         geometry=None) -> GradWeightArgs:
         """Arguments of every weight-gradient kernel (GRAD_WEIGHT_PARAMS in cl/common.h); ``geometry``: the
         layer as the kernel sees it, when that differs from the plan's params."""
-        return [x.buffer, np.int32(x.offset), grad_output.buffer, np.int32(grad_output.offset), partial,
-                grad_weight.buffer, np.int32(grad_weight.offset), np.int32(n_per_split), np.int32(splits),
-                *(conv_scalars(geometry) if geometry is not None else self.conv_scalars)]
+        layer = conv_geometry(geometry) if geometry is not None else self.geometry
+        return GradWeightArgs(x=x.buffer, x_offset=x.offset, grad_output=grad_output.buffer,
+                              grad_output_offset=grad_output.offset, partial=partial, grad_weight=grad_weight.buffer,
+                              grad_weight_offset=grad_weight.offset, n_per_split=n_per_split, splits=splits,
+                              **layer._asdict())
 
-    def partials(self, count: int, splits: int):
+    def split_sum(self, pass_name: str, out, launch_split, wait_for):
+        """Enqueue a pass that sums over the batch in splits; returns its last event.
+
+        ``launch_split(partial, n_per_split, splits, wait_for)`` enqueues the pass's kernel and returns its
+        event: the kernel writes each split's partial sums into ``partial``, or, with one split (``partial``
+        None), the result into ``out`` itself. The partial sums are then added into ``out`` in split order.
+
+        ``partial`` is allocated on the pass's first call and reused by every later one, as long as the plan
+        lives. Each call writes it, then reads it: the lock keeps another call's launches from coming in
+        between, and the write waits for the previous call's read, which the in-order queues clconv creates
+        imply and a caller's own out-of-order queue (platforms.target_for_queue) would not.
+        """
+        n_per_split, splits = self.split(pass_name)
         if splits == 1:
-            return None
-        return cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE,
-                         count * splits * accumulator_bytes(self.params))
-
-    def reduce_into(self, partial, count, splits, out, event):
-        """Add the split partial sums in split order into ``out``; returns the final event."""
-        if partial is None:
-            return event
-        return self.launch("reduce_partials", {}, (count,), (self.local_width,),
-                           [partial, np.int32(count), np.int32(splits), out.buffer, np.int32(out.offset)], [event])
+            return launch_split(None, n_per_split, splits, wait_for)
+        count = self.reduction(pass_name)[2]
+        with self._partials_lock:
+            if pass_name not in self._partials:
+                scratch = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, self.workspace_bytes(pass_name))
+                self._partials[pass_name] = (scratch, None)
+            partial, last_read = self._partials[pass_name]
+            waits = list(wait_for or [])
+            if last_read is not None:
+                waits.append(last_read)
+            event = launch_split(partial, n_per_split, splits, waits)
+            args = ReducePartialsArgs(partial=partial, count=count, splits=splits, out=out.buffer,
+                                      out_offset=out.offset)
+            read = self.launch("reduce_partials", {}, (count,), (self.local_width,), args, [event])
+            self._partials[pass_name] = (partial, read)
+            return read
 
     @property
     def local_width(self) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..kernel_signatures import ForwardDirectArgs, GradBiasDirectArgs, GradInputDirectArgs
 from ..params import Conv2DParams
 from .base import REDUCTION_TARGET_ITEMS, AlgorithmBase, div_up
 
@@ -55,35 +56,37 @@ class DirectAlgorithm(AlgorithmBase):
     def forward(self, x, weight, bias, y, wait_for=None):
         p = self.params
         has_bias = bias is not None
-        args = [x.buffer, np.int32(x.offset), weight.buffer, np.int32(weight.offset),
-                bias.buffer if has_bias else None, np.int32(bias.offset if has_bias else 0), np.int32(has_bias),
-                y.buffer, np.int32(y.offset), *self.conv_scalars]
+        args = ForwardDirectArgs(x=x.buffer, x_offset=x.offset, weight=weight.buffer, weight_offset=weight.offset,
+                                 bias=bias.buffer if has_bias else None, bias_offset=bias.offset if has_bias else 0,
+                                 has_bias=int(has_bias), y=y.buffer, y_offset=y.offset, **self.geometry._asdict())
         size = (div_up(p.Q, TILES["BLOCK_Q"]), p.P, p.N * p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]))
         return self._run("conv2d_forward_direct", size, args, wait_for)
 
     def grad_input(self, grad_output, weight, grad_input, wait_for=None):
         p = self.params
-        args = [grad_output.buffer, np.int32(grad_output.offset), weight.buffer, np.int32(weight.offset),
-                grad_input.buffer, np.int32(grad_input.offset), *self.conv_scalars]
+        args = GradInputDirectArgs(grad_output=grad_output.buffer, grad_output_offset=grad_output.offset,
+                                   weight=weight.buffer, weight_offset=weight.offset, grad_input=grad_input.buffer,
+                                   grad_input_offset=grad_input.offset, **self.geometry._asdict())
         size = (div_up(p.W, TILES["BLOCK_W"]), p.H, p.N * p.groups * div_up(p.C_per_group, TILES["BLOCK_C"]))
         return self._run("conv2d_grad_input_direct", size, args, wait_for)
 
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
         p = self.params
-        count = int(np.prod(p.weight_shape))
-        n_per_split, splits = self.split("grad_weight")
-        partial = self.partials(count, splits)
-        args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits)
-        size = (p.C_per_group * p.R * p.S, p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]), splits)
-        event = self._run("conv2d_grad_weight_direct", size, args, wait_for)
-        return self.reduce_into(partial, count, splits, grad_weight, event)
+
+        def launch_split(partial, n_per_split, splits, wait_for):
+            args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits)
+            size = (p.C_per_group * p.R * p.S, p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]), splits)
+            return self._run("conv2d_grad_weight_direct", size, args, wait_for)
+
+        return self.split_sum("grad_weight", grad_weight, launch_split, wait_for)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
         p = self.params
-        n_per_split, splits = self.split("grad_bias")
-        partial = self.partials(p.K, splits)
-        args = [grad_output.buffer, np.int32(grad_output.offset), partial, grad_bias.buffer,
-                np.int32(grad_bias.offset), np.int32(n_per_split), np.int32(splits), np.int32(p.N),
-                np.int32(p.K), np.int32(p.P * p.Q)]
-        event = self._run("conv2d_grad_bias_direct", (p.K, splits), args, wait_for)
-        return self.reduce_into(partial, p.K, splits, grad_bias, event)
+
+        def launch_split(partial, n_per_split, splits, wait_for):
+            args = GradBiasDirectArgs(grad_output=grad_output.buffer, grad_output_offset=grad_output.offset,
+                                      partial=partial, grad_bias=grad_bias.buffer, grad_bias_offset=grad_bias.offset,
+                                      n_per_split=n_per_split, splits=splits, N=p.N, K=p.K, PQ=p.P * p.Q)
+            return self._run("conv2d_grad_bias_direct", (p.K, splits), args, wait_for)
+
+        return self.split_sum("grad_bias", grad_bias, launch_split, wait_for)

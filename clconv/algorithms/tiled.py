@@ -16,6 +16,7 @@ import typing
 
 import numpy as np
 
+from ..kernel_signatures import CorrelationArgs
 from ..params import Conv2DParams
 from .base import AlgorithmBase, accumulator_bytes, div_up
 from .direct import DirectAlgorithm
@@ -342,11 +343,16 @@ class TiledAlgorithm(AlgorithmBase):
         co_total, h_grid, w_grid = grid
         co = co_total // p.groups
         has_bias = bias is not None
-        args = [source.buffer, np.int32(source.offset), weight.buffer, np.int32(weight.offset),
-                bias.buffer if has_bias else None, np.int32(bias.offset if has_bias else 0), np.int32(has_bias),
-                out.buffer, np.int32(out.offset)]
-        args += [np.int32(v) for v in (*out_shape, *placement, n, ci_total // p.groups, h_in, w_in, co, *taps,
-                                       h_grid, w_grid, p.groups, *stride, *offsets, *dilation, *weight_strides)]
+        out_step_h, out_step_w, out_start_h, out_start_w = placement
+        ws_group, ws_co, ws_ci, ws_r, ws_s = weight_strides
+        args = CorrelationArgs(
+            in_=source.buffer, in_offset=source.offset, weight=weight.buffer, weight_offset=weight.offset,
+            bias=bias.buffer if has_bias else None, bias_offset=bias.offset if has_bias else 0, has_bias=int(has_bias),
+            out=out.buffer, out_offset=out.offset, out_height=out_shape[0], out_width=out_shape[1],
+            out_step_h=out_step_h, out_step_w=out_step_w, out_start_h=out_start_h, out_start_w=out_start_w,
+            N=n, Ci=ci_total // p.groups, Hin=h_in, Win=w_in, Co=co, R=taps[0], S=taps[1], Hout=h_grid, Wout=w_grid,
+            groups=p.groups, stride_h=stride[0], stride_w=stride[1], offset_h=offsets[0], offset_w=offsets[1],
+            dil_h=dilation[0], dil_w=dilation[1], ws_group=ws_group, ws_co=ws_co, ws_ci=ws_ci, ws_r=ws_r, ws_s=ws_s)
         # On whole planes the plane is one NDRange axis: the work-group's first two axes merge into the first.
         local = config.local
         flat_local = one_axis(local)
@@ -399,14 +405,14 @@ class TiledAlgorithm(AlgorithmBase):
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
         p = self.view
         config = self.configs["grad_weight"]
-        count = int(np.prod(p.weight_shape))
-        n_per_split, splits = self.split("grad_weight")
-        partial = self.partials(count, splits)
-        args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, geometry=p)
-        size = (config.items(p), 1, splits)
         defines = self._pass_defines("grad_weight", whole_planes(p, "grad_weight"))
-        event = self.launch(KERNELS["grad_weight"], defines, size, config.merged_local, args, wait_for)
-        return self.reduce_into(partial, count, splits, grad_weight, event)
+
+        def launch_split(partial, n_per_split, splits, wait_for):
+            args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, geometry=p)
+            size = (config.items(p), 1, splits)
+            return self.launch(KERNELS["grad_weight"], defines, size, config.merged_local, args, wait_for)
+
+        return self.split_sum("grad_weight", grad_weight, launch_split, wait_for)
 
     def grad_bias(self, grad_output, grad_bias, wait_for=None):
         if self._direct is None:

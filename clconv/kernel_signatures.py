@@ -1,0 +1,126 @@
+"""The parameters of every kernel in ``cl/``, each list defined once on the Python side.
+
+A kernel's arguments are a NamedTuple whose fields are the kernel's own parameter names, in the kernel's
+order; a caller fills one in by name with plain Python values. Each field's annotation says what the kernel
+takes there: :data:`Buffer` for a ``__global`` pointer, a NumPy scalar type for a scalar. From those,
+:func:`scalar_dtypes` gives what ``Kernel.set_scalar_arg_dtypes`` needs; kernel_check.checked_kernel sets it
+once per built kernel, as pyopencl's own elementwise and reduction kernels do.
+
+Parameter lists that cl/common.h declares as macros (CONV_GEOMETRY_PARAMS, GRAD_WEIGHT_PARAMS) are field
+groups here, joined as the macros are. A parameter named like a Python keyword takes a trailing underscore
+(conv2d_tiled's ``in`` is ``in_``). tests/test_kernel_signatures.py compares every field name with the name
+the compiled kernel reports for that position.
+"""
+
+import typing
+
+import numpy as np
+import pyopencl as cl
+
+#: A ``__global`` pointer: a buffer, or None for NULL.
+Buffer = typing.Optional[cl.MemoryObjectHolder]
+#: acc_t of cl/common.h: double when REAL_BITS is 64, float otherwise (see :func:`scalar_dtypes`).
+Accumulator = np.floating
+
+# CONV_GEOMETRY_PARAMS (cl/common.h): a layer's shape and geometry.
+_CONV_GEOMETRY = (
+    ("N", np.int32), ("C", np.int32), ("H", np.int32), ("W", np.int32),
+    ("K", np.int32), ("R", np.int32), ("S", np.int32), ("P", np.int32), ("Q", np.int32),
+    ("stride_h", np.int32), ("stride_w", np.int32), ("pad_top", np.int32), ("pad_left", np.int32),
+    ("dil_h", np.int32), ("dil_w", np.int32), ("groups", np.int32),
+)
+
+ConvGeometry = typing.NamedTuple("ConvGeometry", _CONV_GEOMETRY)
+
+ForwardDirectArgs = typing.NamedTuple("ForwardDirectArgs", (
+    ("x", Buffer), ("x_offset", np.int32),
+    ("weight", Buffer), ("weight_offset", np.int32),
+    ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
+    ("y", Buffer), ("y_offset", np.int32),
+) + _CONV_GEOMETRY)
+
+GradInputDirectArgs = typing.NamedTuple("GradInputDirectArgs", (
+    ("grad_output", Buffer), ("grad_output_offset", np.int32),
+    ("weight", Buffer), ("weight_offset", np.int32),
+    ("grad_input", Buffer), ("grad_input_offset", np.int32),
+) + _CONV_GEOMETRY)
+
+# GRAD_WEIGHT_PARAMS (cl/common.h): every weight-gradient kernel's. partial: the split partial sums, None
+# with one split.
+GradWeightArgs = typing.NamedTuple("GradWeightArgs", (
+    ("x", Buffer), ("x_offset", np.int32),
+    ("grad_output", Buffer), ("grad_output_offset", np.int32),
+    ("partial", Buffer),
+    ("grad_weight", Buffer), ("grad_weight_offset", np.int32),
+    ("n_per_split", np.int32), ("splits", np.int32),
+) + _CONV_GEOMETRY)
+
+GradBiasDirectArgs = typing.NamedTuple("GradBiasDirectArgs", (
+    ("grad_output", Buffer), ("grad_output_offset", np.int32),
+    ("partial", Buffer),
+    ("grad_bias", Buffer), ("grad_bias_offset", np.int32),
+    ("n_per_split", np.int32), ("splits", np.int32), ("N", np.int32), ("K", np.int32), ("PQ", np.int32),
+))
+
+ReducePartialsArgs = typing.NamedTuple("ReducePartialsArgs", (
+    ("partial", Buffer), ("count", np.int32), ("splits", np.int32),
+    ("out", Buffer), ("out_offset", np.int32),
+))
+
+# cl/conv2d_tiled.cl's header explains each parameter.
+CorrelationArgs = typing.NamedTuple("CorrelationArgs", (
+    ("in_", Buffer), ("in_offset", np.int32),
+    ("weight", Buffer), ("weight_offset", np.int32),
+    ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
+    ("out", Buffer), ("out_offset", np.int32),
+    ("out_height", np.int32), ("out_width", np.int32), ("out_step_h", np.int32), ("out_step_w", np.int32),
+    ("out_start_h", np.int32), ("out_start_w", np.int32),
+    ("N", np.int32), ("Ci", np.int32), ("Hin", np.int32), ("Win", np.int32),
+    ("Co", np.int32), ("R", np.int32), ("S", np.int32), ("Hout", np.int32), ("Wout", np.int32),
+    ("groups", np.int32),
+    ("stride_h", np.int32), ("stride_w", np.int32), ("offset_h", np.int32), ("offset_w", np.int32),
+    ("dil_h", np.int32), ("dil_w", np.int32),
+    ("ws_group", np.int32), ("ws_co", np.int32), ("ws_ci", np.int32), ("ws_r", np.int32), ("ws_s", np.int32),
+))
+
+PeakFmaArgs = typing.NamedTuple("PeakFmaArgs", (
+    ("out", Buffer), ("multiplier", Accumulator), ("addend", Accumulator), ("iterations", np.int32),
+))
+
+PeakCopyArgs = typing.NamedTuple("PeakCopyArgs", (("src", Buffer), ("dst", Buffer)))
+
+#: Each kernel (also the name of its file, cl/<kernel>.cl) and the arguments it takes.
+SIGNATURES = {
+    "conv2d_forward_direct": ForwardDirectArgs,
+    "conv2d_grad_input_direct": GradInputDirectArgs,
+    "conv2d_grad_weight_direct": GradWeightArgs,
+    "conv2d_grad_bias_direct": GradBiasDirectArgs,
+    "reduce_partials": ReducePartialsArgs,
+    "conv2d_tiled": CorrelationArgs,
+    "conv2d_grad_weight_tiled": GradWeightArgs,
+    "peak_fma": PeakFmaArgs,
+    "peak_copy": PeakCopyArgs,
+}
+
+
+def check_args(kernel: str, args: tuple) -> None:
+    """TypeError unless ``args`` were built as ``kernel``'s signature: a launch cannot pass one kernel's
+    arguments to another."""
+    expected = SIGNATURES[kernel]
+    if type(args) is not expected:
+        raise TypeError(f"{kernel} takes {expected.__name__}, got {type(args).__name__}")
+
+
+def scalar_dtypes(kernel: str, defines: dict) -> list:
+    """``Kernel.set_scalar_arg_dtypes``'s list for ``kernel`` built with ``defines``: None for a buffer, the
+    dtype of each scalar (an acc_t's follows REAL_BITS, as cl/common.h does)."""
+    accumulator = np.dtype(np.float64 if defines.get("REAL_BITS") == 64 else np.float32)
+    dtypes = []
+    for annotation in SIGNATURES[kernel].__annotations__.values():
+        if annotation is Buffer:
+            dtypes.append(None)
+        elif annotation is Accumulator:
+            dtypes.append(accumulator)
+        else:
+            dtypes.append(np.dtype(annotation))
+    return dtypes
