@@ -17,18 +17,19 @@
  * pass; for the input gradient at stride > 1 each launch fills one phase (h mod stride_h, w mod stride_w)
  * of grad_input, a stride-1 correlation of grad_output with the taps that reach that phase.
  *
- * Each work-item owns BLOCK_K output channels x BLOCK_P output rows x VEC consecutive output columns,
- * held as BLOCK_K*BLOCK_P vectors of VEC lanes. Every (ci, r, s) step loads BLOCK_P input vectors and
- * BLOCK_K weights and issues BLOCK_K*BLOCK_P vector multiply-adds: register tiles and vectors along the
+ * Each work-item owns BLOCK_K output channels x BLOCK_V output vectors of VEC lanes per channel: one
+ * vector on each of BLOCK_V consecutive output rows (VEC consecutive columns of each), or, on whole planes
+ * (FLAT_PLANE below), BLOCK_V consecutive vectors of the plane; BLOCK_K*BLOCK_V accumulator vectors. Every (ci, r, s) step loads BLOCK_V input vectors and
+ * BLOCK_K weights and issues BLOCK_K*BLOCK_V vector multiply-adds: register tiles and vectors along the
  * contiguous axis, which is what pays on CPUs; no local memory and no barriers.
  *
- * NDRange: dim0 = ceil(Wout / VEC), dim1 = ceil(Hout / BLOCK_P), dim2 = N * groups * ceil(Co / BLOCK_K)
+ * NDRange: dim0 = ceil(Wout / VEC), dim1 = ceil(Hout / BLOCK_V), dim2 = N * groups * ceil(Co / BLOCK_K)
  * (each rounded up to the work-group shape).
  *
  * FLAT_PLANE (stride 1, Wout == Win, and the grid filling the output tensor one to one, as in every
  * same-padded forward pass and input gradient): the vectors run along whole output planes instead of
- * rows, so short rows (7, 14 columns) still fill 16-lane vectors; a work-item owns BLOCK_P consecutive
- * vectors of a plane, and NDRange dim0 = ceil(Hout * Wout / (VEC * BLOCK_P)), dim1 = 1.
+ * rows, so short rows (7, 14 columns) still fill 16-lane vectors; a work-item owns BLOCK_V consecutive
+ * vectors of a plane, and NDRange dim0 = ceil(Hout * Wout / (VEC * BLOCK_V)), dim1 = 1.
  */
 #include "common.h"
 
@@ -38,8 +39,8 @@
 #ifndef BLOCK_K
 #define BLOCK_K 8
 #endif
-#ifndef BLOCK_P
-#define BLOCK_P 2
+#ifndef BLOCK_V
+#define BLOCK_V 2
 #endif
 #ifndef FLAT_PLANE
 #define FLAT_PLANE 0
@@ -68,23 +69,23 @@ __kernel void conv2d_tiled(
     const int n = z / groups;
 #if FLAT_PLANE
     const int plane_out = Hout * Wout;
-    const int f0 = get_global_id(0) * (VEC * BLOCK_P);
+    const int f0 = get_global_id(0) * (VEC * BLOCK_V);
     if (f0 >= plane_out || n >= N)
         return;
 #else
     const int q0 = get_global_id(0) * VEC;
-    const int p0 = get_global_id(1) * BLOCK_P;
+    const int p0 = get_global_id(1) * BLOCK_V;
     if (q0 >= Wout || p0 >= Hout || n >= N)
         return;
 #endif
     const int co0 = cb * BLOCK_K;
     const int co_count = min(BLOCK_K, Co - co0);
 
-    accv_t acc[BLOCK_K][BLOCK_P];
+    accv_t acc[BLOCK_K][BLOCK_V];
     #pragma unroll
     for (int i = 0; i < BLOCK_K; ++i)
         #pragma unroll
-        for (int b = 0; b < BLOCK_P; ++b)
+        for (int b = 0; b < BLOCK_V; ++b)
             acc[i][b] = (accv_t)0;
 
     /* Channels past Co repeat the last real one, so the loop needs no branch; they are not stored. */
@@ -102,9 +103,9 @@ __kernel void conv2d_tiled(
      * col_shift, kept where its row and column lie inside the input. The masks depend on the tap only,
      * so the channel loop runs innermost and reuses them. */
     const maskv_t lane = lane_index();
-    maskv_t f_lane[BLOCK_P], q_lane[BLOCK_P];
+    maskv_t f_lane[BLOCK_V], q_lane[BLOCK_V];
 #pragma unroll
-    for (int b = 0; b < BLOCK_P; ++b) {
+    for (int b = 0; b < BLOCK_V; ++b) {
         f_lane[b] = lane + (maskv_t)(f0 + b * VEC);
         q_lane[b] = f_lane[b] % (maskv_t)Wout;
     }
@@ -113,9 +114,9 @@ __kernel void conv2d_tiled(
         const int row_shift = (r * dil_h + offset_h) * Win;
         for (int s = 0; s < S; ++s) {
             const int col_shift = s * dil_w + offset_w;
-            maskv_t keep[BLOCK_P];
+            maskv_t keep[BLOCK_V];
 #pragma unroll
-            for (int b = 0; b < BLOCK_P; ++b) {
+            for (int b = 0; b < BLOCK_V; ++b) {
                 const maskv_t column = q_lane[b] + (maskv_t)col_shift;
                 const maskv_t at = f_lane[b] + (maskv_t)row_shift;
                 keep[b] = column >= (maskv_t)0 && column < (maskv_t)Win && at >= (maskv_t)0 &&
@@ -124,15 +125,15 @@ __kernel void conv2d_tiled(
             const int tap = r * ws_r + s * ws_s;
             __global const real_t *in_at = in_first + f0 + row_shift + col_shift;
             for (int ci = 0; ci < Ci; ++ci, in_at += plane) {
-                accv_t x[BLOCK_P];
+                accv_t x[BLOCK_V];
 #pragma unroll
-                for (int b = 0; b < BLOCK_P; ++b)
+                for (int b = 0; b < BLOCK_V; ++b)
                     x[b] = load_lanes_kept(in_at + b * VEC, keep[b], in_begin, in_end);
 #pragma unroll
                 for (int i = 0; i < BLOCK_K; ++i) {
                     const acc_t w = (acc_t)LOAD(weight, weight_co[i] + ci * ws_ci + tap);
 #pragma unroll
-                    for (int b = 0; b < BLOCK_P; ++b)
+                    for (int b = 0; b < BLOCK_V; ++b)
                         acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]);
                 }
             }
@@ -146,16 +147,16 @@ __kernel void conv2d_tiled(
     for (int ci = 0; ci < Ci; ++ci) {
         __global const real_t *in_plane = in + in_offset + (n * groups * Ci + g * Ci + ci) * plane;
         for (int r = 0; r < R; ++r) {
-            int rows[BLOCK_P];
+            int rows[BLOCK_V];
             #pragma unroll
-            for (int b = 0; b < BLOCK_P; ++b)
+            for (int b = 0; b < BLOCK_V; ++b)
                 rows[b] = (p0 + b) * stride_h + offset_h + r * dil_h;
             for (int s = 0; s < S; ++s) {
                 const int col = col_first + s * dil_w;
                 const bool interior = vector_stride && col >= 0 && col + LOAD_SPAN(col_stride) <= Win;
-                accv_t x[BLOCK_P];
+                accv_t x[BLOCK_V];
                 #pragma unroll
-                for (int b = 0; b < BLOCK_P; ++b) {
+                for (int b = 0; b < BLOCK_V; ++b) {
                     if (rows[b] < 0 || rows[b] >= Hin)
                         x[b] = (accv_t)0;
                     else if (interior)
@@ -168,7 +169,7 @@ __kernel void conv2d_tiled(
                 for (int i = 0; i < BLOCK_K; ++i) {
                     const acc_t w = (acc_t)LOAD(weight, weight_co[i] + tap);
                     #pragma unroll
-                    for (int b = 0; b < BLOCK_P; ++b)
+                    for (int b = 0; b < BLOCK_V; ++b)
                         acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]);
                 }
             }
@@ -187,7 +188,7 @@ __kernel void conv2d_tiled(
 #if FLAT_PLANE
         __global real_t *out_plane = out + out_offset + (n * out_channels + co) * plane_out;
 #pragma unroll
-        for (int b = 0; b < BLOCK_P; ++b) {
+        for (int b = 0; b < BLOCK_V; ++b) {
             const int f = f0 + b * VEC;
             if (i >= co_count || f >= plane_out)
                 continue;
@@ -203,7 +204,7 @@ __kernel void conv2d_tiled(
         }
 #else
 #pragma unroll
-        for (int b = 0; b < BLOCK_P; ++b) {
+        for (int b = 0; b < BLOCK_V; ++b) {
             const int p = p0 + b;
             if (i >= co_count || p >= Hout)
                 continue;

@@ -1,4 +1,4 @@
-"""The boundary between the caller's arrays and the kernels' device views.
+"""The boundary between the caller's arrays and the kernels' device tensors.
 
 NumPy arrays (any memory order, strides or byte order) are uploaded, or read in place on devices that
 compute in host memory; ``pyopencl.array.Array`` inputs are used in place and decide where the call
@@ -12,7 +12,7 @@ import pyopencl as cl
 import pyopencl.array as cl_array
 
 from . import platforms
-from .algorithms import DeviceView
+from .algorithms import DeviceTensor
 
 
 def target_for_arrays(device, **arrays) -> platforms.Target:
@@ -59,7 +59,7 @@ def check_allocation(info: platforms.DeviceInfo, name: str, shape, dtype) -> Non
 
 
 class CallArrays:
-    """The arrays of one call on one Target: uploads, device views, outputs and the final result.
+    """The arrays of one call on one Target: uploads, device tensors, outputs and the final result.
 
     On a device that computes in host memory (a CPU), a call whose result goes back to NumPy wraps the
     NumPy arrays themselves in buffers (CL_MEM_USE_HOST_PTR) instead of copying them: inputs are read in
@@ -92,20 +92,20 @@ class CallArrays:
         self._wrapped.append((host, buffer))
         return buffer
 
-    def view(self, name: str) -> DeviceView | None:
+    def device_tensor(self, name: str) -> DeviceTensor | None:
         array = self.arrays.get(name)
         if array is None:
             return None
         if array.size == 0:
-            return DeviceView(None, 0)
+            return DeviceTensor(None, 0)
         if isinstance(array, np.ndarray):
             check_allocation(self.target.info, name, array.shape, array.dtype)
             host = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
             if self.in_place:
-                return DeviceView(self._wrap(host, cl.mem_flags.READ_ONLY), 0)
+                return DeviceTensor(self._wrap(host, cl.mem_flags.READ_ONLY), 0)
             array = cl_array.to_device(self.target.queue, host)
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
-        return DeviceView(array.base_data, array.offset // array.dtype.itemsize)
+        return DeviceTensor(array.base_data, array.offset // array.dtype.itemsize)
 
     def result_array(self, name: str, shape, dtype) -> cl_array.Array:
         """The device array the kernels write the result into: the caller's device ``out``, a buffer
@@ -164,7 +164,7 @@ def aligned_copy(array: np.ndarray, alignment: int) -> np.ndarray:
     return copy
 
 
-def output_view(array: cl_array.Array) -> DeviceView:
+def output_tensor(array: cl_array.Array) -> DeviceTensor:
     if not array.size:
-        return DeviceView(None, 0)
-    return DeviceView(array.base_data, array.offset // array.dtype.itemsize)
+        return DeviceTensor(None, 0)
+    return DeviceTensor(array.base_data, array.offset // array.dtype.itemsize)

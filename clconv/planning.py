@@ -161,17 +161,17 @@ class Conv2DPlan:
         result = call.result_array(out_name, out_shape, self.params.dtype)
         event = None
         if result.size:
-            event = self._launch(pass_name, [call.view(name) for name in named], arrays.output_view(result),
+            event = self._launch(pass_name, [call.device_tensor(name) for name in named], arrays.output_tensor(result),
                                  call.wait_for)
         return call.finish(result, event)
 
-    def _launch(self, pass_name: str, views: list, out_view, wait_for):
+    def _launch(self, pass_name: str, tensors: list, out_tensor, wait_for):
         """Enqueue a pass; a kernel variant that failed its check is replaced by the next-best choice.
         Every pass writes its whole output, so a pass that stopped at a failed variant can start again."""
         while True:
             implementation = self._implementation(pass_name)
             try:
-                return getattr(implementation, pass_name)(*views, out_view, wait_for)
+                return getattr(implementation, pass_name)(*tensors, out_tensor, wait_for)
             except kernel_check.KernelVariantFailed as failure:
                 choice = self.choices[pass_name]
                 config = getattr(implementation, "configs", {}).get(pass_name, choice.config)

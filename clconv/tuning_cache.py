@@ -18,7 +18,9 @@ from .cache_files import TUNING_ENV_VAR as ENV_VAR
 from .cache_files import JsonCacheFile, tuning_path
 from .params import Conv2DParams, dtype_name
 
-_FILE = JsonCacheFile(tuning_path, version=1, what="tuning cache", entries_key="devices")
+# Version 2: the correlation tile's rows-or-plane-vectors field is block_v (it was block_p); the records of
+# version 1 are ignored, and their layers run the heuristic's tiles until tuned again.
+_FILE = JsonCacheFile(tuning_path, version=2, what="tuning cache", entries_key="devices")
 
 
 class Tuned(typing.NamedTuple):

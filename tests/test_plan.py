@@ -54,7 +54,7 @@ def test_requested_algorithm_is_used(device):
 
 def test_tuning_cache_round_trip(device, tuning_file):
     params = CASE.params(np.float32)
-    config = CorrelationConfig(vec=8, block_k=2, block_p=3, local=(1, 1, 1))
+    config = CorrelationConfig(vec=8, block_k=2, block_v=3, local=(1, 1, 1))
     record = json.loads(json.dumps({"algo": "tiled", "config": dataclasses.asdict(config), "gflops": 1.0}))
     tuning_cache.store(device, params, "forward", record)
     stored = json.loads(tuning_file.read_text())
@@ -184,7 +184,7 @@ def test_multi_item_work_groups(device, case_name, pass_name):
     case = next(c for c in check.CASES if c.name == case_name)
     params = case.params(np.float32)
     config = (GradWeightConfig(vec=4, block_k=2, block_c=2, local=(4, 2, 1), target_items=64)
-              if pass_name == "grad_weight" else CorrelationConfig(vec=4, block_k=2, block_p=2, local=(4, 2, 1)))
+              if pass_name == "grad_weight" else CorrelationConfig(vec=4, block_k=2, block_v=2, local=(4, 2, 1)))
     choices = {name: planning.Choice("tiled", config if name == pass_name else None, "requested") for name in PASSES}
     plan = planning.Conv2DPlan(params, platforms.resolve(device.device), choices=choices)
     inputs = check.random_inputs(case, np.float32)
@@ -216,7 +216,7 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     layer = clconv.Conv2DParams.create((4, 64, 56, 56), (64, 64, 3, 3), padding=1)
     zen = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "forward")
     xeon = tiled.default_config(layer, _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl), "forward")
-    assert (zen.block_k, zen.block_p) == (6, 4) and (xeon.block_k, xeon.block_p) == (14, 2)
+    assert (zen.block_k, zen.block_v) == (6, 4) and (xeon.block_k, xeon.block_v) == (14, 2)
     zen_weight = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "grad_weight")
     assert zen_weight.block_k * zen_weight.block_c == tiled.ZEN4_POCL_TILES.grad_weight_accumulators
 

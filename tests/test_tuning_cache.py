@@ -12,7 +12,7 @@ from clconv.algorithms.tiled import CorrelationConfig
 
 # A 3x3 layer with padding 1, at batch sizes given by the tests.
 INPUT, WEIGHT = (5, 9, 9), (6, 5, 3, 3)
-TILE = CorrelationConfig(vec=8, block_k=2, block_p=3, local=(1, 1, 1))
+TILE = CorrelationConfig(vec=8, block_k=2, block_v=3, local=(1, 1, 1))
 # As read back from the file, where the work-group tuple is a list.
 TILED = json.loads(json.dumps({"algo": "tiled", "config": dataclasses.asdict(TILE), "gflops": 1.0}))
 DIRECT = {"algo": "direct", "config": None, "gflops": 1.0}
@@ -66,3 +66,13 @@ def test_record_of_another_pass_layer_or_device_is_not_used(device):
     assert tuning_cache.lookup(other_driver, layer(31), "forward") is None
     assert tuning_cache.lookup(other_device, layer(31), "forward") is None
     assert forward_choice(device, 31).source == "tuned at batch 32"
+
+
+def test_records_of_an_older_format_are_ignored(device):
+    """Version 1 named the correlation tile's vectors per channel block_p; its records are not read."""
+    path = tuning_cache.store(device, layer(32), "forward", TILED)
+    document = json.loads(path.read_text())
+    assert document["version"] == 2
+    document["version"] = 1
+    path.write_text(json.dumps(document))
+    assert forward_choice(device, 32).source == "heuristic"

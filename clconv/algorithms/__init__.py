@@ -14,11 +14,11 @@ device), and the class answers
 
 Instantiated for (params, target, configs, max_workspace_bytes) it builds its kernels on first use;
 ``workspace_bytes(pass_name)`` says what a pass allocates besides its inputs and output, and its
-``forward``, ``grad_input``, ``grad_weight`` and ``grad_bias`` methods take :class:`DeviceView` tensors,
+``forward``, ``grad_input``, ``grad_weight`` and ``grad_bias`` methods take :class:`DeviceTensor` tensors,
 enqueue work on ``target.queue`` and return the last event.
 """
 
-from .base import DeviceView
+from .base import DeviceTensor
 from .direct import DirectAlgorithm
 from .tiled import TiledAlgorithm
 
@@ -35,4 +35,4 @@ def get_algorithm(name: str):
     return ALGORITHMS[name]
 
 
-__all__ = ["ALGORITHMS", "PREFERENCE", "DeviceView", "DirectAlgorithm", "TiledAlgorithm", "get_algorithm"]
+__all__ = ["ALGORITHMS", "PREFERENCE", "DeviceTensor", "DirectAlgorithm", "TiledAlgorithm", "get_algorithm"]

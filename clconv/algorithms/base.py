@@ -1,4 +1,4 @@
-"""What every algorithm shares: device views, launches, and the deterministic batch split."""
+"""What every algorithm shares: device tensors, launches, and the deterministic batch split."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..params import Conv2DParams
 REDUCTION_TARGET_ITEMS = 8192
 
 
-class DeviceView(typing.NamedTuple):
+class DeviceTensor(typing.NamedTuple):
     """A tensor on the device: its buffer (None when empty) and its first element's offset."""
 
     buffer: cl.Buffer | None
@@ -73,7 +73,7 @@ def conv_geometry(p: Conv2DParams) -> ConvGeometry:
 class AlgorithmBase:
     """Holds the target, builds kernels with the dtype's defines, and launches them one at a time."""
 
-    name = "base"
+    name: str  # each algorithm's, as ALGORITHMS and the tuning records know it
 
     def __init__(self, params: Conv2DParams, target, max_workspace_bytes: int | None = None):
         self.params = params
@@ -142,14 +142,14 @@ class AlgorithmBase:
         return reduction[2] * splits * accumulator_bytes(self.params) if splits > 1 else 0
 
     def grad_weight_args(self, x, grad_output, partial, grad_weight, n_per_split, splits,
-                         geometry=None) -> GradWeightArgs:
-        """Arguments of every weight-gradient kernel (GRAD_WEIGHT_PARAMS in cl/common.h); ``geometry``: the
+                         layer=None) -> GradWeightArgs:
+        """Arguments of every weight-gradient kernel (GRAD_WEIGHT_PARAMS in cl/common.h); ``layer``: the
         layer as the kernel sees it, when that differs from the plan's params."""
-        layer = conv_geometry(geometry) if geometry is not None else self.geometry
+        geometry = conv_geometry(layer) if layer is not None else self.geometry
         return GradWeightArgs(x=x.buffer, x_offset=x.offset, grad_output=grad_output.buffer,
                               grad_output_offset=grad_output.offset, partial=partial, grad_weight=grad_weight.buffer,
                               grad_weight_offset=grad_weight.offset, n_per_split=n_per_split, splits=splits,
-                              **layer._asdict())
+                              **geometry._asdict())
 
     def split_sum(self, pass_name: str, out, launch_split, wait_for):
         """Enqueue a pass that sums over the batch in splits; returns its last event.

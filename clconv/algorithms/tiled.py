@@ -29,13 +29,14 @@ VECTOR_WIDTHS = (2, 4, 8, 16)
 class CorrelationConfig:
     """Tile of cl/conv2d_tiled.cl (forward, grad_input) and its work-group shape."""
 
-    vec: int = 16  # output columns per work-item, as one vector
+    vec: int = 16  # lanes of each output vector: consecutive output columns (or plane elements)
     block_k: int = 14  # output channels per work-item
-    block_p: int = 2  # output rows per work-item
+    # Output vectors per channel and work-item: on BLOCK_V consecutive rows, or consecutive on a whole plane.
+    block_v: int = 2
     local: tuple = (1, 1, 4)
 
     def defines(self) -> dict:
-        return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_P": self.block_p}
+        return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_V": self.block_v}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +146,7 @@ def _channel_block(channels: int, largest: int) -> int:
     return max(b for b in CHANNEL_BLOCKS if b <= largest and div_up(channels, b) * b - channels <= channels / 4)
 
 
-def kernel_view(params: Conv2DParams) -> Conv2DParams:
+def kernel_layer(params: Conv2DParams) -> Conv2DParams:
     """The layer as the tiled kernels see it: a pointwise layer (1x1, stride 1, no padding) maps each
     input element to the output element at the same plane index, so its H x W planes are read as one row
     of H * W, along which the vectors run with a mask only on the last one (on whole planes, see
@@ -178,7 +179,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
     small tiles per work-item, parallelism from work-groups.
     """
     pointwise = (params.R, params.S) == (1, 1)
-    params = kernel_view(params)
+    params = kernel_layer(params)
     width = div_up(params.W, params.stride[1]) if pass_name == "grad_input" else params.Q
     out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
     height = params.H if pass_name == "grad_input" else params.P
@@ -207,7 +208,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         return GradWeightConfig(vec=_vector_width(width, widest), block_k=block_k, block_c=block_c,
                                 target_items=4 * info.compute_units, k_group=k_group)
     if gpu:
-        return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_p=2, local=(16, 4, 1))
+        return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_v=2, local=(16, 4, 1))
     tiles = cpu_tiles(info)
     channels = tiles.pointwise_channels if pointwise else tiles.channels
     if whole_planes(params, pass_name):
@@ -216,23 +217,23 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         plane = height * width
         vectors = div_up(plane, widest)
         if vectors <= 4:
-            block_p, largest = vectors, tiles.accumulators // vectors
+            block_v, largest = vectors, tiles.accumulators // vectors
         else:
-            block_p = max(1, min(4, tiles.accumulators // channels))
-            largest = min(channels, tiles.accumulators // block_p)
+            block_v = max(1, min(4, tiles.accumulators // channels))
+            largest = min(channels, tiles.accumulators // block_v)
         block_k = _channel_block(out_channels, tiles.listed_block(largest))
-        return CorrelationConfig(vec=_vector_width(plane, widest), block_k=block_k, block_p=block_p)
+        return CorrelationConfig(vec=_vector_width(plane, widest), block_k=block_k, block_v=block_v)
     if height == 1:  # one row (a pointwise layer seen as one long row): every accumulator goes to channels
         block_k = _channel_block(out_channels, tiles.listed_block(tiles.accumulators))
-        return CorrelationConfig(vec=_vector_width(width, widest), block_k=block_k, block_p=1)
+        return CorrelationConfig(vec=_vector_width(width, widest), block_k=block_k, block_v=1)
     block_k = _channel_block(out_channels, channels)
     return CorrelationConfig(vec=_vector_width(width, widest), block_k=block_k,
-                             block_p=max(1, min(4, tiles.accumulators // block_k)))
+                             block_v=max(1, min(4, tiles.accumulators // block_k)))
 
 
 def candidate_configs(params: Conv2DParams, info, pass_name: str):
     """The tiles the tuner tries: the heuristic's first, then a grid within the device's limits."""
-    params = kernel_view(params)
+    params = kernel_layer(params)
     seen = []
 
     def fits(config):
@@ -310,7 +311,7 @@ class TiledAlgorithm(AlgorithmBase):
 
     def __init__(self, params: Conv2DParams, target, configs: dict | None = None, max_workspace_bytes=None):
         super().__init__(params, target, max_workspace_bytes)
-        self.view = kernel_view(params)
+        self.kernel_layer = kernel_layer(params)
         configs = configs or {}
         self.configs = {name: configs.get(name) or default_config(params, target.info, name) for name in KERNELS}
         self._direct = None  # the bias gradient's kernels, built on first use
@@ -337,7 +338,7 @@ class TiledAlgorithm(AlgorithmBase):
         (rows, columns) of the output tensor; placement: (step_h, step_w, start_h, start_w) of the grid in it;
         taps: (R, S) of this launch.
         """
-        p = self.view
+        p = self.kernel_layer
         config = self.configs[pass_name]
         n, ci_total, h_in, w_in = in_shape
         co_total, h_grid, w_grid = grid
@@ -360,13 +361,13 @@ class TiledAlgorithm(AlgorithmBase):
                       and flat_local[0] <= self.target.info.device.max_work_item_sizes[0])
         blocks = n * p.groups * div_up(co, config.block_k)
         if flat_plane:
-            size, local = (div_up(h_grid * w_grid, config.vec * config.block_p), 1, blocks), flat_local
+            size, local = (div_up(h_grid * w_grid, config.vec * config.block_v), 1, blocks), flat_local
         else:
-            size = (div_up(w_grid, config.vec), div_up(h_grid, config.block_p), blocks)
+            size = (div_up(w_grid, config.vec), div_up(h_grid, config.block_v), blocks)
         return self.launch(KERNELS[pass_name], self._pass_defines(pass_name, flat_plane), size, local, args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
-        p = self.view
+        p = self.kernel_layer
         RS = p.R * p.S
         return self._correlate(
             "forward", x, weight, bias, y, in_shape=p.input_shape, grid=(p.K, p.P, p.Q), out_shape=(p.P, p.Q),
@@ -381,7 +382,7 @@ class TiledAlgorithm(AlgorithmBase):
         when that division is exact. Those taps are evenly spaced; walked backwards they read grad_output at
         i + offset + m*step (m = 0, 1, ...), a stride-1 correlation. Columns likewise.
         """
-        p = self.view
+        p = self.kernel_layer
         RS = p.R * p.S
         event = None
         events = list(wait_for or [])
@@ -403,12 +404,12 @@ class TiledAlgorithm(AlgorithmBase):
         return event
 
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
-        p = self.view
+        p = self.kernel_layer
         config = self.configs["grad_weight"]
         defines = self._pass_defines("grad_weight", whole_planes(p, "grad_weight"))
 
         def launch_split(partial, n_per_split, splits, wait_for):
-            args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, geometry=p)
+            args = self.grad_weight_args(x, grad_output, partial, grad_weight, n_per_split, splits, layer=p)
             size = (config.items(p), 1, splits)
             return self.launch(KERNELS["grad_weight"], defines, size, config.merged_local, args, wait_for)
 
