@@ -34,8 +34,8 @@ def main(argv):
         for pass_name in ("forward", "grad_input", "grad_weight"):
             tile = default_config(params, target.info, pass_name)
             for lanes in widths:
-                plan = Conv2DPlan(params, target, fallback=False,
-                                  choices={pass_name: Choice("tiled", dataclasses.replace(tile, vec=lanes), "requested")})
+                choice = Choice("tiled", dataclasses.replace(tile, vec=lanes), "requested")
+                plan = Conv2DPlan(params, target, fallback=False, choices={pass_name: choice})
                 try:
                     seconds = tuner.device_seconds(target.queue, tuner.pass_runner(plan, pass_name, tensors), 7)
                 except RuntimeError as error:

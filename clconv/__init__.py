@@ -12,15 +12,15 @@
 __version__ = "0.2.0"
 
 # Before anything lists OpenCL platforms: the ICD loader reads its configuration only once per process.
-from . import intel_runtime  # noqa: E402
+from . import intel_runtime
 
 intel_runtime.register()
 
-from . import reference  # noqa: E402
+from . import reference
 from .api import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
-from .platforms import DeviceInfo, default_device, devices, select_device
 from .params import Conv2DParams
 from .planning import Conv2DPlan, KernelFallbackWarning, plan
+from .platforms import DeviceInfo, default_device, devices, select_device
 
 __all__ = [
     "Conv2DParams",

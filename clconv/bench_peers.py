@@ -167,7 +167,8 @@ class ClblastPeer:
         record.first_call_s = time.perf_counter() - start
         record.kernel_s = device_seconds(queue, lambda: run_pass(tensors), repeats)
         record.wall_s = median_wall_seconds(lambda: (run_pass(tensors), queue.finish()), repeats)
-        record.e2e_s = median_wall_seconds(lambda: run_pass(to_device(queue, {n: data[n] for n in names})).get(), repeats)
+        record.e2e_s = median_wall_seconds(lambda: run_pass(to_device(queue, {n: data[n] for n in names})).get(),
+                                           repeats)
         record.workspace_bytes = col.nbytes
         record.device_bytes = p.bytes_moved(pass_name) + col.nbytes
         return result

@@ -88,17 +88,19 @@ def ratios(records) -> list[dict]:
     peers = sorted({(r.implementation, r.device) for r in ok if r.implementation != "clconv"})
     for device in clconv_devices:
         for pass_name in sorted({r.pass_name for r in ok}):
-            mine = {r.layer: r for r in ok if (r.implementation, r.device, r.pass_name) == ("clconv", device, pass_name)}
+            mine = {r.layer: r for r in ok
+                    if (r.implementation, r.device, r.pass_name) == ("clconv", device, pass_name)}
             for peer, peer_device in peers:
                 if peer_device not in ("host", device):
                     continue
-                theirs = {r.layer: r for r in ok if (r.implementation, r.device, r.pass_name) == (peer, peer_device, pass_name)}
+                theirs = {r.layer: r for r in ok
+                          if (r.implementation, r.device, r.pass_name) == (peer, peer_device, pass_name)}
                 shared = sorted(set(mine) & set(theirs))
                 if not shared:
                     continue
                 out.append({"device": device, "pass": pass_name, "peer": peer, "layers": len(shared),
-                            "kernel_ratio": geomean(theirs[l].kernel_s / mine[l].kernel_s for l in shared),
-                            "e2e_ratio": geomean(theirs[l].e2e_s / mine[l].e2e_s for l in shared)})
+                            "kernel_ratio": geomean(theirs[name].kernel_s / mine[name].kernel_s for name in shared),
+                            "e2e_ratio": geomean(theirs[name].e2e_s / mine[name].e2e_s for name in shared)})
     return out
 
 

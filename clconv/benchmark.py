@@ -28,6 +28,7 @@ drawn by :mod:`clconv.bench_charts`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 
@@ -109,25 +110,42 @@ def _measure_clconv(target, record: Record, pass_name, p: Conv2DParams, data, re
 def run(suite, device_infos, passes=BENCH_PASSES, repeats: int = 9, peers: bool = True, algo: str = "auto",
         flops_per_pass: float = 1e9, progress: bool = True) -> list[Record]:
     """Measure every device x pass x layer, plus the peers, and return the records."""
-    torch_peer, numpy_peer, clblast_peer = bench_peers.TorchPeer(), bench_peers.NumpyPeer(), bench_peers.ClblastPeer()
-    targets = [platforms.target_for_device(info) for info in device_infos]
+    survey = _Survey([platforms.target_for_device(info) for info in device_infos], repeats, peers, algo)
     jobs = [(layer, pass_name) for layer in suite for pass_name in passes]
-    per_job = len(targets) * (2 if peers else 1) + (2 if peers else 0)
-    bar = tqdm(total=len(jobs) * per_job, desc="benchmark", unit="run", disable=not progress)
-    records = []
+    per_job = len(survey.targets) * (2 if peers else 1) + (2 if peers else 0)
+    survey.bar = tqdm(total=len(jobs) * per_job, desc="benchmark", unit="run", disable=not progress)
     for layer, pass_name in jobs:
-        p = layer.params(layer.batch_for(flops_per_pass))
+        survey.measure_job(layer, pass_name, layer.params(layer.batch_for(flops_per_pass)))
+    survey.bar.close()
+    return survey.records
+
+
+class _Survey:
+    """The measurements of one benchmark run: each layer and pass on every device, then on the peers."""
+
+    def __init__(self, targets, repeats: int, peers: bool, algo: str):
+        self.targets = targets
+        self.repeats = repeats
+        self.peers = peers
+        self.algo = algo
+        self.torch_peer, self.numpy_peer = bench_peers.TorchPeer(), bench_peers.NumpyPeer()
+        self.clblast_peer = bench_peers.ClblastPeer()
+        self.records: list[Record] = []
+        self.bar = None
+
+    def measure_job(self, layer, pass_name: str, p: Conv2DParams) -> None:
         data = check.layer_inputs(p)
         del data["bias"]  # every implementation runs the bare convolution
         expected = bench_peers.oracle(pass_name, p, data)
         bound = bench_peers.oracle(pass_name, p, {name: np.abs(value) for name, value in data.items()})
+        repeats = self.repeats
 
         def record_for(device, device_name, implementation):
             return Record(device, device_name, implementation, layer.label, pass_name, p.N, p.describe(),
                           dtype_name(p.dtype), p.flops(pass_name), p.bytes_moved(pass_name))
 
         def finish(record, measure):
-            bar.set_postfix_str(f"{layer.label} {pass_name} {record.implementation} {record.device}")
+            self.bar.set_postfix_str(f"{layer.label} {pass_name} {record.implementation} {record.device}")
             try:
                 time.sleep(SETTLE_SECONDS)
                 result = measure(record)
@@ -136,37 +154,40 @@ def run(suite, device_infos, passes=BENCH_PASSES, repeats: int = 9, peers: bool 
                                                      p.dtype).max_error
             except Exception as error:  # a failing peer or device is reported, and the survey goes on
                 record.status = f"error: {type(error).__name__}: {error}"[:300]
-            records.append(record)
-            bar.update()
+            self.records.append(record)
+            self.bar.update()
 
         def skipped(device, device_name, implementation, reason):
             record = record_for(device, device_name, implementation)
             record.status = f"skipped: {reason}"
-            records.append(record)
-            bar.update()
+            self.records.append(record)
+            self.bar.update()
 
-        for target in targets:
+        for target in self.targets:
             info = target.info
             finish(record_for(info.tag, info.name, "clconv"),
-                   lambda r: _measure_clconv(target, r, pass_name, p, data, repeats, algo))
-            if peers:
-                reason = clblast_peer.applies(p)
-                if reason:
-                    skipped(info.tag, info.name, clblast_peer.name, reason)
-                else:
-                    finish(record_for(info.tag, info.name, clblast_peer.name),
-                           lambda r: clblast_peer.measure_on(target, r, pass_name, p, data, repeats))
-        if peers:
-            reason = torch_peer.applies(p)
+                   functools.partial(_measure_clconv, target, pass_name=pass_name, p=p, data=data, repeats=repeats,
+                                     algo=self.algo))
+            if not self.peers:
+                continue
+            clblast = self.clblast_peer
+            reason = clblast.applies(p)
             if reason:
-                skipped("host", cpu_name(), torch_peer.name, reason)
+                skipped(info.tag, info.name, clblast.name, reason)
             else:
-                finish(record_for("host", cpu_name(), torch_peer.name),
-                       lambda r: torch_peer.measure(r, pass_name, p, data, repeats))
-            finish(record_for("host", cpu_name(), numpy_peer.name),
-                   lambda r: numpy_peer.measure(r, pass_name, p, data, 1))
-    bar.close()
-    return records
+                finish(record_for(info.tag, info.name, clblast.name),
+                       functools.partial(clblast.measure_on, target, pass_name=pass_name, p=p, data=data,
+                                         repeats=repeats))
+        if not self.peers:
+            return
+        reason = self.torch_peer.applies(p)
+        if reason:
+            skipped("host", cpu_name(), self.torch_peer.name, reason)
+        else:
+            finish(record_for("host", cpu_name(), self.torch_peer.name),
+                   functools.partial(self.torch_peer.measure, pass_name=pass_name, p=p, data=data, repeats=repeats))
+        finish(record_for("host", cpu_name(), self.numpy_peer.name),
+               functools.partial(self.numpy_peer.measure, pass_name=pass_name, p=p, data=data, repeats=1))
 
 
 # -- device peaks ----------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ class JsonCacheFile:
             document = json.loads(path.read_text())
             entries = document[self.entries_key] if document.get("version") == self.version else {}
         except (OSError, ValueError, KeyError, TypeError) as error:
-            warnings.warn(f"ignoring unreadable {self.what} {path}: {error}")
+            warnings.warn(f"ignoring unreadable {self.what} {path}: {error}", stacklevel=3)
             entries = {}
         self._loaded[path] = (mtime, entries)
         return entries

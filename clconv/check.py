@@ -115,7 +115,8 @@ def compare(got, expected, bound, dtype) -> Comparison:
     error = np.where(difference == 0, 0.0, difference / np.maximum(bound, np.finfo(np.float64).tiny))
     error = np.where(np.isnan(error), np.inf, error)
     worst = np.unravel_index(np.argmax(error), error.shape)
-    message = (f"max normalised error {error[worst]:.3g} (tolerance {tolerance:.0e}) at index {tuple(map(int, worst))}: "
+    message = (f"max normalised error {error[worst]:.3g} (tolerance {tolerance:.0e}) "
+               f"at index {tuple(map(int, worst))}: "
                f"got {got[worst]!r}, expected {expected[worst]!r}")
     return Comparison(float(error[worst]), tolerance, message)
 

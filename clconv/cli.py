@@ -118,7 +118,8 @@ def _parse_layer(text: str):
     try:
         values = [int(v) for v in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--layer wants integers N,C,H,W,K,R,S[,stride,padding,dilation,groups], got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--layer wants integers N,C,H,W,K,R,S[,stride,padding,dilation,groups], got {text!r}") from None
     if not 7 <= len(values) <= 11:
         raise argparse.ArgumentTypeError(f"--layer wants 7 to 11 integers, got {len(values)} in {text!r}")
     n, c, h, w, k, r, s = values[:7]
@@ -126,7 +127,7 @@ def _parse_layer(text: str):
     try:
         return Conv2DParams.create((n, c, h, w), (k, c // groups, r, s), stride, padding, dilation, groups)
     except (ValueError, TypeError) as error:
-        raise argparse.ArgumentTypeError(str(error))
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def _suite_params(args):

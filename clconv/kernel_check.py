@@ -110,7 +110,8 @@ class KernelVariantFailed(RuntimeError):
         self.verdict = verdict
         super().__init__(
             f"{variant.describe()} {verdict['status']} its check on {info.name} "
-            f"({info.platform_name} {info.platform_version}, driver {info.driver_version}): {verdict.get('detail', '')}")
+            f"({info.platform_name} {info.platform_version}, driver {info.driver_version}): "
+            f"{verdict.get('detail', '')}")
 
 
 def _enabled() -> bool:

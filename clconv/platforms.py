@@ -23,7 +23,8 @@ import pyopencl as cl
 
 ENV_VAR = "CLCONV_DEVICE"
 
-INSTALL_HINT = 'for a CPU OpenCL device from PyPI: pip install "clconv[pocl]" (or Debian/Ubuntu: apt install pocl-opencl-icd)'
+INSTALL_HINT = ('for a CPU OpenCL device from PyPI: pip install "clconv[pocl]" '
+                '(or Debian/Ubuntu: apt install pocl-opencl-icd)')
 
 _TYPE_NAMES = (
     (cl.device_type.GPU, "GPU"),
@@ -233,7 +234,8 @@ def match(spec, candidates: list[DeviceInfo] | None = None) -> DeviceInfo:
         for info in candidates:
             if info.device == spec:
                 return info
-        raise ValueError(f"device {spec.name!r} is not among the listed OpenCL devices: {_available_listing(candidates)}")
+        raise ValueError(f"device {spec.name!r} is not among the listed OpenCL devices: "
+                         f"{_available_listing(candidates)}")
     if not isinstance(spec, str):
         raise TypeError(
             "device must be None, a string ('P:D', 'cpu', 'gpu', 'accelerator' or a name substring), "

@@ -69,7 +69,8 @@ def conv2d_grad_input(grad_output, weight, input_shape, stride=1, padding=0, dil
     gx_pad = np.zeros((p.N, p.groups, p.C_per_group, p.H + top + bottom, p.W + left + right))
     for r in range(p.R):
         for s in range(p.S):
-            gx_pad[(slice(None),) + _tap_window(p, r, s)] += np.einsum("ngkpq,gkc->ngcpq", gy, wg[..., r, s], optimize=True)
+            gx_pad[(slice(None),) + _tap_window(p, r, s)] += np.einsum("ngkpq,gkc->ngcpq", gy, wg[..., r, s],
+                                                                       optimize=True)
     gx = gx_pad[:, :, :, top:top + p.H, left:left + p.W]
     return gx.reshape(p.input_shape).astype(p.dtype)
 

@@ -13,10 +13,9 @@ the input if the weight needs a gradient, the weight if the input does.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from . import api, params, platforms, planning
+from . import api, params, planning, platforms
 
 _SUPPORTED = (torch.float16, torch.float32, torch.float64)
 

@@ -1,9 +1,9 @@
 """Searching algorithms and tiles per layer and device, and storing the winners.
 
-For each pass every algorithm is timed with each of its candidate tiles (those that exceed
-the device's work-group limits are never tried); a candidate whose result disagrees with the simplest
-algorithm's (the last in the plans' preference) beyond the dtype's tolerance is discarded, so a miscompiled tile can never win. Winners go
-to the tuning cache (:mod:`clconv.tuning_cache`), where later processes find them.
+For each pass every algorithm is timed with each of its candidate tiles (those that exceed the device's
+work-group limits are never tried); a candidate whose result disagrees with the simplest algorithm's (the
+last in the plans' preference) beyond the dtype's tolerance is discarded, so a miscompiled tile can never
+win. Winners go to the tuning cache (:mod:`clconv.tuning_cache`), where later processes find them.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import typing
 from fractions import Fraction
 from pathlib import Path
 
-from .cache_files import TUNING_ENV_VAR as ENV_VAR
 from .cache_files import JsonCacheFile, tuning_path
 from .params import Conv2DParams, dtype_name
 

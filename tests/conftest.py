@@ -12,7 +12,8 @@ os.environ["CLCONV_TUNING_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="clconv
 
 # PoCL 3.x races on a shared kernel cache; each parallel test process gets its own.
 if "PYTEST_XDIST_WORKER" in os.environ:
-    os.environ["POCL_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"clconv-pocl-{os.environ['PYTEST_XDIST_WORKER']}")
+    os.environ["POCL_CACHE_DIR"] = os.path.join(tempfile.gettempdir(),
+                                                f"clconv-pocl-{os.environ['PYTEST_XDIST_WORKER']}")
 
 # The Oclgrind tier (test_oclgrind.py): Oclgrind reads these when a context is created, so they are set before
 # any exists. Diagnostics go to a log file the tier reads after each test (the error count is per process:

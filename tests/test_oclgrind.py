@@ -79,7 +79,8 @@ def clean_log(simulator, monkeypatch):
 # The CPUs whose heuristic tiles (tiled.cpu_tiles) are simulated, as the device fields that select them.
 SIMULATED_CPUS = {
     "tiled-cpu-tiles": {},
-    "tiled-zen4-pocl-tiles": {"name": "AMD EPYC", "native_float_lanes": 16, "platform_name": "Portable Computing Language"},
+    "tiled-zen4-pocl-tiles": {"name": "AMD EPYC", "native_float_lanes": 16,
+                              "platform_name": "Portable Computing Language"},
     "tiled-zen4-intel-tiles": {"name": "AMD EPYC", "native_float_lanes": 16, "platform_name": "Intel(R) OpenCL"},
 }
 

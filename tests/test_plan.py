@@ -11,7 +11,7 @@ import pyopencl.array as cl_array
 import pytest
 
 import clconv
-from clconv import check, platforms, planning, tuning_cache
+from clconv import cache_files, check, planning, platforms, tuning_cache
 from clconv.algorithms import base
 from clconv.algorithms.tiled import CorrelationConfig, GradWeightConfig
 from clconv.params import PASSES, call_plan
@@ -22,7 +22,7 @@ CASE = next(case for case in check.CASES if case.name == "3x3-s2-d2-g3")
 @pytest.fixture
 def tuning_file(tmp_path, monkeypatch):
     path = tmp_path / "tuning.json"
-    monkeypatch.setenv(tuning_cache.ENV_VAR, str(path))
+    monkeypatch.setenv(cache_files.TUNING_ENV_VAR, str(path))
     planning.clear_plan_cache()
     yield path
     planning.clear_plan_cache()
@@ -210,7 +210,8 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     assert tiled.cpu_tiles(_cpu("AMD EPYC 9R14", "Intel(R) OpenCL")) == tiled.ZEN4_INTEL_TILES
     assert tiled.cpu_tiles(_cpu("pthread-skylake-avx512-Intel(R) Xeon(R) Platinum", pocl)) == tiled.XEON_TILES
     assert tiled.cpu_tiles(_cpu("AMD Ryzen 7 3700X", pocl, lanes=8)) == tiled.XEON_TILES  # AVX2 only
-    capped = _cpu("pthread-AMD EPYC", pocl, device_version="OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-znver3")
+    capped = _cpu("pthread-AMD EPYC", pocl,
+                  device_version="OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-znver3")
     assert capped.vector_bits_limit == 256 and tiled.cpu_tiles(capped) == tiled.XEON_TILES
 
     layer = clconv.Conv2DParams.create((4, 64, 56, 56), (64, 64, 3, 3), padding=1)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import clconv
-from clconv import tuning_cache
+from clconv import cache_files, tuning_cache
 from clconv.algorithms.tiled import CorrelationConfig
 
 # A 3x3 layer with padding 1, at batch sizes given by the tests.
@@ -20,7 +20,7 @@ DIRECT = {"algo": "direct", "config": None, "gflops": 1.0}
 
 @pytest.fixture(autouse=True)
 def tuning_file(tmp_path, monkeypatch):
-    monkeypatch.setenv(tuning_cache.ENV_VAR, str(tmp_path / "tuning.json"))
+    monkeypatch.setenv(cache_files.TUNING_ENV_VAR, str(tmp_path / "tuning.json"))
 
 
 def layer(batch: int, **changes) -> clconv.Conv2DParams:

@@ -96,7 +96,7 @@ class AlgorithmBase:
         letting the runtime choose one per shape would recompile for every new layer.
         """
         kernel_signatures.check_args(name, args)
-        global_size = tuple(round_up(s, l) for s, l in zip(size, local))
+        global_size = tuple(round_up(extent, width) for extent, width in zip(size, local))
         kernel = self._kernel(name, defines, tuple(local), args)
         with self._launch_lock:
             return kernel(self.target.queue, global_size, local, *args, wait_for=wait_for)

@@ -239,7 +239,7 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
     def fits(config):
         local = config.merged_local if isinstance(config, GradWeightConfig) else config.local
         return (int(np.prod(local)) <= info.device.max_work_group_size
-                and all(l <= m for l, m in zip(local, info.device.max_work_item_sizes)))
+                and all(width <= most for width, most in zip(local, info.device.max_work_item_sizes)))
 
     heuristic = default_config(params, info, pass_name)
     grid = []
