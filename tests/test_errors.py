@@ -47,19 +47,6 @@ BAD_FORWARD = [
 ]
 
 
-@pytest.mark.parametrize("overrides, error, message",
-                         [pytest.param(o, e, m, id=name) for name, o, e, m in BAD_FORWARD])
-def test_bad_forward_arguments(overrides, error, message):
-    args = dict(x=X, weight=W, bias=None, stride=1, padding=0, dilation=1, groups=1)
-    args.update(overrides)
-    with pytest.raises(error, match=message):
-        clconv.conv2d(**args)
-    reference_args = {k: v for k, v in args.items() if k != "device"}
-    if "device" not in overrides:
-        with pytest.raises(error, match=message):
-            clconv.reference.conv2d(**reference_args)
-
-
 BAD_GRAD_INPUT = [
     ("grad-output-shape", dict(grad_output=f32(2, 6, 5, 6)), ValueError, r"grad_output must have the output shape"),
     ("grad-output-ndim", dict(grad_output=f32(6, 6, 6)), ValueError, "grad_output must be a 4-D array"),
@@ -69,17 +56,6 @@ BAD_GRAD_INPUT = [
     ("input-shape-type", dict(input_shape=7), TypeError, "input_shape must be a 4-tuple"),
     ("mixed-dtypes", dict(weight=np.ones((6, 4, 3, 3), np.float16)), TypeError, "must share one dtype"),
 ]
-
-
-@pytest.mark.parametrize("overrides, error, message",
-                         [pytest.param(o, e, m, id=name) for name, o, e, m in BAD_GRAD_INPUT])
-def test_bad_grad_input_arguments(overrides, error, message):
-    args = dict(grad_output=GY, weight=W, input_shape=X.shape)
-    args.update(overrides)
-    with pytest.raises(error, match=message):
-        clconv.conv2d_grad_input(**args)
-    with pytest.raises(error, match=message):
-        clconv.reference.conv2d_grad_input(**args)
 
 
 BAD_GRAD_WEIGHT = [
@@ -92,27 +68,34 @@ BAD_GRAD_WEIGHT = [
 ]
 
 
-@pytest.mark.parametrize("overrides, error, message",
-                         [pytest.param(o, e, m, id=name) for name, o, e, m in BAD_GRAD_WEIGHT])
-def test_bad_grad_weight_arguments(overrides, error, message):
-    args = dict(x=X, grad_output=GY, weight_shape=W.shape)
-    args.update(overrides)
-    with pytest.raises(error, match=message):
-        clconv.conv2d_grad_weight(**args)
-    with pytest.raises(error, match=message):
-        clconv.reference.conv2d_grad_weight(**args)
+BAD_GRAD_BIAS = [
+    ("ndim", dict(grad_output=f32(2, 6, 6)), ValueError, "grad_output must be a 4-D array"),
+    ("int", dict(grad_output=np.ones((2, 6, 6, 6), np.int64)), TypeError, "grad_output must have dtype"),
+    ("no-channels", dict(grad_output=f32(2, 0, 6, 6)), ValueError, "grad_output must have K, P and Q >= 1"),
+]
+
+# Each function's valid arguments, which every bad case changes in one place.
+VALID = {
+    "conv2d": dict(x=X, weight=W, bias=None, stride=1, padding=0, dilation=1, groups=1),
+    "conv2d_grad_input": dict(grad_output=GY, weight=W, input_shape=X.shape),
+    "conv2d_grad_weight": dict(x=X, grad_output=GY, weight_shape=W.shape),
+    "conv2d_grad_bias": dict(grad_output=GY),
+}
+BAD = {"conv2d": BAD_FORWARD, "conv2d_grad_input": BAD_GRAD_INPUT, "conv2d_grad_weight": BAD_GRAD_WEIGHT,
+       "conv2d_grad_bias": BAD_GRAD_BIAS}
 
 
-@pytest.mark.parametrize("grad_output, error, message", [
-    pytest.param(f32(2, 6, 6), ValueError, "grad_output must be a 4-D array", id="ndim"),
-    pytest.param(np.ones((2, 6, 6, 6), np.int64), TypeError, "grad_output must have dtype", id="int"),
-    pytest.param(f32(2, 0, 6, 6), ValueError, "grad_output must have K, P and Q >= 1", id="no-channels"),
-])
-def test_bad_grad_bias_arguments(grad_output, error, message):
+@pytest.mark.parametrize("function, overrides, error, message", [
+    pytest.param(function, overrides, error, message, id=f"{function}-{name}")
+    for function, cases in BAD.items() for name, overrides, error, message in cases])
+def test_bad_arguments(function, overrides, error, message):
+    """clconv and its oracle refuse the same bad arguments with the same error (the oracle has no device)."""
+    args = dict(VALID[function], **overrides)
     with pytest.raises(error, match=message):
-        clconv.conv2d_grad_bias(grad_output)
-    with pytest.raises(error, match=message):
-        clconv.reference.conv2d_grad_bias(grad_output)
+        getattr(clconv, function)(**args)
+    if "device" not in overrides:
+        with pytest.raises(error, match=message):
+            getattr(clconv.reference, function)(**args)
 
 
 def test_device_arrays_from_another_context(device):
