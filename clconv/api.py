@@ -25,18 +25,13 @@ Arguments every function takes (keyword-only):
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple, Union
-
-import numpy as np
-import pyopencl.array as cl_array
+from typing import Sequence
 
 from . import arrays
 from . import params as _params
+from .arrays import Array
+from .params import Padding, Pair
 from .planning import plan_for
-
-Array = Union[np.ndarray, cl_array.Array]
-Pair = Union[int, Tuple[int, int]]
-Padding = Union[int, str, Tuple[int, int], Tuple[Tuple[int, int], Tuple[int, int]]]
 
 
 def _plan(params, device, algo, max_workspace_bytes, **named):
@@ -45,9 +40,9 @@ def _plan(params, device, algo, max_workspace_bytes, **named):
     return plan_for(params, target, algo, max_workspace_bytes)
 
 
-def conv2d(x: Array, weight: Array, bias: Optional[Array] = None, stride: Pair = 1, padding: Padding = 0,
+def conv2d(x: Array, weight: Array, bias: Array | None = None, stride: Pair = 1, padding: Padding = 0,
            dilation: Pair = 1, groups: int = 1, *, device=None, algo: str = "auto",
-           max_workspace_bytes: Optional[int] = None, out: Optional[Array] = None) -> Array:
+           max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
     """Forward pass: the cross-correlation of ``x`` with ``weight``, plus ``bias``.
 
     x: (N, C, H, W); weight: (K, C/groups, R, S); bias: (K,) or None. stride, dilation: an int or an
@@ -64,7 +59,7 @@ def conv2d(x: Array, weight: Array, bias: Optional[Array] = None, stride: Pair =
 
 def conv2d_grad_input(grad_output: Array, weight: Array, input_shape: Sequence[int], stride: Pair = 1,
                       padding: Padding = 0, dilation: Pair = 1, groups: int = 1, *, device=None, algo: str = "auto",
-                      max_workspace_bytes: Optional[int] = None, out: Optional[Array] = None) -> Array:
+                      max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
     """dL/dx from grad_output = dL/dy (N, K, P, Q) and weight (K, C/groups, R, S).
 
     input_shape: (N, C, H, W) of the forward pass's x (several input sizes give the same output size, so it
@@ -80,7 +75,7 @@ def conv2d_grad_input(grad_output: Array, weight: Array, input_shape: Sequence[i
 
 def conv2d_grad_weight(x: Array, grad_output: Array, weight_shape: Sequence[int], stride: Pair = 1,
                        padding: Padding = 0, dilation: Pair = 1, groups: int = 1, *, device=None, algo: str = "auto",
-                       max_workspace_bytes: Optional[int] = None, out: Optional[Array] = None) -> Array:
+                       max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
     """dL/dk from the forward pass's x (N, C, H, W) and grad_output = dL/dy (N, K, P, Q).
 
     weight_shape: (K, C/groups, R, S). stride, padding, dilation, groups: those of the forward pass (see
@@ -94,7 +89,7 @@ def conv2d_grad_weight(x: Array, grad_output: Array, weight_shape: Sequence[int]
 
 
 def conv2d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
-                     max_workspace_bytes: Optional[int] = None, out: Optional[Array] = None) -> Array:
+                     max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
     """dL/db: grad_output = dL/dy (N, K, P, Q) summed over N, P and Q.
 
     device, algo, max_workspace_bytes, out: see the module documentation.

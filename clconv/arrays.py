@@ -7,12 +7,17 @@ runs. Results come back as NumPy when every input was NumPy, and stay on the dev
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pyopencl as cl
 import pyopencl.array as cl_array
 
 from . import platforms
 from .algorithms import DeviceTensor
+
+#: What the public functions take and return: a NumPy array, or a pyopencl array on a device.
+Array = typing.Union[np.ndarray, cl_array.Array]
 
 
 def target_for_arrays(device, **arrays) -> platforms.Target:

@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import typing
 
 import numpy as np
 
 #: dtypes that kernels exist for; everything else is a TypeError.
 SUPPORTED_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+#: stride and dilation: an int, or an (h, w) pair.
+Pair = typing.Union[int, typing.Tuple[int, int]]
+#: padding: an int, (ph, pw), ((top, bottom), (left, right)), "valid" or "same".
+Padding = typing.Union[int, str, typing.Tuple[int, int], typing.Tuple[typing.Tuple[int, int], typing.Tuple[int, int]]]
 
 # Kernels index with 32-bit ints (cheap on GPUs); larger tensors are refused up front.
 MAX_TENSOR_ELEMENTS = 2**31 - 1

@@ -16,13 +16,15 @@ import dataclasses
 import functools
 import threading
 import warnings
+from typing import Sequence
 
 import numpy as np
 import pyopencl.array as cl_array
 
 from . import arrays, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
-from .params import PASSES, Conv2DParams
+from .arrays import Array
+from .params import PASSES, Conv2DParams, Padding, Pair
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,21 +184,21 @@ class Conv2DPlan:
                 _warn_fallback(failure, pass_name, replacement)
                 self.choices = dict(self.choices, **{pass_name: replacement})
 
-    def forward(self, x, weight, bias=None, *, out=None):
+    def forward(self, x: Array, weight: Array, bias: Array | None = None, *, out: Array | None = None) -> Array:
         """y = conv2d(x, weight) + bias, shape (N, K, P, Q); written into ``out`` when given."""
         return self._run("forward", "y", self.params.output_shape, ("x",), True, out, x=x, weight=weight, bias=bias)
 
-    def grad_input(self, grad_output, weight, *, out=None):
+    def grad_input(self, grad_output: Array, weight: Array, *, out: Array | None = None) -> Array:
         """dL/dx, shape (N, C, H, W); written into ``out`` when given."""
         return self._run("grad_input", "grad_input", self.params.input_shape, ("grad_output",), True, out,
                          grad_output=grad_output, weight=weight)
 
-    def grad_weight(self, x, grad_output, *, out=None):
+    def grad_weight(self, x: Array, grad_output: Array, *, out: Array | None = None) -> Array:
         """dL/dk, shape (K, C/groups, R, S), bit-identical across runs; written into ``out`` when given."""
         return self._run("grad_weight", "grad_weight", self.params.weight_shape, ("x", "grad_output"), False, out,
                          x=x, grad_output=grad_output)
 
-    def grad_bias(self, grad_output, *, out=None):
+    def grad_bias(self, grad_output: Array, *, out: Array | None = None) -> Array:
         """dL/db, shape (K,), bit-identical across runs; written into ``out`` when given."""
         return self._run("grad_bias", "grad_bias", (self.params.K,), ("grad_output",), False, out,
                          grad_output=grad_output)
@@ -265,12 +267,18 @@ def clear_plan_cache() -> None:
     _cached_plan.cache_clear()
 
 
-def plan(input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, *, dtype=np.float32, device=None,
-         algo: str = "auto", max_workspace_bytes: int | None = None) -> Conv2DPlan:
+def plan(input_shape: Sequence[int], weight_shape: Sequence[int], stride: Pair = 1, padding: Padding = 0,
+         dilation: Pair = 1, groups: int = 1, *, dtype=np.float32, device=None, algo: str = "auto",
+         max_workspace_bytes: int | None = None) -> Conv2DPlan:
     """A plan for one layer: validate once, choose algorithms and compile once, then call its passes.
 
+    input_shape: (N, C, H, W); weight_shape: (K, C/groups, R, S); stride, padding, dilation, groups: as
+    :func:`clconv.conv2d` takes them; dtype: float16, float32 or float64. device, algo, max_workspace_bytes:
+    as every function of :mod:`clconv.api` takes them.
+
     ``plan.forward(x, w, b)``, ``plan.grad_input(gy, w)``, ``plan.grad_weight(x, gy)`` and
-    ``plan.grad_bias(gy)`` take NumPy or device arrays of exactly the planned shapes.
+    ``plan.grad_bias(gy)`` take NumPy or device arrays of exactly the planned shapes, and ``out=`` as the
+    functions do.
     """
     params = Conv2DParams.create(input_shape, weight_shape, stride, padding, dilation, groups, dtype)
     return Conv2DPlan(params, platforms.resolve(device), algo, max_workspace_bytes)

@@ -1,6 +1,7 @@
 """The NumPy oracle: the specification every OpenCL kernel is tested against.
 
-Same four functions and argument names as the public API (no ``device``).
+Same four functions and argument names as the public API (no ``device``, ``algo``,
+``max_workspace_bytes`` or ``out``).
 Each computes in float64 and returns the input dtype. The formulation is a
 loop over the R x S kernel taps; for every tap the input pixels it touches
 form a strided view of the zero-padded input, and the channel contraction is
@@ -9,9 +10,12 @@ one ``einsum``. Groups are an explicit axis.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 from . import params as _params
+from .params import Padding, Pair
 
 
 def _as_float64(name, array):
@@ -44,7 +48,8 @@ def _grouped(t64, p: _params.Conv2DParams):
     return t64.reshape(n, p.groups, channels // p.groups, *t64.shape[2:])
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: Pair = 1, padding: Padding = 0,
+           dilation: Pair = 1, groups: int = 1) -> np.ndarray:
     """y[n,k,p,q] = bias[k] + sum_{c,r,s} x_pad[n, g*Cg+c, p*sh + r*dh, q*sw + s*dw] * weight[k,c,r,s]."""
     p = _params.forward_params(x, weight, bias, stride, padding, dilation, groups)
     xg = _grouped(_pad(_as_float64("x", x), p), p)
@@ -60,7 +65,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     return y.astype(p.dtype)
 
 
-def conv2d_grad_input(grad_output, weight, input_shape, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_shape: Sequence[int], stride: Pair = 1,
+                      padding: Padding = 0, dilation: Pair = 1, groups: int = 1) -> np.ndarray:
     """dL/dx: every output pixel scatters grad_output * weight back onto the input pixels it read."""
     p = _params.grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups)
     gy = _grouped(_as_float64("grad_output", grad_output), p)
@@ -75,7 +81,8 @@ def conv2d_grad_input(grad_output, weight, input_shape, stride=1, padding=0, dil
     return gx.reshape(p.input_shape).astype(p.dtype)
 
 
-def conv2d_grad_weight(x, grad_output, weight_shape, stride=1, padding=0, dilation=1, groups=1):
+def conv2d_grad_weight(x: np.ndarray, grad_output: np.ndarray, weight_shape: Sequence[int], stride: Pair = 1,
+                       padding: Padding = 0, dilation: Pair = 1, groups: int = 1) -> np.ndarray:
     """dL/dk[k,c,r,s] = sum_{n,p,q} grad_output[n,k,p,q] * x_pad[n, g*Cg+c, p*sh + r*dh, q*sw + s*dw]."""
     p = _params.grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups)
     xg = _grouped(_pad(_as_float64("x", x), p), p)
@@ -88,7 +95,7 @@ def conv2d_grad_weight(x, grad_output, weight_shape, stride=1, padding=0, dilati
     return gw.reshape(p.weight_shape).astype(p.dtype)
 
 
-def conv2d_grad_bias(grad_output):
+def conv2d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
     """dL/db[k] = sum_{n,p,q} grad_output[n,k,p,q]."""
     _params.grad_bias_params(grad_output)
     return _as_float64("grad_output", grad_output).sum(axis=(0, 2, 3)).astype(grad_output.dtype)
