@@ -23,13 +23,14 @@ import json, sys, warnings
 import numpy as np
 import clconv
 from clconv import check, kernel_check
+from clconv.params import PASSES
 
 case = check.Case("fallback", (2, 8, 16, 16), (8, 8, 3, 3), padding=1)
 inputs = check.random_inputs(case, np.float32)
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     # Every pass: forward and grad_input have the same tile here, and each must fall back on its own.
-    comparisons = [check.check_pass(name, case, np.float32, device=sys.argv[1]) for name in check.PASSES]
+    comparisons = [check.check_pass(name, case, np.float32, device=sys.argv[1]) for name in PASSES]
 plan = clconv.plan(case.input_shape, case.weight_shape, padding=1, device=sys.argv[1])
 plan.forward(inputs["x"], inputs["weight"])
 tiled = plan._implementation("forward")
