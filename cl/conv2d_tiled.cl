@@ -26,10 +26,12 @@
  * NDRange: dim0 = ceil(Wout / VEC), dim1 = ceil(Hout / BLOCK_V), dim2 = N * groups * ceil(Co / BLOCK_K)
  * (each rounded up to the work-group shape).
  *
- * FLAT_PLANE (stride 1, Wout == Win, and the grid filling the output tensor one to one, as in every
- * same-padded forward pass and input gradient): the vectors run along whole output planes instead of
- * rows, so short rows (7, 14 columns) still fill 16-lane vectors; a work-item owns BLOCK_V consecutive
- * vectors of a plane, and NDRange dim0 = ceil(Hout * Wout / (VEC * BLOCK_V)), dim1 = 1.
+ * FLAT_PLANE (stride 1, Wout <= Win, and the grid filling the output tensor one to one, as in every
+ * same-padded forward pass and input gradient, and unpadded forward passes): the vectors run along whole
+ * planes instead of rows, so short rows (7, 14 columns) still fill 16-lane vectors. The plane is a grid
+ * of Hout rows Win wide, so that every tap reads the input at one offset from the output position; where
+ * Wout < Win the last Win - Wout columns of each row are computed and not stored. A work-item owns BLOCK_V
+ * consecutive vectors of that grid, and NDRange dim0 = ceil(Hout * Win / (VEC * BLOCK_V)), dim1 = 1.
  */
 #include "common.h"
 
@@ -68,9 +70,9 @@ __kernel void conv2d_tiled(
     const int g = z % groups;
     const int n = z / groups;
 #if FLAT_PLANE
-    const int plane_out = Hout * Wout;
+    const int grid_plane = Hout * Win;
     const int f0 = get_global_id(0) * (VEC * BLOCK_V);
-    if (f0 >= plane_out || n >= N)
+    if (f0 >= grid_plane || n >= N)
         return;
 #else
     const int q0 = get_global_id(0) * VEC;
@@ -98,16 +100,16 @@ __kernel void conv2d_tiled(
     __global const real_t *in_begin = in + in_offset;
     __global const real_t *in_end = in_begin + N * groups * Ci * plane;
 #if FLAT_PLANE
-    /* Lane j of vector b is output element f = f0 + b*VEC + j of the plane, row f / Wout, column
-     * q = f % Wout. With stride 1 and Wout == Win, tap (r, s) reads input element f + row_shift +
-     * col_shift, kept where its row and column lie inside the input. The masks depend on the tap only,
-     * so the channel loop runs innermost and reuses them. */
+    /* Lane j of vector b is grid element f = f0 + b*VEC + j, output row f / Win, column q = f % Win.
+     * With stride 1, tap (r, s) reads input element f + row_shift + col_shift, kept where its row and
+     * column lie inside the input. The masks depend on the tap only, so the channel loop runs innermost
+     * and reuses them. */
     const maskv_t lane = lane_index();
     maskv_t f_lane[BLOCK_V], q_lane[BLOCK_V];
 #pragma unroll
     for (int b = 0; b < BLOCK_V; ++b) {
         f_lane[b] = lane + (maskv_t)(f0 + b * VEC);
-        q_lane[b] = f_lane[b] % (maskv_t)Wout;
+        q_lane[b] = f_lane[b] % (maskv_t)Win;
     }
     __global const real_t *in_first = in_begin + (n * groups + g) * Ci * plane;
     for (int r = 0; r < R; ++r) {
@@ -120,7 +122,7 @@ __kernel void conv2d_tiled(
                 const maskv_t column = q_lane[b] + (maskv_t)col_shift;
                 const maskv_t at = f_lane[b] + (maskv_t)row_shift;
                 keep[b] = column >= (maskv_t)0 && column < (maskv_t)Win && at >= (maskv_t)0 &&
-                          at < (maskv_t)plane && f_lane[b] < (maskv_t)plane_out;
+                          at < (maskv_t)plane && f_lane[b] < (maskv_t)grid_plane;
             }
             const int tap = r * ws_r + s * ws_s;
             __global const real_t *in_at = in_first + f0 + row_shift + col_shift;
@@ -186,20 +188,24 @@ __kernel void conv2d_tiled(
         const int co = g * Co + co0 + i;
         const acc_t bias_value = (has_bias && i < co_count) ? (acc_t)LOAD(bias, bias_offset + co) : (acc_t)0;
 #if FLAT_PLANE
-        __global real_t *out_plane = out + out_offset + (n * out_channels + co) * plane_out;
+        __global real_t *out_plane = out + out_offset + (n * out_channels + co) * Hout * Wout;
 #pragma unroll
         for (int b = 0; b < BLOCK_V; ++b) {
             const int f = f0 + b * VEC;
-            if (i >= co_count || f >= plane_out)
+            if (i >= co_count || f >= grid_plane)
                 continue;
             const accv_t result = acc[i][b] + (accv_t)bias_value;
-            if (f + VEC <= plane_out) {
+            if (Wout == Win && f + VEC <= grid_plane) {
                 VSTORE(VEC, result, out_plane + f);
             } else {
+                /* The grid's element f is output (f / Win, f % Win), stored where that column exists. */
                 acc_t lanes[VEC];
                 CAT(vstore, VEC)(result, 0, lanes);
-                for (int j = 0; j < plane_out - f; ++j)
-                    STORE(lanes[j], out_plane, f + j);
+                for (int j = 0; j < min(VEC, grid_plane - f); ++j) {
+                    const int p = (f + j) / Win, q = (f + j) - p * Win;
+                    if (q < Wout)
+                        STORE(lanes[j], out_plane, p * Wout + q);
+                }
             }
         }
 #else

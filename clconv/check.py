@@ -85,6 +85,9 @@ CASES = (
     Case("3x3-c64-k64", (2, 64, 5, 5), (64, 64, 3, 3), padding=1),
     Case("3x3-c8-k9-d2-p2", (2, 8, 10, 13), (9, 8, 3, 3), padding=2, dilation=2),
     Case("5x3-c9-k10-asympad", (2, 9, 11, 17), (10, 9, 5, 3), padding=((1, 3), (1, 1))),
+    # Output rows narrower than the input's on whole planes (the forward pass's wide grid).
+    Case("5x5-c8-valid", (2, 8, 14, 14), (6, 8, 5, 5)),
+    Case("3x5-c9-k5-narrow-asympad", (2, 9, 9, 13), (5, 9, 3, 5), padding=((1, 0), (1, 0))),
 )
 
 

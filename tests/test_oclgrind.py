@@ -40,6 +40,8 @@ LAYERS = (
     check.Case("3x3-c9-planes", (1, 9, 6, 6), (10, 9, 3, 3), padding=1),
     # Enough channels and plane vectors for each CPU's tile table to give its own tiles.
     check.Case("3x3-c16-planes", (1, 16, 10, 10), (16, 16, 3, 3), padding=1),
+    # Whole planes with output rows narrower than the input's (the forward pass's wide grid).
+    check.Case("5x5-c8-valid-planes", (1, 8, 9, 9), (4, 8, 5, 5)),
 )
 
 
