@@ -1,9 +1,11 @@
-"""clconv: the forward pass and both gradients of 2-D convolution as portable OpenCL kernels.
+"""clconv: the forward pass and both gradients of 2-D (and 1-D) convolution as portable OpenCL kernels.
 
     y  = clconv.conv2d(x, w, bias, stride=1, padding=1)
     gx = clconv.conv2d_grad_input(gy, w, x.shape, stride=1, padding=1)
     gw = clconv.conv2d_grad_weight(x, gy, w.shape, stride=1, padding=1)
     gb = clconv.conv2d_grad_bias(gy)
+
+``clconv.conv1d`` and its gradients take (N, C, L) inputs and (K, C/groups, S) weights the same way.
 
 ``clconv.reference`` holds the NumPy oracle with the same functions;
 ``clconv.devices()`` and ``clconv.select_device()`` list and choose devices.
@@ -17,16 +19,31 @@ from . import intel_runtime
 intel_runtime.register()
 
 from . import reference
-from .api import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from .api import (
+    conv1d,
+    conv1d_grad_bias,
+    conv1d_grad_input,
+    conv1d_grad_weight,
+    conv2d,
+    conv2d_grad_bias,
+    conv2d_grad_input,
+    conv2d_grad_weight,
+)
 from .params import Conv2DParams
+from .params_1d import Conv1DParams
 from .planning import Conv2DPlan, KernelFallbackWarning, plan
 from .platforms import DeviceInfo, default_device, devices, select_device
 
 __all__ = [
+    "Conv1DParams",
     "Conv2DParams",
     "Conv2DPlan",
     "DeviceInfo",
     "KernelFallbackWarning",
+    "conv1d",
+    "conv1d_grad_bias",
+    "conv1d_grad_input",
+    "conv1d_grad_weight",
     "conv2d",
     "conv2d_grad_bias",
     "conv2d_grad_input",

@@ -5,7 +5,8 @@ inputs keep the work and the result on their context with no host round trip. Wh
 two, the device arrays decide where it runs and the result stays on the device; an ``out`` array
 decides where the result goes.
 
-Each function validates its arguments, then runs a cached :class:`~clconv.planning.Conv2DPlan`.
+Each function validates its arguments, then runs a cached :class:`~clconv.planning.Conv2DPlan`. The 1-D
+functions (``conv1d`` ...) run the 2-D layer with H = 1 on views of the same arrays (:mod:`clconv.params_1d`).
 
 Arguments every function takes (keyword-only):
 
@@ -27,10 +28,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import arrays
+from . import arrays, params_1d
 from . import params as _params
 from .arrays import Array
 from .params import Padding, Pair
+from .params_1d import Padding1D, Single
 from .planning import plan_for
 
 
@@ -99,3 +101,69 @@ def conv2d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
     params = _params.grad_bias_params(grad_output)
     plan = _plan(params, device, algo, max_workspace_bytes, grad_output=grad_output, out=out)
     return plan.grad_bias(grad_output, out=out)
+
+
+# -- 1-D: x (N, C, L), weight (K, C/groups, S), y (N, K, L_out) -------------------------------------------
+
+def _run_1d(function_2d, pass_name: str, layer: params_1d.Conv1DParams, tensors: dict, **options) -> Array:
+    arrays.check_device_arrays_contiguous(**tensors, out=options["out"])  # before the views, to name 1-D strides
+    return params_1d.run_as_2d(function_2d, pass_name, layer, tensors, **options)
+
+
+def conv1d(x: Array, weight: Array, bias: Array | None = None, stride: Single = 1, padding: Padding1D = 0,
+           dilation: Single = 1, groups: int = 1, *, device=None, algo: str = "auto",
+           max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """Forward pass of a 1-D layer: the cross-correlation of ``x`` with ``weight``, plus ``bias``.
+
+    x: (N, C, L); weight: (K, C/groups, S); bias: (K,) or None. stride, dilation: an int or a 1-tuple, >= 1.
+    padding: an int, (p,), (left, right), "valid" or "same" (stride 1 only). groups: divides C and K.
+    device, algo, max_workspace_bytes, out: see the module documentation.
+
+    Returns y of shape (N, K, L_out), L_out = (L + left + right - dilation*(S-1) - 1) // stride + 1.
+    """
+    layer = params_1d.forward_params(x, weight, bias, stride, padding, dilation, groups)
+    return _run_1d(conv2d, "forward", layer, {"x": x, "weight": weight, "bias": bias}, device=device, algo=algo,
+                   max_workspace_bytes=max_workspace_bytes, out=out)
+
+
+def conv1d_grad_input(grad_output: Array, weight: Array, input_shape: Sequence[int], stride: Single = 1,
+                      padding: Padding1D = 0, dilation: Single = 1, groups: int = 1, *, device=None,
+                      algo: str = "auto", max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/dx of a 1-D layer from grad_output = dL/dy (N, K, L_out) and weight (K, C/groups, S).
+
+    input_shape: (N, C, L) of the forward pass's x. stride, padding, dilation, groups: those of the forward
+    pass (see :func:`conv1d`). device, algo, max_workspace_bytes, out: see the module documentation.
+
+    Returns dL/dx of shape ``input_shape``.
+    """
+    layer = params_1d.grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups)
+    return _run_1d(conv2d_grad_input, "grad_input", layer, {"grad_output": grad_output, "weight": weight},
+                   device=device, algo=algo, max_workspace_bytes=max_workspace_bytes, out=out)
+
+
+def conv1d_grad_weight(x: Array, grad_output: Array, weight_shape: Sequence[int], stride: Single = 1,
+                       padding: Padding1D = 0, dilation: Single = 1, groups: int = 1, *, device=None,
+                       algo: str = "auto", max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/dk of a 1-D layer from the forward pass's x (N, C, L) and grad_output = dL/dy (N, K, L_out).
+
+    weight_shape: (K, C/groups, S). stride, padding, dilation, groups: those of the forward pass (see
+    :func:`conv1d`). device, algo, max_workspace_bytes, out: see the module documentation.
+
+    Returns dL/dk of shape ``weight_shape``, bit-identical across runs of the same call.
+    """
+    layer = params_1d.grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups)
+    return _run_1d(conv2d_grad_weight, "grad_weight", layer, {"x": x, "grad_output": grad_output}, device=device,
+                   algo=algo, max_workspace_bytes=max_workspace_bytes, out=out)
+
+
+def conv1d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
+                     max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/db of a 1-D layer: grad_output = dL/dy (N, K, L_out) summed over N and L_out.
+
+    device, algo, max_workspace_bytes, out: see the module documentation.
+
+    Returns dL/db of shape (K,), bit-identical across runs of the same call.
+    """
+    layer = params_1d.grad_bias_params(grad_output)
+    return _run_1d(conv2d_grad_bias, "grad_bias", layer, {"grad_output": grad_output}, device=device, algo=algo,
+                   max_workspace_bytes=max_workspace_bytes, out=out)

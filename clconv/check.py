@@ -19,6 +19,7 @@ import numpy as np
 
 from . import reference
 from .params import Conv2DParams, call_function, dtype_name
+from .params_1d import Conv1DParams
 
 #: Largest accepted normalised error per dtype, about 170 units of roundoff: room for the rounding
 #: of sums of many thousand terms (the error grows about as sqrt(terms) * unit roundoff), yet a kernel
@@ -41,7 +42,8 @@ def pairwise_tolerance(dtype) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One layer shape with its convolution arguments, named for test ids."""
+    """One layer shape with its convolution arguments, named for test ids: 2-D, or 1-D where the shapes are
+    (N, C, L) and (K, C/groups, S)."""
 
     name: str
     input_shape: tuple
@@ -55,8 +57,9 @@ class Case:
     def conv_args(self) -> dict:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
 
-    def params(self, dtype=np.float32) -> Conv2DParams:
-        return Conv2DParams.create(self.input_shape, self.weight_shape, dtype=dtype, **self.conv_args)
+    def params(self, dtype=np.float32) -> Conv2DParams | Conv1DParams:
+        kind = Conv1DParams if len(self.input_shape) == 3 else Conv2DParams
+        return kind.create(self.input_shape, self.weight_shape, dtype=dtype, **self.conv_args)
 
 
 #: Shapes chosen to hit every code path: tile remainders (K, C, Q, W not multiples of the tiles),
@@ -88,6 +91,23 @@ CASES = (
     # Output rows narrower than the input's on whole planes (the forward pass's wide grid).
     Case("5x5-c8-valid", (2, 8, 14, 14), (6, 8, 5, 5)),
     Case("3x5-c9-k5-narrow-asympad", (2, 9, 9, 13), (5, 9, 3, 5), padding=((1, 0), (1, 0))),
+)
+
+#: 1-D layers (run as 2-D ones with H = 1): strides that skip inputs, dilation, groups, every padding form,
+#: rows shorter than a vector, and lengths that are no multiple of one.
+CASES_1D = (
+    Case("k1", (2, 8, 19), (6, 8, 1)),
+    Case("k3-p1", (2, 4, 37), (5, 4, 3), padding=1),
+    Case("k3-s2", (2, 3, 24), (4, 3, 3), stride=2, padding=1),
+    Case("k5-s3", (3, 5, 29), (7, 5, 5), stride=3),
+    Case("k3-d2", (2, 4, 20), (5, 4, 3), padding=2, dilation=2),
+    Case("k4-same", (2, 3, 17), (4, 3, 4), padding="same"),
+    Case("k3-asympad", (2, 3, 15), (4, 3, 3), padding=(0, 3)),
+    Case("k3-g2", (2, 4, 21), (6, 2, 3), padding=(1,), groups=2),
+    Case("k3-depthwise", (2, 6, 18), (6, 1, 3), padding=1, groups=6),
+    Case("k3-short", (1, 3, 5), (4, 3, 3), padding="valid"),
+    Case("k7-s2-d3-g3", (2, 6, 45), (9, 2, 7), stride=(2,), padding=(3, 2), dilation=3, groups=3),
+    Case("k3-c64-k64", (2, 64, 33), (64, 64, 3), padding=1),
 )
 
 

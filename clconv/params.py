@@ -46,6 +46,10 @@ class PassCall:
     result_shape: str | None = None
     geometry: bool = True
 
+    def function_for(self, rank: int) -> str:
+        """The function's name for a layer of ``rank`` spatial dimensions (``conv1d_grad_input`` for 1)."""
+        return self.function.replace("2d", f"{rank}d", 1)
+
 
 PASS_CALLS = {
     "forward": PassCall(("x", "weight", "bias"), "conv2d"),
@@ -69,19 +73,27 @@ def call_plan(plan, pass_name: str, tensors: dict):
     return getattr(plan, pass_name)(*(tensors.get(name) for name in pass_call(pass_name).inputs))
 
 
-def call_function(module, pass_name: str, layer, tensors: dict, **options):
-    """Run one pass through its function in ``module`` (:mod:`clconv.api` or :mod:`clconv.reference`, which share
-    names and arguments) on ``tensors`` (a mapping from the input names to arrays; a missing bias is None).
-
-    ``layer`` supplies the rest: ``input_shape``, ``weight_shape`` and ``conv_args`` (a Conv2DParams or a
-    ``check.Case``); ``options`` (``device``, ``algo``, ...) are passed on as keywords.
-    """
+def pass_arguments(pass_name: str, layer, tensors: dict) -> tuple[list, dict]:
+    """The positional arguments of a pass's function (its inputs from ``tensors``, then the result shape it needs
+    from ``layer``) and its geometry keywords (``layer.conv_args``, where the function takes them)."""
     call = pass_call(pass_name)
     args = [tensors.get(name) for name in call.inputs]
     if call.result_shape:
         args.append(getattr(layer, call.result_shape))
-    geometry = layer.conv_args if call.geometry else {}
-    return getattr(module, call.function)(*args, **geometry, **options)
+    return args, (layer.conv_args if call.geometry else {})
+
+
+def call_function(module, pass_name: str, layer, tensors: dict, **options):
+    """Run one pass through its function in ``module`` (:mod:`clconv.api` or :mod:`clconv.reference`, which share
+    names and arguments) on ``tensors`` (a mapping from the input names to arrays; a missing bias is None).
+
+    ``layer`` supplies the rest: ``input_shape``, ``weight_shape`` and ``conv_args`` (a Conv2DParams, a
+    Conv1DParams or a ``check.Case``); its rank picks the function (``conv1d`` or ``conv2d``). ``options``
+    (``device``, ``algo``, ...) are passed on as keywords.
+    """
+    args, geometry = pass_arguments(pass_name, layer, tensors)
+    function = pass_call(pass_name).function_for(len(layer.input_shape) - 2)
+    return getattr(module, function)(*args, **geometry, **options)
 
 
 def dtype_name(dtype) -> str:
@@ -114,6 +126,13 @@ def _pad_amount(name: str, value) -> int:
     return int(value)
 
 
+def same_padding(extent: int, dilation: int) -> tuple[int, int]:
+    """Padding (before, after) of one axis for ``"same"``: the output keeps the input's size at stride 1, and an
+    odd total puts the extra pixel after, like TensorFlow and PyTorch."""
+    total = dilation * (extent - 1)
+    return (total // 2, total - total // 2)
+
+
 def normalize_padding(padding, kernel_hw, stride, dilation) -> tuple[int, int, int, int]:
     """Turn every accepted padding form into (top, bottom, left, right).
 
@@ -131,11 +150,7 @@ def normalize_padding(padding, kernel_hw, stride, dilation) -> tuple[int, int, i
                     f"padding='same' is only defined for stride 1, got stride={stride}; "
                     "give explicit padding for strided convolutions"
                 )
-            pads = []
-            for extent, dil in zip(kernel_hw, dilation):
-                total = dil * (extent - 1)
-                pads += [total // 2, total - total // 2]
-            return tuple(pads)
+            return same_padding(kernel_hw[0], dilation[0]) + same_padding(kernel_hw[1], dilation[1])
         raise ValueError(f"padding must be an int, a pair, a pair of pairs, 'valid' or 'same'; got {padding!r}")
     if isinstance(padding, (tuple, list)):
         if len(padding) != 2:

@@ -5,7 +5,8 @@ Same four functions and argument names as the public API (no ``device``, ``algo`
 Each computes in float64 and returns the input dtype. The formulation is a
 loop over the R x S kernel taps; for every tap the input pixels it touches
 form a strided view of the zero-padded input, and the channel contraction is
-one ``einsum``. Groups are an explicit axis.
+one ``einsum``. Groups are an explicit axis. The 1-D functions are the 2-D ones with H = R = 1
+(:mod:`clconv.params_1d`); the tests check them against a direct 1-D formula and PyTorch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from . import params as _params
+from . import params_1d
 from .params import Padding, Pair
+from .params_1d import Padding1D, Single
 
 
 def _as_float64(name, array):
@@ -99,3 +102,30 @@ def conv2d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
     """dL/db[k] = sum_{n,p,q} grad_output[n,k,p,q]."""
     _params.grad_bias_params(grad_output)
     return _as_float64("grad_output", grad_output).sum(axis=(0, 2, 3)).astype(grad_output.dtype)
+
+
+def conv1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: Single = 1,
+           padding: Padding1D = 0, dilation: Single = 1, groups: int = 1) -> np.ndarray:
+    """y[n,k,q] = bias[k] + sum_{c,s} x_pad[n, g*Cg+c, q*stride + s*dilation] * weight[k,c,s]."""
+    layer = params_1d.forward_params(x, weight, bias, stride, padding, dilation, groups)
+    return params_1d.run_as_2d(conv2d, "forward", layer, {"x": x, "weight": weight, "bias": bias})
+
+
+def conv1d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_shape: Sequence[int], stride: Single = 1,
+                      padding: Padding1D = 0, dilation: Single = 1, groups: int = 1) -> np.ndarray:
+    """dL/dx of a 1-D layer (see :func:`conv2d_grad_input`)."""
+    layer = params_1d.grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups)
+    return params_1d.run_as_2d(conv2d_grad_input, "grad_input", layer, {"grad_output": grad_output, "weight": weight})
+
+
+def conv1d_grad_weight(x: np.ndarray, grad_output: np.ndarray, weight_shape: Sequence[int], stride: Single = 1,
+                       padding: Padding1D = 0, dilation: Single = 1, groups: int = 1) -> np.ndarray:
+    """dL/dk[k,c,s] = sum_{n,q} grad_output[n,k,q] * x_pad[n, g*Cg+c, q*stride + s*dilation]."""
+    layer = params_1d.grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups)
+    return params_1d.run_as_2d(conv2d_grad_weight, "grad_weight", layer, {"x": x, "grad_output": grad_output})
+
+
+def conv1d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
+    """dL/db[k] = sum_{n,q} grad_output[n,k,q]."""
+    layer = params_1d.grad_bias_params(grad_output)
+    return params_1d.run_as_2d(conv2d_grad_bias, "grad_bias", layer, {"grad_output": grad_output})

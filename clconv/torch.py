@@ -1,9 +1,9 @@
 """PyTorch integration: convolution layers whose three passes run on an OpenCL device through clconv.
 
     import clconv.torch
-    layer = clconv.torch.Conv2d(3, 16, 3, padding=1)            # a drop-in for torch.nn.Conv2d
-    model = clconv.torch.convert(model)                         # swap every nn.Conv2d, keeping weights
-    y = clconv.torch.conv2d(x, weight, bias, stride=1, padding=1)   # the functional form
+    layer = clconv.torch.Conv2d(3, 16, 3, padding=1)            # a drop-in for torch.nn.Conv2d (Conv1d likewise)
+    model = clconv.torch.convert(model)                         # swap every nn.Conv1d/Conv2d, keeping weights
+    y = clconv.torch.conv2d(x, weight, bias, stride=1, padding=1)   # the functional form (and conv1d)
 
 Tensors stay CPU tensors (float32, float64 or float16); the OpenCL device is clconv's default
 (``clconv.select_device``, CLCONV_DEVICE) or the ``cl_device`` given to a layer or call. Backward
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from . import api, params, planning, platforms
+from . import api, params, params_1d, planning, platforms
 
 _SUPPORTED = (torch.float16, torch.float32, torch.float64)
 
@@ -44,22 +44,37 @@ def _device_bytes(p: params.Conv2DParams, cl_device) -> dict:
     return {name: p.bytes_moved(name) + workspace[name] for name in params.PASSES}
 
 
-class _Conv2dFunction(torch.autograd.Function):
+def _api(pass_name: str, rank: int):
+    """The public function of a pass for 1-D or 2-D layers, looked up at call time (tests replace them)."""
+    return getattr(api, params.pass_call(pass_name).function_for(rank))
+
+
+def _layer_params(rank: int, *forward_args) -> params.Conv2DParams:
+    """The 2-D layer a forward call runs (for a 1-D call, the one with H = 1)."""
+    if rank == 1:
+        return params_1d.forward_params(*forward_args).layer
+    return params.forward_params(*forward_args)
+
+
+class _ConvFunction(torch.autograd.Function):
+    """Forward and backward of a 1-D or 2-D convolution (``rank``) through clconv's functions."""
+
     @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, dilation, groups, cl_device, memory):
+    def forward(ctx, x, weight, bias, rank, stride, padding, dilation, groups, cl_device, memory):
         x_np, w_np, b_np = _as_numpy("input", x), _as_numpy("weight", weight), _as_numpy("bias", bias)
-        y = api.conv2d(x_np, w_np, b_np, stride, padding, dilation, groups, device=cl_device)
+        y = _api("forward", rank)(x_np, w_np, b_np, stride, padding, dilation, groups, device=cl_device)
         input_grad, weight_grad = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         # Keep only what backward will read: x for the weight gradient, the weight for the input gradient.
         ctx.save_for_backward(x if weight_grad else None, weight if input_grad else None)
         ctx.input_shape = tuple(x.shape)
         ctx.weight_shape = tuple(weight.shape)
+        ctx.rank = rank
         ctx.conv = (stride, padding, dilation, groups)
         ctx.cl_device = cl_device
         if memory is not None:
             memory["saved_for_backward_bytes"] = _bytes(x if weight_grad else None, weight if input_grad else None)
             memory["device_bytes"] = _device_bytes(
-                params.forward_params(x_np, w_np, b_np, stride, padding, dilation, groups), cl_device)
+                _layer_params(rank, x_np, w_np, b_np, stride, padding, dilation, groups), cl_device)
         return torch.from_numpy(y)
 
     @staticmethod
@@ -67,23 +82,30 @@ class _Conv2dFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         x, weight = ctx.saved_tensors
         grad_np = _as_numpy("grad_output", grad_output)
-        stride, padding, dilation, groups = ctx.conv
+        conv, rank = ctx.conv, ctx.rank
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.from_numpy(api.conv2d_grad_input(grad_np, _as_numpy("weight", weight), ctx.input_shape,
-                                                            stride, padding, dilation, groups, device=ctx.cl_device))
+            grad_x = torch.from_numpy(_api("grad_input", rank)(grad_np, _as_numpy("weight", weight), ctx.input_shape,
+                                                               *conv, device=ctx.cl_device))
         if ctx.needs_input_grad[1]:
-            grad_w = torch.from_numpy(api.conv2d_grad_weight(_as_numpy("input", x), grad_np, ctx.weight_shape,
-                                                             stride, padding, dilation, groups, device=ctx.cl_device))
+            grad_w = torch.from_numpy(_api("grad_weight", rank)(_as_numpy("input", x), grad_np, ctx.weight_shape,
+                                                                *conv, device=ctx.cl_device))
         if ctx.needs_input_grad[2]:
-            grad_b = torch.from_numpy(api.conv2d_grad_bias(grad_np, device=ctx.cl_device))
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+            grad_b = torch.from_numpy(_api("grad_bias", rank)(grad_np, device=ctx.cl_device))
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None, None
+
+
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, cl_device=None):
+    """``torch.nn.functional.conv1d`` with forward and backward on the OpenCL device (padding may also be an
+    asymmetric (left, right) pair)."""
+    return _ConvFunction.apply(x, weight, bias, 1, _pair_or_int(stride), _torch_padding(padding),
+                               _pair_or_int(dilation), groups, cl_device, None)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, cl_device=None):
     """``torch.nn.functional.conv2d`` with forward and backward on the OpenCL device."""
-    return _Conv2dFunction.apply(x, weight, bias, _pair_or_int(stride), _torch_padding(padding),
-                                 _pair_or_int(dilation), groups, cl_device, None)
+    return _ConvFunction.apply(x, weight, bias, 2, _pair_or_int(stride), _torch_padding(padding),
+                               _pair_or_int(dilation), groups, cl_device, None)
 
 
 def _pair_or_int(value):
@@ -94,13 +116,10 @@ def _torch_padding(padding):
     return padding if isinstance(padding, str) else _pair_or_int(padding)
 
 
-class Conv2d(torch.nn.Conv2d):
-    """A drop-in for ``torch.nn.Conv2d`` (same arguments, parameters and initialisation) running on OpenCL.
+class _OpenCLConv:
+    """What :class:`Conv1d` and :class:`Conv2d` add to torch's layers, whose arguments they take unchanged."""
 
-    ``cl_device`` picks the OpenCL device (default: clconv's default device). Only
-    ``padding_mode="zeros"`` exists. After each forward that builds a graph, ``memory`` holds the bytes kept
-    for backward and the device bytes each pass allocates.
-    """
+    _rank: int
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, padding_mode="zeros", device=None, dtype=None, *, cl_device=None):
@@ -118,23 +137,51 @@ class Conv2d(torch.nn.Conv2d):
     def _conv_forward(self, input, weight, bias):
         # Memory is recorded for forwards that build a graph (training), not for evaluation under no_grad.
         memory = self.memory if torch.is_grad_enabled() else None
-        return _Conv2dFunction.apply(input, weight, bias, self.stride, _torch_padding(self.padding),
-                                     self.dilation, self.groups, self.cl_device, memory)
+        return _ConvFunction.apply(input, weight, bias, self._rank, self.stride, _torch_padding(self.padding),
+                                   self.dilation, self.groups, self.cl_device, memory)
 
     def extra_repr(self) -> str:
         device = f", cl_device={self.cl_device!r}" if self.cl_device is not None else ""
         return super().extra_repr() + device
 
 
+class Conv1d(_OpenCLConv, torch.nn.Conv1d):
+    """A drop-in for ``torch.nn.Conv1d`` (same arguments, parameters and initialisation) running on OpenCL.
+
+    ``cl_device`` picks the OpenCL device (default: clconv's default device). Only
+    ``padding_mode="zeros"`` exists. After each forward that builds a graph, ``memory`` holds the bytes kept
+    for backward and the device bytes each pass allocates.
+    """
+
+    _rank = 1
+
+
+class Conv2d(_OpenCLConv, torch.nn.Conv2d):
+    """A drop-in for ``torch.nn.Conv2d`` (same arguments, parameters and initialisation) running on OpenCL.
+
+    ``cl_device`` picks the OpenCL device (default: clconv's default device). Only
+    ``padding_mode="zeros"`` exists. After each forward that builds a graph, ``memory`` holds the bytes kept
+    for backward and the device bytes each pass allocates.
+    """
+
+    _rank = 2
+
+
+#: torch's layers that :func:`convert` replaces, and their replacements.
+_REPLACEMENTS = {torch.nn.Conv1d: Conv1d, torch.nn.Conv2d: Conv2d}
+
+
 def convert(model: torch.nn.Module, cl_device=None) -> torch.nn.Module:
-    """Replace every ``torch.nn.Conv2d`` in ``model`` by :class:`Conv2d`, in place, keeping its parameters."""
+    """Replace every ``torch.nn.Conv1d`` and ``torch.nn.Conv2d`` in ``model`` by :class:`Conv1d` and
+    :class:`Conv2d`, in place, keeping their parameters."""
     for name, child in list(model.named_children()):
-        if isinstance(child, torch.nn.Conv2d) and not isinstance(child, Conv2d):
+        layer_type = next((ours for theirs, ours in _REPLACEMENTS.items() if isinstance(child, theirs)), None)
+        if layer_type is not None and not isinstance(child, layer_type):
             if child.padding_mode != "zeros":
                 raise ValueError(f"{name}: padding_mode={child.padding_mode!r} is not supported (zeros only)")
-            replacement = Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                                 child.padding, child.dilation, child.groups, child.bias is not None,
-                                 device="meta", dtype=child.weight.dtype, cl_device=cl_device)
+            replacement = layer_type(child.in_channels, child.out_channels, child.kernel_size, child.stride,
+                                     child.padding, child.dilation, child.groups, child.bias is not None,
+                                     device="meta", dtype=child.weight.dtype, cl_device=cl_device)
             replacement.weight = child.weight
             replacement.bias = child.bias
             replacement.train(child.training)
@@ -148,10 +195,10 @@ def memory_report(model: torch.nn.Module) -> list[dict]:
     """Per clconv layer, from its last forward: bytes kept for backward, and device bytes of each pass."""
     rows = []
     for name, module in model.named_modules():
-        if isinstance(module, Conv2d) and module.memory:
+        if isinstance(module, _OpenCLConv) and module.memory:
             rows.append({"layer": name, "saved_for_backward_bytes": module.memory["saved_for_backward_bytes"],
                          **{f"{pass_name}_device_bytes": n for pass_name, n in module.memory["device_bytes"].items()}})
     return rows
 
 
-__all__ = ["Conv2d", "conv2d", "convert", "memory_report"]
+__all__ = ["Conv1d", "Conv2d", "conv1d", "conv2d", "convert", "memory_report"]

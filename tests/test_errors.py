@@ -74,15 +74,76 @@ BAD_GRAD_BIAS = [
     ("no-channels", dict(grad_output=f32(2, 0, 6, 6)), ValueError, "grad_output must have K, P and Q >= 1"),
 ]
 
+X1, W1, GY1 = f32(2, 4, 8), f32(6, 4, 3), f32(2, 6, 6)
+
+# 1-D: the messages speak of (N, C, L) and (K, C/groups, S), never of the 2-D layer the functions run.
+BAD_FORWARD_1D = [
+    ("x-ndim", dict(x=f32(2, 4, 8, 8)), ValueError, r"x must be a 3-D array \(N, C, L\), got shape \(2, 4, 8, 8\)"),
+    ("weight-ndim", dict(weight=f32(6, 4, 1, 3)), ValueError, r"weight must be a 3-D array \(K, C/groups, S\)"),
+    ("channel-mismatch", dict(weight=f32(6, 3, 3)), ValueError, "channel mismatch: x has C=4 channels"),
+    ("groups-not-dividing-C", dict(groups=3, weight=f32(6, 1, 3)), ValueError, "must divide the input channels"),
+    ("stride-zero", dict(stride=0), ValueError, "stride must be >= 1"),
+    ("stride-pair", dict(stride=(1, 2)), ValueError, "stride must be an int or a 1-tuple"),
+    ("stride-float", dict(stride=(1.5,)), TypeError, r"stride\[0\] must be an int"),
+    ("dilation-zero", dict(dilation=(0,)), ValueError, r"dilation\[0\] must be >= 1"),
+    ("groups-zero", dict(groups=0), ValueError, "groups must be >= 1"),
+    ("padding-negative", dict(padding=-1), ValueError, "padding must be >= 0"),
+    ("padding-negative-right", dict(padding=(0, -1)), ValueError, r"padding\[1\] must be >= 0"),
+    ("padding-triple", dict(padding=(1, 1, 1)), ValueError, r"padding must be an int, \(p,\) or \(left, right\)"),
+    ("padding-2d-form", dict(padding=((0, 0), (1, 1))), TypeError, r"padding\[0\] must be an int"),
+    ("padding-unknown-string", dict(padding="full"), ValueError, r"padding must be an int, \(p,\), \(left, right\)"),
+    ("padding-same-strided", dict(padding="same", stride=2), ValueError, "only defined for stride 1, got stride=2;"),
+    ("kernel-longer-than-input", dict(x=f32(2, 4, 2)), ValueError,
+     r"dilated kernel of length 3 \(weight 3, dilation 1\) is longer than the padded input, 2"),
+    ("dilated-kernel-too-long", dict(dilation=5), ValueError, "dilated kernel of length 11"),
+    ("x-no-length", dict(x=f32(2, 4, 0)), ValueError, r"x must have C and L >= 1 \(only N may be 0\)"),
+    ("bias-shape", dict(bias=f32(5)), ValueError, r"bias must have shape \(K,\)"),
+    ("x-int", dict(x=np.ones((2, 4, 8), np.int32)), TypeError, "x must have dtype float16, float32 or float64"),
+    ("mixed-dtypes", dict(weight=np.ones((6, 4, 3), np.float64)), TypeError, "must share one dtype"),
+    ("x-list", dict(x=[[1.0]]), TypeError, "x must be a numpy.ndarray"),
+]
+
+BAD_GRAD_INPUT_1D = [
+    ("grad-output-shape", dict(grad_output=f32(2, 6, 5)), ValueError,
+     r"grad_output must have the output shape \(N, K, L_out\) = \(2, 6, 6\) computed from x\(2, 4, 8\) "
+     r"w\(6, 4, 3\) -> y\(2, 6, 6\) stride=1 padding\(l,r\)=\(0, 0\) dilation=1 groups=1 fp32, got \(2, 6, 5\)"),
+    ("grad-output-ndim", dict(grad_output=f32(2, 6, 1, 6)), ValueError,
+     r"grad_output must be a 3-D array \(N, K, L_out\)"),
+    ("input-shape-length", dict(input_shape=(2, 4, 1, 8)), ValueError,
+     r"input_shape must have 3 dimensions \(N, C, L\)"),
+    ("input-shape-channels", dict(input_shape=(2, 5, 8)), ValueError, "channel mismatch"),
+    ("input-shape-batch", dict(input_shape=(3, 4, 8)), ValueError, r"input_shape\[0\]=3 must equal the batch"),
+    ("input-shape-type", dict(input_shape=7), TypeError, r"input_shape must be a 3-tuple \(N, C, L\)"),
+]
+
+BAD_GRAD_WEIGHT_1D = [
+    ("grad-output-shape", dict(grad_output=f32(2, 6, 7)), ValueError,
+     r"grad_output must have the output shape \(N, K, L_out\)"),
+    ("weight-shape-zero", dict(weight_shape=(6, 4, 0)), ValueError,
+     r"weight_shape must have every dimension >= 1 \(K, C/groups, S\), got \(6, 4, 0\)"),
+    ("weight-shape-negative", dict(weight_shape=(6, 4, -3)), ValueError, "weight_shape must hold non-negative"),
+    ("weight-shape-2d", dict(weight_shape=(6, 4, 1, 3)), ValueError, r"weight_shape must have 3 dimensions"),
+]
+
+BAD_GRAD_BIAS_1D = [
+    ("ndim", dict(grad_output=f32(2, 6, 1, 6)), ValueError, r"grad_output must be a 3-D array \(N, K, L_out\)"),
+    ("no-length", dict(grad_output=f32(2, 6, 0)), ValueError, "grad_output must have K and L_out >= 1"),
+]
+
 # Each function's valid arguments, which every bad case changes in one place.
 VALID = {
     "conv2d": dict(x=X, weight=W, bias=None, stride=1, padding=0, dilation=1, groups=1),
     "conv2d_grad_input": dict(grad_output=GY, weight=W, input_shape=X.shape),
     "conv2d_grad_weight": dict(x=X, grad_output=GY, weight_shape=W.shape),
     "conv2d_grad_bias": dict(grad_output=GY),
+    "conv1d": dict(x=X1, weight=W1, bias=None, stride=1, padding=0, dilation=1, groups=1),
+    "conv1d_grad_input": dict(grad_output=GY1, weight=W1, input_shape=X1.shape),
+    "conv1d_grad_weight": dict(x=X1, grad_output=GY1, weight_shape=W1.shape),
+    "conv1d_grad_bias": dict(grad_output=GY1),
 }
 BAD = {"conv2d": BAD_FORWARD, "conv2d_grad_input": BAD_GRAD_INPUT, "conv2d_grad_weight": BAD_GRAD_WEIGHT,
-       "conv2d_grad_bias": BAD_GRAD_BIAS}
+       "conv2d_grad_bias": BAD_GRAD_BIAS, "conv1d": BAD_FORWARD_1D, "conv1d_grad_input": BAD_GRAD_INPUT_1D,
+       "conv1d_grad_weight": BAD_GRAD_WEIGHT_1D, "conv1d_grad_bias": BAD_GRAD_BIAS_1D}
 
 
 @pytest.mark.parametrize("function, overrides, error, message", [

@@ -142,6 +142,128 @@ def test_convert_keeps_outputs_and_parameters(device):
     assert torch.allclose(model(x), expected, rtol=1e-5, atol=1e-5)
 
 
+# -- 1-D ------------------------------------------------------------------------------------------------
+
+TORCH_CASES_1D = [
+    pytest.param(dict(padding=1), id="k3-p1"),
+    pytest.param(dict(stride=2, padding=(1,)), id="k3-s2-p1"),
+    pytest.param(dict(stride=3, dilation=2), id="k3-s3-d2"),
+    pytest.param(dict(padding="same", dilation=2), id="k3-same-d2"),
+    pytest.param(dict(padding=(0, 2)), id="k3-asympad"),
+    pytest.param(dict(padding=1, groups=2), id="k3-g2"),
+    pytest.param(dict(padding=1, groups=4, depthwise=True), id="k3-depthwise"),
+]
+
+
+def _layer_inputs_1d(case, dtype, bias=True):
+    groups = case.get("groups", 1)
+    out_channels = 4 if case.get("depthwise") else 6
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand((2, 4, 11), dtype=dtype, generator=generator, requires_grad=True)
+    w = torch.rand((out_channels, 4 // groups, 3), dtype=dtype, generator=generator, requires_grad=True)
+    b = torch.rand((out_channels,), dtype=dtype, generator=generator, requires_grad=True) if bias else None
+    return x, w, b, {k: v for k, v in case.items() if k != "depthwise"}
+
+
+def _torch_reference_1d(x, w, b, args):
+    """torch.nn.functional.conv1d, with an asymmetric (left, right) padding applied by F.pad first."""
+    padding = args.get("padding", 0)
+    rest = {k: v for k, v in args.items() if k != "padding"}
+    if isinstance(padding, tuple) and len(padding) == 2:
+        return torch.nn.functional.conv1d(torch.nn.functional.pad(x, padding), w, b, **rest)
+    return torch.nn.functional.conv1d(x, w, b, padding=padding, **rest)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("case", TORCH_CASES_1D)
+def test_conv1d_gradcheck_float64(case, bias, device):
+    if not device.fp64:
+        pytest.skip(f"{device.summary()} has no fp64")
+    x, w, b, args = _layer_inputs_1d(case, torch.float64, bias)
+
+    def function(*tensors):
+        return cltorch.conv1d(*tensors, **args, cl_device=device.index)
+
+    assert torch.autograd.gradcheck(function, (x, w, b) if bias else (x, w), eps=1e-6, atol=1e-7, rtol=1e-6,
+                                    fast_mode=True)
+
+
+@pytest.mark.parametrize("case", TORCH_CASES_1D)
+def test_conv1d_matches_torch_float32(case, device):
+    """Output and every gradient against torch.nn.functional.conv1d, judged like the kernels (see the 2-D test)."""
+    x, w, b, args = _layer_inputs_1d(case, torch.float32)
+    ours = cltorch.conv1d(x, w, b, **args, cl_device=device.index)
+    theirs = _torch_reference_1d(x, w, b, args)
+    grad = torch.rand(ours.shape, generator=torch.Generator().manual_seed(1)) - 0.5
+    ours_all = (ours, *torch.autograd.grad(ours, (x, w, b), grad))
+    theirs_all = (theirs, *torch.autograd.grad(theirs, (x, w, b), grad))
+    absolute = [t.detach().abs().double().requires_grad_() for t in (x, w, b)]
+    bound_output = _torch_reference_1d(*absolute, args)
+    bounds = (bound_output, *torch.autograd.grad(bound_output, absolute, grad.abs().double()))
+    tolerance = check.pairwise_tolerance(np.float32)
+    for name, a, e, bound in zip(("output", "grad_x", "grad_w", "grad_b"), ours_all, theirs_all, bounds):
+        error = ((a.double() - e.double()).abs() / bound.clamp_min(np.finfo(np.float64).tiny)).max().item()
+        assert error <= tolerance, f"{name}: normalised error {error:.2e}"
+
+
+def test_conv1d_only_requested_gradients_are_computed(device, monkeypatch):
+    from clconv import api
+
+    calls = []
+    for name in ("conv1d_grad_input", "conv1d_grad_weight", "conv1d_grad_bias"):
+        original = getattr(api, name)
+        monkeypatch.setattr(api, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    layer = cltorch.Conv1d(3, 4, 3, padding=1, cl_device=device.index)
+    layer.weight.requires_grad_(False)
+    x = torch.rand(2, 3, 9, requires_grad=True)
+    layer(x).sum().backward()
+    assert sorted(calls) == ["conv1d_grad_bias", "conv1d_grad_input"]
+    assert layer.memory["saved_for_backward_bytes"] == layer.weight.nelement() * 4
+    calls.clear()
+    layer.weight.requires_grad_(True)
+    layer(x.detach()).sum().backward()
+    assert sorted(calls) == ["conv1d_grad_bias", "conv1d_grad_weight"]
+    assert layer.memory["saved_for_backward_bytes"] == x.nelement() * 4
+
+
+def test_conv1d_layer_is_a_drop_in(device):
+    torch.manual_seed(5)
+    plain = torch.nn.Conv1d(4, 6, 5, stride=2, padding=2, dilation=1, groups=2, bias=True)
+    torch.manual_seed(5)
+    ours = cltorch.Conv1d(4, 6, 5, stride=2, padding=2, dilation=1, groups=2, bias=True, cl_device=device.index)
+    assert isinstance(ours, torch.nn.Conv1d)
+    assert [n for n, _ in ours.named_parameters()] == ["weight", "bias"]
+    for a, b in zip(plain.parameters(), ours.parameters()):
+        assert torch.equal(a, b)  # same initialisation from the same seed
+    state = {name: value + 1 for name, value in plain.state_dict().items()}
+    ours.load_state_dict(state)
+    assert ours.state_dict().keys() == state.keys()
+    assert all(torch.equal(ours.state_dict()[name], state[name]) for name in state)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.rand(3, 4, 23)
+    assert torch.allclose(ours(x), plain(x), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="padding_mode must be 'zeros'"):
+        cltorch.Conv1d(3, 4, 3, padding_mode="circular")
+
+
+def test_convert_swaps_conv1d_and_conv2d(device):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3, padding="same"), torch.nn.ReLU(),
+                                torch.nn.Sequential(torch.nn.Conv1d(4, 4, 3, stride=2, groups=4, bias=False)),
+                                torch.nn.Unflatten(1, (1, 4)), torch.nn.Conv2d(1, 2, 3, padding=1),
+                                torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    x = torch.rand(2, 2, 16)
+    expected = model(x)
+    weights = [p.data_ptr() for p in model.parameters()]
+    cltorch.convert(model, device.index)
+    assert isinstance(model[0], cltorch.Conv1d) and isinstance(model[2][0], cltorch.Conv1d)
+    assert isinstance(model[4], cltorch.Conv2d)
+    assert [p.data_ptr() for p in model.parameters()] == weights
+    assert torch.allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+    model(x).sum().backward()
+    assert [row["layer"] for row in cltorch.memory_report(model)] == ["0", "2.0", "4"]
+
+
 def test_training_steps_match_plain_torch(device):
     pytest.importorskip("sklearn")
     train_digits = cli.load_example("train_digits")
