@@ -48,6 +48,13 @@ def check_array_types(**arrays) -> None:
             raise TypeError(f"{name} must be a numpy.ndarray or pyopencl.array.Array, got {type(array).__name__}")
 
 
+def check_device_layout(**arrays) -> None:
+    """The kernels read device arrays in place: they must be C-contiguous."""
+    for name, array in arrays.items():
+        if isinstance(array, cl_array.Array) and not array.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous device array (got strides {array.strides})")
+
+
 def check_dtype_supported(info: platforms.DeviceInfo, dtype) -> None:
     if np.dtype(dtype) == np.float64 and not info.fp64:
         raise TypeError(
@@ -78,9 +85,7 @@ class CallArrays:
         self.arrays = {name: a for name, a in arrays.items() if a is not None}
         self.out = out
         on_device = [a for a in self.arrays.values() if isinstance(a, cl_array.Array)]
-        for name, array in dict(self.arrays, out=out).items():
-            if isinstance(array, cl_array.Array) and not array.flags.c_contiguous:
-                raise ValueError(f"{name} must be a C-contiguous device array (got strides {array.strides})")
+        check_device_layout(**self.arrays, out=out)
         # The caller's ``out`` decides where the result lives; without it, the inputs do.
         self.device_result = isinstance(out, cl_array.Array) if out is not None else bool(on_device)
         self.in_place = target.info.host_memory and not self.device_result
