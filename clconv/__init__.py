@@ -4,6 +4,7 @@
     gx = clconv.conv2d_grad_input(gy, w, x.shape, stride=1, padding=1)
     gw = clconv.conv2d_grad_weight(x, gy, w.shape, stride=1, padding=1)
     gb = clconv.conv2d_grad_bias(gy)
+    y  = clconv.conv_transpose2d(x, w, bias, stride=2, padding=1, output_padding=1)   # and its gradients
 
 ``clconv.reference`` holds the NumPy oracle with the same functions;
 ``clconv.devices()`` and ``clconv.select_device()`` list and choose devices.
@@ -17,20 +18,42 @@ from . import intel_runtime
 intel_runtime.register()
 
 from . import reference
-from .api import conv2d, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
-from .params import Conv2DParams
+from .api import (
+    conv2d,
+    conv2d_grad_bias,
+    conv2d_grad_input,
+    conv2d_grad_weight,
+    conv_transpose1d,
+    conv_transpose1d_grad_bias,
+    conv_transpose1d_grad_input,
+    conv_transpose1d_grad_weight,
+    conv_transpose2d,
+    conv_transpose2d_grad_bias,
+    conv_transpose2d_grad_input,
+    conv_transpose2d_grad_weight,
+)
+from .params import Conv2DParams, ConvTranspose2DParams
 from .planning import Conv2DPlan, KernelFallbackWarning, plan
 from .platforms import DeviceInfo, default_device, devices, select_device
 
 __all__ = [
     "Conv2DParams",
     "Conv2DPlan",
+    "ConvTranspose2DParams",
     "DeviceInfo",
     "KernelFallbackWarning",
     "conv2d",
     "conv2d_grad_bias",
     "conv2d_grad_input",
     "conv2d_grad_weight",
+    "conv_transpose1d",
+    "conv_transpose1d_grad_bias",
+    "conv_transpose1d_grad_input",
+    "conv_transpose1d_grad_weight",
+    "conv_transpose2d",
+    "conv_transpose2d_grad_bias",
+    "conv_transpose2d_grad_input",
+    "conv_transpose2d_grad_weight",
     "default_device",
     "devices",
     "plan",
