@@ -69,11 +69,13 @@ def array_2d(name: str, array):
         return array
     if len(array.shape) != 3:
         raise ValueError(f"{name} must be a 3-D array {_layout(name)}, got shape {tuple(array.shape)}")
-    if isinstance(array, cl_array.Array) and array.flags.c_contiguous:
+    if isinstance(array, cl_array.Array):
+        if not array.flags.c_contiguous:
+            raise ValueError(f"{name} must be a C-contiguous device array (got strides {array.strides})")
         return array.reshape(shape_2d(name, array.shape))
     if isinstance(array, np.ndarray):
         return array[:, :, None, :]
-    return array  # a non-contiguous device array: the 2-D function refuses it by name
+    return array  # not an array: the 2-D function refuses it by name
 
 
 def array_1d(result, out):

@@ -199,6 +199,16 @@ def test_out_sharing_memory_with_x_is_refused(device):
         clconv.conv_transpose2d(x_view, W, stride=2, out=out_view, device=device.device)
 
 
+def test_non_contiguous_device_arrays_are_refused_by_name(device):
+    queue = platforms.resolve(device.device).queue
+    x = cl_array.to_device(queue, np.ones((2, 4, 5, 5), np.float32)).transpose((0, 1, 3, 2))
+    with pytest.raises(ValueError, match="x must be a C-contiguous device array"):
+        clconv.conv_transpose2d(x, W, stride=2)
+    x1 = cl_array.to_device(queue, np.ones((2, 5, 4), np.float32)).transpose((0, 2, 1))
+    with pytest.raises(ValueError, match="x must be a C-contiguous device array"):
+        clconv.conv_transpose1d(x1, W1, stride=2)
+
+
 # -- the oracle against PyTorch ------------------------------------------------------------------------------
 
 torch_cases = [pytest.param(case, id=case.name) for case in CASES
