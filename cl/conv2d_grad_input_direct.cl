@@ -5,6 +5,9 @@
  * i.e. p = (h + pad_top - r*dil_h) / stride_h when that division is exact and 0 <= p < P (same for q).
  * Layouts in common.h.
  *
+ * With has_bias, bias[g*Cg+c] is added to every element of channel g*Cg+c: that makes this kernel the
+ * forward pass of a transposed convolution (clconv.conv_transpose2d), whose bias has C entries.
+ *
  * Each work-item owns BLOCK_C input channels x BLOCK_W consecutive input
  * columns of one input row, so a grad_output value is loaded once per BLOCK_C
  * channels.
@@ -24,6 +27,7 @@
 __kernel void conv2d_grad_input_direct(
     __global const real_t *restrict grad_output, const int grad_output_offset,
     __global const real_t *restrict weight, const int weight_offset,
+    __global const real_t *restrict bias, const int bias_offset, const int has_bias,
     __global real_t *restrict grad_input, const int grad_input_offset,
     CONV_GEOMETRY_PARAMS)
 {
@@ -79,9 +83,10 @@ __kernel void conv2d_grad_input_direct(
     }
 
     for (int i = 0; i < c_count; ++i) {
+        const acc_t bias_value = has_bias ? (acc_t)LOAD(bias, bias_offset + g * Cg + c_first + i) : (acc_t)0;
         const int row = grad_input_offset + ((n * C + g * Cg + c_first + i) * H + h) * W;
         for (int j = 0; j < BLOCK_W; ++j)
             if (w0 + j < W)
-                STORE(acc[i][j], grad_input, row + w0 + j);
+                STORE(acc[i][j] + bias_value, grad_input, row + w0 + j);
     }
 }

@@ -4,6 +4,7 @@
     gx = clconv.conv2d_grad_input(gy, w, x.shape, stride=1, padding=1)
     gw = clconv.conv2d_grad_weight(x, gy, w.shape, stride=1, padding=1)
     gb = clconv.conv2d_grad_bias(gy)
+    y  = clconv.conv_transpose2d(x, w, bias, stride=2, padding=1, output_padding=1)   # and its gradients
 
 ``clconv.conv1d`` and its gradients take (N, C, L) inputs and (K, C/groups, S) weights the same way.
 
@@ -28,8 +29,16 @@ from .api import (
     conv2d_grad_bias,
     conv2d_grad_input,
     conv2d_grad_weight,
+    conv_transpose1d,
+    conv_transpose1d_grad_bias,
+    conv_transpose1d_grad_input,
+    conv_transpose1d_grad_weight,
+    conv_transpose2d,
+    conv_transpose2d_grad_bias,
+    conv_transpose2d_grad_input,
+    conv_transpose2d_grad_weight,
 )
-from .params import Conv2DParams
+from .params import Conv2DParams, ConvTranspose2DParams
 from .params_1d import Conv1DParams
 from .planning import Conv2DPlan, KernelFallbackWarning, plan
 from .platforms import DeviceInfo, default_device, devices, select_device
@@ -38,6 +47,7 @@ __all__ = [
     "Conv1DParams",
     "Conv2DParams",
     "Conv2DPlan",
+    "ConvTranspose2DParams",
     "DeviceInfo",
     "KernelFallbackWarning",
     "conv1d",
@@ -48,6 +58,14 @@ __all__ = [
     "conv2d_grad_bias",
     "conv2d_grad_input",
     "conv2d_grad_weight",
+    "conv_transpose1d",
+    "conv_transpose1d_grad_bias",
+    "conv_transpose1d_grad_input",
+    "conv_transpose1d_grad_weight",
+    "conv_transpose2d",
+    "conv_transpose2d_grad_bias",
+    "conv_transpose2d_grad_input",
+    "conv_transpose2d_grad_weight",
     "default_device",
     "devices",
     "plan",

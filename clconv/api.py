@@ -28,12 +28,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import arrays, params_1d
+from . import arrays, params_1d, transposed1d
 from . import params as _params
 from .arrays import Array
 from .params import Padding, Pair
 from .params_1d import Padding1D, Single
-from .planning import plan_for
+from .planning import check_out, plan_for
 
 
 def _plan(params, device, algo, max_workspace_bytes, **named):
@@ -106,7 +106,7 @@ def conv2d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
 # -- 1-D: x (N, C, L), weight (K, C/groups, S), y (N, K, L_out) -------------------------------------------
 
 def _run_1d(function_2d, pass_name: str, layer: params_1d.Conv1DParams, tensors: dict, **options) -> Array:
-    arrays.check_device_arrays_contiguous(**tensors, out=options["out"])  # before the views, to name 1-D strides
+    arrays.check_device_layout(**tensors, out=options["out"])  # before the views, to name 1-D strides
     return params_1d.run_as_2d(function_2d, pass_name, layer, tensors, **options)
 
 
@@ -167,3 +167,127 @@ def conv1d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
     layer = params_1d.grad_bias_params(grad_output)
     return _run_1d(conv2d_grad_bias, "grad_bias", layer, {"grad_output": grad_output}, device=device, algo=algo,
                    max_workspace_bytes=max_workspace_bytes, out=out)
+
+
+# -- transposed convolution: the input gradient of the convolution ConvTranspose2DParams.conv ----------------
+
+def _transposed_plan(params: _params.ConvTranspose2DParams, result_shape, device, algo, max_workspace_bytes,
+                     out, **named):
+    """The plan of the convolution behind a transposed one, with the arrays checked under the names the caller
+    gave them (the plan would name them as its convolution sees them)."""
+    arrays.check_array_types(out=out, **named)
+    arrays.check_device_layout(out=out, **named)
+    check_out(out, result_shape, params.dtype, named)
+    return _plan(params.conv, device, algo, max_workspace_bytes, out=out, **named)
+
+
+def conv_transpose2d(x: Array, weight: Array, bias: Array | None = None, stride: Pair = 1, padding: Padding = 0,
+                     output_padding: Pair = 0, groups: int = 1, dilation: Pair = 1, *, device=None,
+                     algo: str = "auto", max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """Transposed convolution (PyTorch's ``conv_transpose2d``): the input gradient of the convolution that maps
+    an (N, C_out, H_out, W_out) input to x's shape, computed with x as that gradient, plus ``bias``.
+
+    x: (N, C_in, H, W); weight: (C_in, C_out/groups, kH, kW); bias: (C_out,) or None. stride, dilation: an
+    int or an (h, w) pair, each >= 1. padding: an int, (ph, pw) or ((top, bottom), (left, right)), taken
+    off the output's edges. output_padding: an int or an (h, w) pair, each smaller than its axis's stride or
+    dilation, added to the output's bottom (right) edge. groups: divides C_in and C_out.
+    device, algo, max_workspace_bytes, out: see the module documentation.
+
+    Returns y of shape (N, C_out, H_out, W_out) with H_out = (H - 1)*stride_h - pad_top - pad_bottom +
+    dilation_h*(kH - 1) + output_padding_h + 1, likewise W_out. Without bias it is bit-identical to
+    ``conv2d_grad_input(x, weight, y.shape, stride, padding, dilation, groups)`` where that call is valid
+    (output_padding < stride).
+    """
+    params = _params.transpose_forward_params(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    plan = _transposed_plan(params, params.output_shape, device, algo, max_workspace_bytes, out,
+                            x=x, weight=weight, bias=bias)
+    return plan.grad_input(x, weight, bias=bias, out=out)
+
+
+def conv_transpose2d_grad_input(grad_output: Array, weight: Array, input_shape: Sequence[int], stride: Pair = 1,
+                                padding: Padding = 0, output_padding: Pair = 0, groups: int = 1, dilation: Pair = 1,
+                                *, device=None, algo: str = "auto", max_workspace_bytes: int | None = None,
+                                out: Array | None = None) -> Array:
+    """dL/dx of :func:`conv_transpose2d` from grad_output = dL/dy (N, C_out, H_out, W_out): the convolution
+    of grad_output with weight (the forward pass of the convolution behind the transposed one).
+
+    input_shape: (N, C_in, H, W) of the forward pass's x; the other arguments as :func:`conv_transpose2d` takes
+    them. Returns dL/dx of shape ``input_shape``.
+    """
+    params = _params.transpose_grad_input_params(grad_output, weight, input_shape, stride, padding, output_padding,
+                                                 groups, dilation)
+    plan = _transposed_plan(params, params.input_shape, device, algo, max_workspace_bytes, out,
+                            grad_output=grad_output, weight=weight)
+    return plan.forward(grad_output, weight, out=out)
+
+
+def conv_transpose2d_grad_weight(x: Array, grad_output: Array, weight_shape: Sequence[int], stride: Pair = 1,
+                                 padding: Padding = 0, output_padding: Pair = 0, groups: int = 1, dilation: Pair = 1,
+                                 *, device=None, algo: str = "auto", max_workspace_bytes: int | None = None,
+                                 out: Array | None = None) -> Array:
+    """dL/dk of :func:`conv_transpose2d` from its x (N, C_in, H, W) and grad_output = dL/dy: the weight
+    gradient of the convolution behind it, whose input is grad_output and whose output gradient is x.
+
+    weight_shape: (C_in, C_out/groups, kH, kW); the other arguments as :func:`conv_transpose2d` takes them.
+    Returns dL/dk of shape ``weight_shape``, bit-identical across runs of the same call.
+    """
+    params = _params.transpose_grad_weight_params(x, grad_output, weight_shape, stride, padding, output_padding,
+                                                  groups, dilation)
+    plan = _transposed_plan(params, params.weight_shape, device, algo, max_workspace_bytes, out,
+                            x=x, grad_output=grad_output)
+    return plan.grad_weight(grad_output, x, out=out)
+
+
+def conv_transpose2d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
+                               max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/db of :func:`conv_transpose2d`: grad_output = dL/dy (N, C_out, H_out, W_out) summed over N, H_out and
+    W_out, as :func:`conv2d_grad_bias` sums it. Returns shape (C_out,), bit-identical across runs."""
+    return conv2d_grad_bias(grad_output, device=device, algo=algo, max_workspace_bytes=max_workspace_bytes, out=out)
+
+
+def conv_transpose1d(x: Array, weight: Array, bias: Array | None = None, stride=1, padding=0, output_padding=0,
+                     groups: int = 1, dilation=1, *, device=None, algo: str = "auto",
+                     max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """Transposed 1-D convolution (PyTorch's ``conv_transpose1d``): :func:`conv_transpose2d` with a height of 1.
+
+    x: (N, C_in, L); weight: (C_in, C_out/groups, k); bias: (C_out,) or None; stride, output_padding,
+    dilation: an int (or a 1-tuple); padding: an int, (p,) or (left, right). Returns (N, C_out, L_out) with
+    L_out = (L - 1)*stride - pad_left - pad_right + dilation*(k - 1) + output_padding + 1.
+    """
+    result = conv_transpose2d(
+        transposed1d.array_2d("x", x), transposed1d.array_2d("weight", weight), bias,
+        **transposed1d.geometry(stride, padding, output_padding, groups, dilation), device=device, algo=algo,
+        max_workspace_bytes=max_workspace_bytes, out=transposed1d.array_2d("out", out))
+    return transposed1d.array_1d(result, out)
+
+
+def conv_transpose1d_grad_input(grad_output: Array, weight: Array, input_shape: Sequence[int], stride=1, padding=0,
+                                output_padding=0, groups: int = 1, dilation=1, *, device=None, algo: str = "auto",
+                                max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/dx of :func:`conv_transpose1d`, shape ``input_shape`` (N, C_in, L)."""
+    result = conv_transpose2d_grad_input(
+        transposed1d.array_2d("grad_output", grad_output), transposed1d.array_2d("weight", weight),
+        transposed1d.shape_2d("input_shape", input_shape),
+        **transposed1d.geometry(stride, padding, output_padding, groups, dilation), device=device, algo=algo,
+        max_workspace_bytes=max_workspace_bytes, out=transposed1d.array_2d("out", out))
+    return transposed1d.array_1d(result, out)
+
+
+def conv_transpose1d_grad_weight(x: Array, grad_output: Array, weight_shape: Sequence[int], stride=1, padding=0,
+                                 output_padding=0, groups: int = 1, dilation=1, *, device=None, algo: str = "auto",
+                                 max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/dk of :func:`conv_transpose1d`, shape ``weight_shape`` (C_in, C_out/groups, k), bit-identical across
+    runs."""
+    result = conv_transpose2d_grad_weight(
+        transposed1d.array_2d("x", x), transposed1d.array_2d("grad_output", grad_output),
+        transposed1d.shape_2d("weight_shape", weight_shape),
+        **transposed1d.geometry(stride, padding, output_padding, groups, dilation), device=device, algo=algo,
+        max_workspace_bytes=max_workspace_bytes, out=transposed1d.array_2d("out", out))
+    return transposed1d.array_1d(result, out)
+
+
+def conv_transpose1d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
+                               max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/db of :func:`conv_transpose1d`: grad_output (N, C_out, L_out) summed over N and L_out; shape (C_out,)."""
+    return conv2d_grad_bias(transposed1d.array_2d("grad_output", grad_output), device=device, algo=algo,
+                            max_workspace_bytes=max_workspace_bytes, out=out)

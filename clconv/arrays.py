@@ -48,8 +48,8 @@ def check_array_types(**arrays) -> None:
             raise TypeError(f"{name} must be a numpy.ndarray or pyopencl.array.Array, got {type(array).__name__}")
 
 
-def check_device_arrays_contiguous(**arrays) -> None:
-    """The kernels read and write device arrays as dense buffers from their offset."""
+def check_device_layout(**arrays) -> None:
+    """The kernels read device arrays in place: they must be C-contiguous."""
     for name, array in arrays.items():
         if isinstance(array, cl_array.Array) and not array.flags.c_contiguous:
             raise ValueError(f"{name} must be a C-contiguous device array (got strides {array.strides})")
@@ -85,7 +85,7 @@ class CallArrays:
         self.arrays = {name: a for name, a in arrays.items() if a is not None}
         self.out = out
         on_device = [a for a in self.arrays.values() if isinstance(a, cl_array.Array)]
-        check_device_arrays_contiguous(**self.arrays, out=out)
+        check_device_layout(**self.arrays, out=out)
         # The caller's ``out`` decides where the result lives; without it, the inputs do.
         self.device_result = isinstance(out, cl_array.Array) if out is not None else bool(on_device)
         self.in_place = target.info.host_memory and not self.device_result

@@ -17,8 +17,8 @@ import dataclasses
 
 import numpy as np
 
-from . import reference
-from .params import Conv2DParams, call_function, dtype_name
+from . import reference, transposed1d
+from .params import PASS_CALLS, TRANSPOSED_PASS_CALLS, Conv2DParams, ConvTranspose2DParams, call_function, dtype_name
 from .params_1d import Conv1DParams
 
 #: Largest accepted normalised error per dtype, about 170 units of roundoff: room for the rounding
@@ -60,6 +60,54 @@ class Case:
     def params(self, dtype=np.float32) -> Conv2DParams | Conv1DParams:
         kind = Conv1DParams if len(self.input_shape) == 3 else Conv2DParams
         return kind.create(self.input_shape, self.weight_shape, dtype=dtype, **self.conv_args)
+
+    #: The functions of its passes (clconv.api and clconv.reference share the names).
+    pass_calls = PASS_CALLS
+
+    def random_inputs(self, dtype, seed: int = 0) -> dict:
+        return layer_inputs(self.params(dtype), seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransposedCase:
+    """One transposed-convolution layer (2-D, or 1-D with 3-D shapes) with its arguments, named for test ids."""
+
+    name: str
+    input_shape: tuple  # (N, C_in, H, W) or (N, C_in, L)
+    weight_shape: tuple  # (C_in, C_out/groups, kH, kW) or (C_in, C_out/groups, k)
+    stride: object = 1
+    padding: object = 0
+    output_padding: object = 0
+    groups: int = 1
+    dilation: object = 1
+
+    @property
+    def one_d(self) -> bool:
+        return len(self.input_shape) == 3
+
+    @property
+    def conv_args(self) -> dict:
+        return {"stride": self.stride, "padding": self.padding, "output_padding": self.output_padding,
+                "groups": self.groups, "dilation": self.dilation}
+
+    @property
+    def pass_calls(self) -> dict:
+        return TRANSPOSED_PASS_CALLS
+
+    def params(self, dtype=np.float32) -> ConvTranspose2DParams:
+        """The layer as 2-D params (a 1-D layer with a height of 1)."""
+        if self.one_d:
+            return ConvTranspose2DParams.create(
+                transposed1d.shape_2d("x", self.input_shape), transposed1d.shape_2d("weight", self.weight_shape),
+                dtype=dtype, **transposed1d.geometry(**self.conv_args))
+        return ConvTranspose2DParams.create(self.input_shape, self.weight_shape, dtype=dtype, **self.conv_args)
+
+    def random_inputs(self, dtype, seed: int = 0) -> dict:
+        """x, weight, bias (C_out) and grad_output (the output's shape), in the case's own rank."""
+        inputs = layer_inputs(self.params(dtype), seed)
+        if self.one_d:
+            inputs = {name: value[:, :, 0] if value.ndim == 4 else value for name, value in inputs.items()}
+        return inputs
 
 
 #: Shapes chosen to hit every code path: tile remainders (K, C, Q, W not multiples of the tiles),
@@ -110,6 +158,29 @@ CASES_1D = (
     Case("k3-c64-k64", (2, 64, 33), (64, 64, 3), padding=1),
 )
 
+#: Transposed layers: output_padding below the stride and (at stride 1) below the dilation, groups,
+#: depthwise, padding, kernel 1, whole planes (stride 1, enough channels), an empty batch, and 1-D ones.
+TRANSPOSED_CASES = (
+    TransposedCase("3x3-s2-p1-op1", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, output_padding=1),
+    TransposedCase("3x3-s3-op2", (2, 3, 4, 5), (3, 4, 3, 3), stride=3, output_padding=2),
+    TransposedCase("3x3-d2-op1", (2, 3, 5, 6), (3, 4, 3, 3), output_padding=1, dilation=2),
+    TransposedCase("3x3-s2x3-p1x2-op1x2-d1x2", (2, 3, 5, 4), (3, 5, 3, 3), stride=(2, 3), padding=(1, 2),
+                   output_padding=(1, 2), dilation=(1, 2)),
+    TransposedCase("4x4-s2-p1", (2, 8, 4, 4), (8, 5, 4, 4), stride=2, padding=1),
+    TransposedCase("2x2-s2", (2, 8, 4, 5), (8, 4, 2, 2), stride=2),
+    TransposedCase("3x3-s2-p2-g2", (2, 4, 5, 5), (4, 3, 3, 3), stride=2, padding=2, groups=2),
+    TransposedCase("3x3-s2-p1-op1-depthwise", (2, 4, 5, 5), (4, 1, 3, 3), stride=2, padding=1, output_padding=1,
+                   groups=4),
+    TransposedCase("3x3-asympad", (2, 3, 5, 6), (3, 4, 3, 3), padding=((1, 0), (2, 1))),
+    TransposedCase("1x1", (2, 6, 5, 7), (6, 4, 1, 1)),
+    TransposedCase("1x1-s2-op1", (2, 6, 4, 3), (6, 4, 1, 1), stride=2, output_padding=1),
+    TransposedCase("3x3-p1-c16-planes", (1, 16, 6, 6), (16, 9, 3, 3), padding=1),
+    TransposedCase("3x3-s2-n0", (0, 3, 4, 4), (3, 2, 3, 3), stride=2),
+    TransposedCase("1d-k3-s2-p1-op1", (2, 4, 7), (4, 3, 3), stride=2, padding=1, output_padding=1),
+    TransposedCase("1d-k5-d2-op1", (2, 3, 9), (3, 5, 5), output_padding=1, dilation=2),
+    TransposedCase("1d-k4-s4-g2", (2, 4, 6), (4, 3, 4), stride=4, groups=2),
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
@@ -144,22 +215,23 @@ def compare(got, expected, bound, dtype) -> Comparison:
     return Comparison(float(error[worst]), tolerance, message)
 
 
-def random_inputs(case: Case, dtype, seed: int = 0) -> dict:
+def random_inputs(case: Case | TransposedCase, dtype, seed: int = 0) -> dict:
     """Signed uniform data for every tensor of a case, in ``dtype``."""
-    return layer_inputs(case.params(dtype), seed)
+    return case.random_inputs(dtype, seed)
 
 
-def layer_inputs(params: Conv2DParams, seed: int = 0) -> dict:
+def layer_inputs(params: Conv2DParams | ConvTranspose2DParams, seed: int = 0) -> dict:
     """Signed uniform data for every tensor of a layer (x, weight, bias, grad_output), in its dtype."""
     rng = np.random.default_rng(seed)
-    shapes = {"x": params.input_shape, "weight": params.weight_shape, "bias": (params.K,),
+    shapes = {"x": params.input_shape, "weight": params.weight_shape, "bias": params.bias_shape,
               "grad_output": params.output_shape}
     return {name: rng.uniform(-1.0, 1.0, size=shape).astype(params.dtype) for name, shape in shapes.items()}
 
 
 def _oracle(pass_name: str, case: Case, inputs: dict):
     """The pass computed by the oracle on float64 copies of ``inputs`` (no rounding to the dtype)."""
-    return call_function(reference, pass_name, case, {name: value.astype(np.float64) for name, value in inputs.items()})
+    return call_function(reference, pass_name, case, {name: value.astype(np.float64) for name, value in inputs.items()},
+                         calls=case.pass_calls)
 
 
 def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = "auto", max_workspace_bytes=None,
@@ -167,7 +239,7 @@ def run_pass(pass_name: str, case: Case, inputs: dict, device=None, algo: str = 
     """Run one pass of clconv on ``inputs`` (NumPy) and return its result (written into ``out`` when given)."""
     from . import api
 
-    return call_function(api, pass_name, case, inputs, device=device, algo=algo,
+    return call_function(api, pass_name, case, inputs, calls=case.pass_calls, device=device, algo=algo,
                          max_workspace_bytes=max_workspace_bytes, out=out)
 
 
@@ -186,5 +258,5 @@ def check_pass(pass_name: str, case: Case, dtype, device=None, algo: str = "auto
     return compare_with_oracle(pass_name, case, inputs, got, dtype)
 
 
-def case_id(case: Case, dtype) -> str:
+def case_id(case: Case | TransposedCase, dtype) -> str:
     return f"{case.name}-{dtype_name(dtype)}"

@@ -39,9 +39,11 @@ ForwardDirectArgs = typing.NamedTuple("ForwardDirectArgs", (
     ("y", Buffer), ("y_offset", np.int32),
 ) + _CONV_GEOMETRY)
 
+# bias: C entries added to grad_input (the forward pass of a transposed convolution), or None.
 GradInputDirectArgs = typing.NamedTuple("GradInputDirectArgs", (
     ("grad_output", Buffer), ("grad_output_offset", np.int32),
     ("weight", Buffer), ("weight_offset", np.int32),
+    ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
     ("grad_input", Buffer), ("grad_input_offset", np.int32),
 ) + _CONV_GEOMETRY)
 

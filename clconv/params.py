@@ -60,11 +60,20 @@ PASS_CALLS = {
 
 PASSES = tuple(PASS_CALLS)
 
+#: The same four passes of a transposed convolution (:class:`ConvTranspose2DParams`); the 2-D names, as in
+#: PASS_CALLS, where ``PassCall.function_for`` gives a layer's rank.
+TRANSPOSED_PASS_CALLS = {
+    "forward": PassCall(("x", "weight", "bias"), "conv_transpose2d"),
+    "grad_input": PassCall(("grad_output", "weight"), "conv_transpose2d_grad_input", "input_shape"),
+    "grad_weight": PassCall(("x", "grad_output"), "conv_transpose2d_grad_weight", "weight_shape"),
+    "grad_bias": PassCall(("grad_output",), "conv_transpose2d_grad_bias", geometry=False),
+}
 
-def pass_call(pass_name: str) -> PassCall:
-    if pass_name not in PASS_CALLS:
-        raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
-    return PASS_CALLS[pass_name]
+
+def pass_call(pass_name: str, calls: dict = PASS_CALLS) -> PassCall:
+    if pass_name not in calls:
+        raise ValueError(f"pass_name must be one of {tuple(calls)}, got {pass_name!r}")
+    return calls[pass_name]
 
 
 def call_plan(plan, pass_name: str, tensors: dict):
@@ -73,26 +82,27 @@ def call_plan(plan, pass_name: str, tensors: dict):
     return getattr(plan, pass_name)(*(tensors.get(name) for name in pass_call(pass_name).inputs))
 
 
-def pass_arguments(pass_name: str, layer, tensors: dict) -> tuple[list, dict]:
+def pass_arguments(pass_name: str, layer, tensors: dict, calls: dict = PASS_CALLS) -> tuple[list, dict]:
     """The positional arguments of a pass's function (its inputs from ``tensors``, then the result shape it needs
     from ``layer``) and its geometry keywords (``layer.conv_args``, where the function takes them)."""
-    call = pass_call(pass_name)
+    call = pass_call(pass_name, calls)
     args = [tensors.get(name) for name in call.inputs]
     if call.result_shape:
         args.append(getattr(layer, call.result_shape))
     return args, (layer.conv_args if call.geometry else {})
 
 
-def call_function(module, pass_name: str, layer, tensors: dict, **options):
+def call_function(module, pass_name: str, layer, tensors: dict, calls: dict = PASS_CALLS, **options):
     """Run one pass through its function in ``module`` (:mod:`clconv.api` or :mod:`clconv.reference`, which share
     names and arguments) on ``tensors`` (a mapping from the input names to arrays; a missing bias is None).
 
     ``layer`` supplies the rest: ``input_shape``, ``weight_shape`` and ``conv_args`` (a Conv2DParams, a
-    Conv1DParams or a ``check.Case``); its rank picks the function (``conv1d`` or ``conv2d``). ``options``
-    (``device``, ``algo``, ...) are passed on as keywords.
+    Conv1DParams or a ``check.Case``); its rank picks the function (``conv1d`` or ``conv2d``). ``calls``: the
+    table of the functions (PASS_CALLS, or TRANSPOSED_PASS_CALLS); ``options`` (``device``, ``algo``, ...)
+    are passed on as keywords.
     """
-    args, geometry = pass_arguments(pass_name, layer, tensors)
-    function = pass_call(pass_name).function_for(len(layer.input_shape) - 2)
+    args, geometry = pass_arguments(pass_name, layer, tensors, calls)
+    function = pass_call(pass_name, calls).function_for(len(layer.input_shape) - 2)
     return getattr(module, function)(*args, **geometry, **options)
 
 
@@ -278,6 +288,10 @@ class Conv2DParams:
         return (self.N, self.K, self.P, self.Q)
 
     @property
+    def bias_shape(self) -> tuple[int]:
+        return (self.K,)
+
+    @property
     def conv_args(self) -> dict:
         """stride, padding, dilation and groups as the public functions take them, padding as
         ((top, bottom), (left, right))."""
@@ -401,3 +415,167 @@ def grad_bias_params(grad_output) -> Conv2DParams:
     if K < 1 or P < 1 or Q < 1:
         raise ValueError(f"grad_output must have K, P and Q >= 1 (only N may be 0), got {(N, K, P, Q)}")
     return Conv2DParams.create((N, K, P, Q), (K, 1, 1, 1), groups=K, dtype=dtype, input_name="grad_output")
+
+
+# -- transposed convolution ---------------------------------------------------------------------------
+
+def _output_padding(value, stride, dilation) -> tuple[int, int]:
+    """output_padding as an (h, w) pair of ints >= 0, each smaller than its axis's stride or dilation (PyTorch's
+    rule: larger values would add rows and columns that no input pixel reaches)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"output_padding must be an int or a pair (h, w), got {value!r}")
+        pair = (_pad_amount("output_padding[0]", value[0]), _pad_amount("output_padding[1]", value[1]))
+    else:
+        pair = (_pad_amount("output_padding", value),) * 2
+    for axis, extra, step, dil in zip("hw", pair, stride, dilation):
+        if extra >= step and extra >= dil:
+            raise ValueError(f"output_padding must be smaller than stride or dilation, got output_padding {extra}, "
+                             f"stride {step} and dilation {dil} along {axis}")
+    return pair
+
+
+def _dim(name: str, axis: int) -> str:
+    """How an error names one dimension of an array (x.shape[1]) or of a shape argument (input_shape[1])."""
+    return f"{name}[{axis}]" if name.endswith("_shape") else f"{name}.shape[{axis}]"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvTranspose2DParams:
+    """A transposed 2-D convolution, described by the convolution whose input gradient it is.
+
+    Layouts: x is (N, C_in, H, W), weight is (C_in, C_out/groups, kH, kW) (PyTorch's), y is
+    (N, C_out, H_out, W_out) with H_out = (H - 1)*stride_h - pad_top - pad_bottom + dil_h*(kH - 1) +
+    output_padding_h + 1 (likewise W_out). ``conv`` is the convolution of a (N, C_out, H_out, W_out) input
+    with the same weight read as (K, C/groups, R, S) = (C_in, C_out/groups, kH, kW), same stride, dilation,
+    groups and top/left padding: its output has x's shape, and the transposed convolution of x is that
+    convolution's input gradient with grad_output = x. Its bottom (right) padding is the transposed one's
+    minus output_padding plus the part of output_padding below the stride, which fixes its output at H rows:
+    the user's own padding while output_padding < stride, negative (rows no output reads) where
+    output_padding >= stride, which only dilation allows.
+    """
+
+    conv: Conv2DParams
+    padding: tuple[int, int, int, int]  # the transposed convolution's: top, bottom, left, right
+    output_padding: tuple[int, int]
+
+    @classmethod
+    def create(cls, input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+               dtype=np.float32, input_name="x", weight_name="weight") -> "ConvTranspose2DParams":
+        """Validate user arguments and build the params (raises ValueError/TypeError naming the argument)."""
+        N, C_in, H, W = _shape4(input_name, input_shape, "(N, C_in, H, W)")
+        K, C_out_g, R, S = _shape4(weight_name, weight_shape, "(C_in, C_out/groups, kH, kW)")
+        stride = normalize_pair("stride", stride)
+        dilation = normalize_pair("dilation", dilation)
+        groups = _positive_int("groups", groups)
+        if K < 1 or C_out_g < 1 or R < 1 or S < 1:
+            raise ValueError(f"{weight_name} must have every dimension >= 1 (C_in, C_out/groups, kH, kW), "
+                             f"got {(K, C_out_g, R, S)}")
+        if C_in < 1 or H < 1 or W < 1:
+            raise ValueError(f"{input_name} must have C_in, H and W >= 1 (only N may be 0), got {(N, C_in, H, W)}")
+        if C_in % groups:
+            raise ValueError(f"groups={groups} must divide the input channels C_in={C_in} ({_dim(input_name, 1)})")
+        if K != C_in:
+            raise ValueError(f"channel mismatch: {input_name} has C_in={C_in} channels but {_dim(weight_name, 0)}={K}; "
+                             f"a transposed convolution's weight is (C_in, C_out/groups, kH, kW)")
+        if isinstance(padding, str):
+            raise ValueError(f"padding must be an int, (ph, pw) or ((top, bottom), (left, right)) for a transposed "
+                             f"convolution ('same' and 'valid' are not defined there), got {padding!r}")
+        padding = normalize_padding(padding, (R, S), stride, dilation)
+        output_padding = _output_padding(output_padding, stride, dilation)
+        dtype = np.dtype(dtype)
+        if dtype not in SUPPORTED_DTYPES:
+            raise TypeError(f"dtype must be float16, float32 or float64, got {dtype}")
+        sizes = []
+        for axis, size, step, dil, taps, before, after, extra in zip(
+                "hw", (H, W), stride, dilation, (R, S), padding[0::2], padding[1::2], output_padding):
+            out_size = (size - 1) * step - before - after + dil * (taps - 1) + extra + 1
+            if out_size < 1:
+                raise ValueError(f"the output would have {out_size} {'rows' if axis == 'h' else 'columns'}: padding "
+                                 f"({before}, {after}) along {axis} is too large for {input_name}'s {size} and a "
+                                 f"kernel of {taps} (dilation {dil}, stride {step})")
+            # The convolution's padding after the last pixel: its output then has exactly `size` pixels.
+            sizes += [out_size, after - extra + min(extra, step - 1)]
+        (H_out, bottom), (W_out, right) = sizes[:2], sizes[2:]
+        conv = Conv2DParams(N, C_out_g * groups, H_out, W_out, C_in, R, S, stride,
+                            (padding[0], bottom, padding[2], right), dilation, groups, dtype)
+        params = cls(conv, padding, output_padding)
+        for name, shape in ((input_name, params.input_shape), (weight_name, params.weight_shape),
+                            ("output", params.output_shape)):
+            if int(np.prod(shape, dtype=np.int64)) > MAX_TENSOR_ELEMENTS:
+                raise ValueError(f"{name} of shape {shape} has more than 2**31-1 elements; split the batch")
+        return params
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        return self.conv.output_shape
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        return self.conv.weight_shape
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        return self.conv.input_shape
+
+    @property
+    def bias_shape(self) -> tuple[int]:
+        return (self.conv.C,)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.conv.dtype
+
+    @property
+    def conv_args(self) -> dict:
+        """stride, padding, output_padding, groups and dilation as the transposed functions take them."""
+        top, bottom, left, right = self.padding
+        return {"stride": self.conv.stride, "padding": ((top, bottom), (left, right)),
+                "output_padding": self.output_padding, "groups": self.conv.groups, "dilation": self.conv.dilation}
+
+    def describe(self) -> str:
+        return (f"x{self.input_shape} w{self.weight_shape} -> y{self.output_shape} (transposed) "
+                f"stride={self.conv.stride} padding(t,b,l,r)={self.padding} output_padding={self.output_padding} "
+                f"dilation={self.conv.dilation} groups={self.conv.groups} {dtype_name(self.dtype)}")
+
+
+def transpose_forward_params(x, weight, bias, stride, padding, output_padding, groups,
+                             dilation) -> ConvTranspose2DParams:
+    dtype = common_dtype(x=x, weight=weight, bias=bias)
+    _require_ndim("x", x.shape, "(N, C_in, H, W)")
+    _require_ndim("weight", weight.shape, "(C_in, C_out/groups, kH, kW)")
+    params = ConvTranspose2DParams.create(x.shape, weight.shape, stride, padding, output_padding, groups, dilation,
+                                          dtype)
+    if bias is not None and tuple(bias.shape) != params.bias_shape:
+        raise ValueError(f"bias must have shape (C_out,) = {params.bias_shape}, got {tuple(bias.shape)}")
+    return params
+
+
+def _check_transposed_grad_output(grad_output, params: ConvTranspose2DParams) -> None:
+    if tuple(grad_output.shape) != params.output_shape:
+        raise ValueError(f"grad_output must have the output shape (N, C_out, H_out, W_out) = {params.output_shape} "
+                         f"computed from {params.describe()}, got {tuple(grad_output.shape)}")
+
+
+def transpose_grad_input_params(grad_output, weight, input_shape, stride, padding, output_padding, groups,
+                                dilation) -> ConvTranspose2DParams:
+    dtype = common_dtype(grad_output=grad_output, weight=weight)
+    _require_ndim("grad_output", grad_output.shape, "(N, C_out, H_out, W_out)")
+    _require_ndim("weight", weight.shape, "(C_in, C_out/groups, kH, kW)")
+    params = ConvTranspose2DParams.create(input_shape, weight.shape, stride, padding, output_padding, groups,
+                                          dilation, dtype, input_name="input_shape")
+    if params.conv.N != grad_output.shape[0]:
+        raise ValueError(f"input_shape[0]={params.conv.N} must equal the batch of grad_output, {grad_output.shape[0]}")
+    _check_transposed_grad_output(grad_output, params)
+    return params
+
+
+def transpose_grad_weight_params(x, grad_output, weight_shape, stride, padding, output_padding, groups,
+                                 dilation) -> ConvTranspose2DParams:
+    dtype = common_dtype(x=x, grad_output=grad_output)
+    _require_ndim("x", x.shape, "(N, C_in, H, W)")
+    _require_ndim("grad_output", grad_output.shape, "(N, C_out, H_out, W_out)")
+    params = ConvTranspose2DParams.create(x.shape, weight_shape, stride, padding, output_padding, groups, dilation,
+                                          dtype, weight_name="weight_shape")
+    _check_transposed_grad_output(grad_output, params)
+    return params

@@ -155,6 +155,10 @@ class Conv1DParams:
         return (self.K, self.layer.C_per_group, self.S)
 
     @property
+    def bias_shape(self) -> tuple[int]:
+        return (self.K,)
+
+    @property
     def output_shape(self) -> tuple[int, int, int]:
         return (self.N, self.K, self.L_out)
 

@@ -127,36 +127,22 @@ class Conv2DPlan:
         return f"Conv2DPlan({self.params.describe()} on [{self.target.info.index}] {self.target.info.name}: {picked})"
 
     # -- running --------------------------------------------------------------------------------
-    def _check(self, name, array, shape):
-        if array is not None and tuple(array.shape) != tuple(shape):
-            raise ValueError(f"{name} must have shape {tuple(shape)} for this plan, got {tuple(array.shape)}")
-        if array is not None and np.dtype(array.dtype).newbyteorder("=") != self.params.dtype:
-            raise TypeError(f"{name} must have dtype {self.params.dtype} for this plan, got {array.dtype}")
-
-    def _check_out(self, out, shape, named: dict) -> None:
-        """``out`` must fit the result exactly and must not share memory with an input it would overwrite."""
-        if out is None:
-            return
-        self._check("out", out, shape)
-        if isinstance(out, np.ndarray) and not out.flags.writeable:
-            raise ValueError("out must be a writeable array, got a read-only one")
-        for name, array in named.items():
-            if array is not None and _may_overlap(out, array):
-                raise ValueError(f"out shares memory with {name}; pass a separate array for the result")
-
-    def _call(self, out, out_shape, **named):
-        shapes = {"x": self.params.input_shape, "weight": self.params.weight_shape, "bias": (self.params.K,),
+    def _call(self, pass_name, out, out_shape, **named):
+        # The forward pass adds a bias per output channel (K); the input gradient, run as the forward pass of
+        # a transposed convolution, one per input channel (C).
+        bias_shape = (self.params.C,) if pass_name == "grad_input" else (self.params.K,)
+        shapes = {"x": self.params.input_shape, "weight": self.params.weight_shape, "bias": bias_shape,
                   "grad_output": self.params.output_shape}
         arrays.check_array_types(out=out, **named)
         for name, array in named.items():
-            self._check(name, array, shapes[name])
-        self._check_out(out, out_shape, named)
+            check_array(name, array, shapes[name], self.params.dtype)
+        check_out(out, out_shape, self.params.dtype, named)
         arrays.target_for_arrays(self.target, out=out, **named)  # device arrays must live on this plan's context
         return arrays.CallArrays(self.target, out=out, **named)
 
     def _run(self, pass_name: str, out_name: str, out_shape, batch_inputs, concatenate: bool, out, **named):
         """Run one pass: check the arrays, chunk oversized NumPy batches, launch, return the caller's kind."""
-        call = self._call(out, out_shape, **named)
+        call = self._call(pass_name, out, out_shape, **named)
         chunked = self._chunked(call, pass_name, batch_inputs, concatenate)
         if chunked is not None:
             return chunked
@@ -188,10 +174,15 @@ class Conv2DPlan:
         """y = conv2d(x, weight) + bias, shape (N, K, P, Q); written into ``out`` when given."""
         return self._run("forward", "y", self.params.output_shape, ("x",), True, out, x=x, weight=weight, bias=bias)
 
-    def grad_input(self, grad_output: Array, weight: Array, *, out: Array | None = None) -> Array:
-        """dL/dx, shape (N, C, H, W); written into ``out`` when given."""
+    def grad_input(self, grad_output: Array, weight: Array, *, bias: Array | None = None,
+                   out: Array | None = None) -> Array:
+        """dL/dx, shape (N, C, H, W); written into ``out`` when given.
+
+        ``bias`` (C entries), when given, is added to every element of its channel: the result is then the
+        forward pass of the transposed convolution of grad_output (see :func:`clconv.conv_transpose2d`).
+        """
         return self._run("grad_input", "grad_input", self.params.input_shape, ("grad_output",), True, out,
-                         grad_output=grad_output, weight=weight)
+                         grad_output=grad_output, weight=weight, bias=bias)
 
     def grad_weight(self, x: Array, grad_output: Array, *, out: Array | None = None) -> Array:
         """dL/dk, shape (K, C/groups, R, S), bit-identical across runs; written into ``out`` when given."""
@@ -236,6 +227,27 @@ class Conv2DPlan:
         for piece in pieces:
             total += piece
         return call.deliver(total.astype(p.dtype))
+
+
+def check_array(name: str, array, shape, dtype) -> None:
+    """``array`` (None passes) must have exactly ``shape`` and ``dtype`` (either byte order)."""
+    if array is not None and tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} for this plan, got {tuple(array.shape)}")
+    if array is not None and np.dtype(array.dtype).newbyteorder("=") != np.dtype(dtype):
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype)} for this plan, got {array.dtype}")
+
+
+def check_out(out, shape, dtype, named: dict) -> None:
+    """``out`` (None passes) must fit the result exactly and must not share memory with an input (``named``:
+    the inputs by the names the caller knows them by) that it would overwrite."""
+    if out is None:
+        return
+    check_array("out", out, shape, dtype)
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError("out must be a writeable array, got a read-only one")
+    for name, array in named.items():
+        if array is not None and _may_overlap(out, array):
+            raise ValueError(f"out shares memory with {name}; pass a separate array for the result")
 
 
 def _may_overlap(out, array) -> bool:

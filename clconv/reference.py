@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from . import params as _params
-from . import params_1d
+from . import params_1d, transposed1d
 from .params import Padding, Pair
 from .params_1d import Padding1D, Single
 
@@ -129,3 +129,122 @@ def conv1d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
     """dL/db[k] = sum_{n,q} grad_output[n,k,q]."""
     layer = params_1d.grad_bias_params(grad_output)
     return params_1d.run_as_2d(conv2d_grad_bias, "grad_bias", layer, {"grad_output": grad_output})
+
+
+# -- transposed convolution, written in its own terms (not through the functions above) ---------------------
+# Every input pixel (i, j) scatters x * weight onto output pixels (i*sh + r*dh, j*sw + s*dw) of a full-size
+# output of (H - 1)*sh + dh*(kH - 1) + 1 + output_padding_h rows (likewise columns); y is that output with
+# pad_top rows (pad_left columns) taken off the top (left) and pad_bottom (pad_right) off the bottom (right).
+
+def _transposed_window(t: _params.ConvTranspose2DParams, r: int, s: int):
+    """Index expressions selecting, in the full-size output, the pixels kernel tap (r, s) reaches."""
+    c = t.conv
+    top, left = r * c.dilation[0], s * c.dilation[1]
+    rows = slice(top, top + c.stride[0] * (c.P - 1) + 1, c.stride[0])
+    cols = slice(left, left + c.stride[1] * (c.Q - 1) + 1, c.stride[1])
+    return (slice(None), slice(None), slice(None), rows, cols)
+
+
+def _full_output(t: _params.ConvTranspose2DParams):
+    """(rows slice, columns slice) of y inside the full-size output, and the full size."""
+    c = t.conv
+    top, _, left, _ = t.padding
+    full = [(size - 1) * step + dil * (taps - 1) + 1 + extra for size, step, dil, taps, extra in
+            zip((c.P, c.Q), c.stride, c.dilation, (c.R, c.S), t.output_padding)]
+    return (slice(top, top + c.H), slice(left, left + c.W)), full
+
+
+def conv_transpose2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: Pair = 1,
+                     padding: Padding = 0, output_padding: Pair = 0, groups: int = 1,
+                     dilation: Pair = 1) -> np.ndarray:
+    """y[n, g*Cog+co, i*sh - pad_top + r*dh, j*sw - pad_left + s*dw] += x[n, g*Cig+ci, i, j]
+    * weight[g*Cig+ci, co, r, s], plus bias[g*Cog+co]; weight (C_in, C_out/groups, kH, kW)."""
+    t = _params.transpose_forward_params(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    c = t.conv
+    xg = _grouped(_as_float64("x", x), c)
+    wg = _grouped_weight(_as_float64("weight", weight), c)  # (G, Cig, Cog, kH, kW)
+    (rows, cols), full = _full_output(t)
+    y_full = np.zeros((c.N, c.groups, c.C_per_group, *full))
+    for r in range(c.R):
+        for s in range(c.S):
+            y_full[_transposed_window(t, r, s)] += np.einsum("ngkij,gkc->ngcij", xg, wg[..., r, s], optimize=True)
+    y = y_full[..., rows, cols].reshape(t.output_shape)
+    if bias is not None:
+        y += _as_float64("bias", bias)[None, :, None, None]
+    return y.astype(t.dtype)
+
+
+def _full_grad_output(t: _params.ConvTranspose2DParams, grad_output):
+    """grad_output placed in a zero full-size output (see above), channels grouped."""
+    c = t.conv
+    (rows, cols), full = _full_output(t)
+    gy_full = np.zeros((c.N, c.C, *full))
+    gy_full[:, :, rows, cols] = _as_float64("grad_output", grad_output)
+    return _grouped(gy_full, c)
+
+
+def conv_transpose2d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_shape: Sequence[int],
+                                stride: Pair = 1, padding: Padding = 0, output_padding: Pair = 0, groups: int = 1,
+                                dilation: Pair = 1) -> np.ndarray:
+    """dL/dx[n, g*Cig+ci, i, j] = sum_{co,r,s} grad_output[n, g*Cog+co, i*sh - pad_top + r*dh, j*sw - pad_left + s*dw]
+    * weight[g*Cig+ci, co, r, s]: each input pixel gathers from the output pixels it scattered to."""
+    t = _params.transpose_grad_input_params(grad_output, weight, input_shape, stride, padding, output_padding,
+                                            groups, dilation)
+    c = t.conv
+    gy = _full_grad_output(t, grad_output)
+    wg = _grouped_weight(_as_float64("weight", weight), c)
+    gx = np.zeros((c.N, c.groups, c.K_per_group, c.P, c.Q))
+    for r in range(c.R):
+        for s in range(c.S):
+            gx += np.einsum("ngcij,gkc->ngkij", gy[_transposed_window(t, r, s)], wg[..., r, s], optimize=True)
+    return gx.reshape(t.input_shape).astype(t.dtype)
+
+
+def conv_transpose2d_grad_weight(x: np.ndarray, grad_output: np.ndarray, weight_shape: Sequence[int],
+                                 stride: Pair = 1, padding: Padding = 0, output_padding: Pair = 0, groups: int = 1,
+                                 dilation: Pair = 1) -> np.ndarray:
+    """dL/dk[g*Cig+ci, co, r, s] = sum_{n,i,j} x[n, g*Cig+ci, i, j]
+    * grad_output[n, g*Cog+co, i*sh - pad_top + r*dh, j*sw - pad_left + s*dw]."""
+    t = _params.transpose_grad_weight_params(x, grad_output, weight_shape, stride, padding, output_padding, groups,
+                                             dilation)
+    c = t.conv
+    xg = _grouped(_as_float64("x", x), c)
+    gy = _full_grad_output(t, grad_output)
+    gw = np.zeros((c.groups, c.K_per_group, c.C_per_group, c.R, c.S))
+    for r in range(c.R):
+        for s in range(c.S):
+            gw[..., r, s] = np.einsum("ngkij,ngcij->gkc", xg, gy[_transposed_window(t, r, s)], optimize=True)
+    return gw.reshape(t.weight_shape).astype(t.dtype)
+
+
+def conv_transpose2d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
+    """dL/db[c] = sum_{n,h,w} grad_output[n,c,h,w]."""
+    return conv2d_grad_bias(grad_output)
+
+
+def conv_transpose1d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> np.ndarray:
+    """:func:`conv_transpose2d` with a height of 1: x (N, C_in, L), weight (C_in, C_out/groups, k)."""
+    return transposed1d.array_1d(conv_transpose2d(
+        transposed1d.array_2d("x", x), transposed1d.array_2d("weight", weight), bias,
+        **transposed1d.geometry(stride, padding, output_padding, groups, dilation)), None)
+
+
+def conv_transpose1d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_shape: Sequence[int], stride=1,
+                                padding=0, output_padding=0, groups: int = 1, dilation=1) -> np.ndarray:
+    return transposed1d.array_1d(conv_transpose2d_grad_input(
+        transposed1d.array_2d("grad_output", grad_output), transposed1d.array_2d("weight", weight),
+        transposed1d.shape_2d("input_shape", input_shape),
+        **transposed1d.geometry(stride, padding, output_padding, groups, dilation)), None)
+
+
+def conv_transpose1d_grad_weight(x: np.ndarray, grad_output: np.ndarray, weight_shape: Sequence[int], stride=1,
+                                 padding=0, output_padding=0, groups: int = 1, dilation=1) -> np.ndarray:
+    return transposed1d.array_1d(conv_transpose2d_grad_weight(
+        transposed1d.array_2d("x", x), transposed1d.array_2d("grad_output", grad_output),
+        transposed1d.shape_2d("weight_shape", weight_shape),
+        **transposed1d.geometry(stride, padding, output_padding, groups, dilation)), None)
+
+
+def conv_transpose1d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
+    return conv2d_grad_bias(transposed1d.array_2d("grad_output", grad_output))

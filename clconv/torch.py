@@ -2,8 +2,9 @@
 
     import clconv.torch
     layer = clconv.torch.Conv2d(3, 16, 3, padding=1)            # a drop-in for torch.nn.Conv2d (Conv1d likewise)
-    model = clconv.torch.convert(model)                         # swap every nn.Conv1d/Conv2d, keeping weights
-    y = clconv.torch.conv2d(x, weight, bias, stride=1, padding=1)   # the functional form (and conv1d)
+    up = clconv.torch.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1)   # and transposed ones
+    model = clconv.torch.convert(model)                         # swap every convolution layer, keeping weights
+    y = clconv.torch.conv2d(x, weight, bias, stride=1, padding=1)   # the functional form (conv1d likewise)
 
 Tensors stay CPU tensors (float32, float64 or float16); the OpenCL device is clconv's default
 (``clconv.select_device``, CLCONV_DEVICE) or the ``cl_device`` given to a layer or call. Backward
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from . import api, params, params_1d, planning, platforms
+from . import api, params, params_1d, planning, platforms, transposed1d
 
 _SUPPORTED = (torch.float16, torch.float32, torch.float64)
 
@@ -167,24 +168,139 @@ class Conv2d(_OpenCLConv, torch.nn.Conv2d):
     _rank = 2
 
 
+class _ConvTranspose2dFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, output_padding, groups, dilation, cl_device):
+        y = api.conv_transpose2d(_as_numpy("input", x), _as_numpy("weight", weight), _as_numpy("bias", bias), stride,
+                                 padding, output_padding, groups, dilation, device=cl_device)
+        input_grad, weight_grad = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        # Keep only what backward will read: x for the weight gradient, the weight for the input gradient.
+        ctx.save_for_backward(x if weight_grad else None, weight if input_grad else None)
+        ctx.input_shape = tuple(x.shape)
+        ctx.weight_shape = tuple(weight.shape)
+        ctx.conv = (stride, padding, output_padding, groups, dilation)
+        ctx.cl_device = cl_device
+        return torch.from_numpy(y)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        x, weight = ctx.saved_tensors
+        grad_np = _as_numpy("grad_output", grad_output)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.from_numpy(api.conv_transpose2d_grad_input(
+                grad_np, _as_numpy("weight", weight), ctx.input_shape, *ctx.conv, device=ctx.cl_device))
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.from_numpy(api.conv_transpose2d_grad_weight(
+                _as_numpy("input", x), grad_np, ctx.weight_shape, *ctx.conv, device=ctx.cl_device))
+        if ctx.needs_input_grad[2]:
+            grad_b = torch.from_numpy(api.conv_transpose2d_grad_bias(grad_np, device=ctx.cl_device))
+        return grad_x, grad_w, grad_b, None, None, None, None, None, None
+
+
+def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     cl_device=None):
+    """``torch.nn.functional.conv_transpose2d`` with forward and backward on the OpenCL device."""
+    return _ConvTranspose2dFunction.apply(x, weight, bias, _pair_or_int(stride), _pair_or_int(padding),
+                                          _pair_or_int(output_padding), groups, _pair_or_int(dilation), cl_device)
+
+
+def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     cl_device=None):
+    """``torch.nn.functional.conv_transpose1d`` with forward and backward on the OpenCL device: the 2-D one
+    on views of x (N, C_in, L) and weight (C_in, C_out/groups, k) with a height of 1."""
+    for name, tensor in (("input", x), ("weight", weight)):
+        if isinstance(tensor, torch.Tensor) and tensor.dim() != 3:
+            raise ValueError(f"{name} must be a 3-D tensor, got shape {tuple(tensor.shape)}")
+        _as_numpy(name, tensor)  # a TypeError for anything but a CPU tensor of a supported dtype
+    geometry = transposed1d.geometry(stride, padding, output_padding, groups, dilation)
+    return conv_transpose2d(x.unsqueeze(2), weight.unsqueeze(2), bias, **geometry, cl_device=cl_device).squeeze(2)
+
+
+def _check_transposed_layer(device, cl_device) -> None:
+    if device is not None and torch.device(device).type not in ("cpu", "meta"):
+        raise ValueError(f"device must be a CPU device (clconv keeps tensors on the CPU), got {device!r}")
+    if cl_device is not None:
+        platforms.resolve(cl_device)  # a bad spec fails here, not at the first forward
+
+
+class ConvTranspose2d(torch.nn.ConvTranspose2d):
+    """A drop-in for ``torch.nn.ConvTranspose2d`` (same arguments, parameters, initialisation and
+    ``forward(input, output_size=None)``) running on OpenCL; ``cl_device`` picks the OpenCL device."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None, *, cl_device=None):
+        _check_transposed_layer(device, cl_device)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
+                         dilation, padding_mode, device, dtype)  # refuses any padding_mode but "zeros"
+        self.cl_device = cl_device
+
+    def forward(self, input, output_size=None):
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size, 2,
+                                              self.dilation)
+        return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
+                                self.dilation, cl_device=self.cl_device)
+
+    def extra_repr(self) -> str:
+        device = f", cl_device={self.cl_device!r}" if self.cl_device is not None else ""
+        return super().extra_repr() + device
+
+
+class ConvTranspose1d(torch.nn.ConvTranspose1d):
+    """A drop-in for ``torch.nn.ConvTranspose1d`` (same arguments, parameters, initialisation and
+    ``forward(input, output_size=None)``) running on OpenCL; ``cl_device`` picks the OpenCL device."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
+                 bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None, *, cl_device=None):
+        _check_transposed_layer(device, cl_device)
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
+                         dilation, padding_mode, device, dtype)
+        self.cl_device = cl_device
+
+    def forward(self, input, output_size=None):
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size, 1,
+                                              self.dilation)
+        return conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
+                                self.dilation, cl_device=self.cl_device)
+
+    def extra_repr(self) -> str:
+        device = f", cl_device={self.cl_device!r}" if self.cl_device is not None else ""
+        return super().extra_repr() + device
+
+
 #: torch's layers that :func:`convert` replaces, and their replacements.
-_REPLACEMENTS = {torch.nn.Conv1d: Conv1d, torch.nn.Conv2d: Conv2d}
+_REPLACEMENTS = {torch.nn.Conv1d: Conv1d, torch.nn.Conv2d: Conv2d, torch.nn.ConvTranspose1d: ConvTranspose1d,
+                 torch.nn.ConvTranspose2d: ConvTranspose2d}
+
+
+def _replacement(name: str, child: torch.nn.Module, cl_device):
+    """The clconv drop-in for one of torch's convolution layers, sharing its parameters; None for any other
+    module (and for one that is already clconv's)."""
+    layer_type = next((ours for theirs, ours in _REPLACEMENTS.items() if isinstance(child, theirs)), None)
+    if layer_type is None or isinstance(child, layer_type):
+        return None
+    if child.padding_mode != "zeros":
+        raise ValueError(f"{name}: padding_mode={child.padding_mode!r} is not supported (zeros only)")
+    if issubclass(layer_type, (ConvTranspose1d, ConvTranspose2d)):
+        geometry = (child.stride, child.padding, child.output_padding, child.groups, child.bias is not None,
+                    child.dilation)
+    else:
+        geometry = (child.stride, child.padding, child.dilation, child.groups, child.bias is not None)
+    replacement = layer_type(child.in_channels, child.out_channels, child.kernel_size, *geometry, device="meta",
+                             dtype=child.weight.dtype, cl_device=cl_device)
+    replacement.weight = child.weight
+    replacement.bias = child.bias
+    replacement.train(child.training)
+    return replacement
 
 
 def convert(model: torch.nn.Module, cl_device=None) -> torch.nn.Module:
-    """Replace every ``torch.nn.Conv1d`` and ``torch.nn.Conv2d`` in ``model`` by :class:`Conv1d` and
-    :class:`Conv2d`, in place, keeping their parameters."""
+    """Replace every ``torch.nn.Conv1d``, ``Conv2d``, ``ConvTranspose1d`` and ``ConvTranspose2d`` in ``model`` by
+    its clconv drop-in, in place, keeping its parameters."""
     for name, child in list(model.named_children()):
-        layer_type = next((ours for theirs, ours in _REPLACEMENTS.items() if isinstance(child, theirs)), None)
-        if layer_type is not None and not isinstance(child, layer_type):
-            if child.padding_mode != "zeros":
-                raise ValueError(f"{name}: padding_mode={child.padding_mode!r} is not supported (zeros only)")
-            replacement = layer_type(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                                     child.padding, child.dilation, child.groups, child.bias is not None,
-                                     device="meta", dtype=child.weight.dtype, cl_device=cl_device)
-            replacement.weight = child.weight
-            replacement.bias = child.bias
-            replacement.train(child.training)
+        replacement = _replacement(name, child, cl_device)
+        if replacement is not None:
             setattr(model, name, replacement)
         else:
             convert(child, cl_device)
@@ -201,4 +317,5 @@ def memory_report(model: torch.nn.Module) -> list[dict]:
     return rows
 
 
-__all__ = ["Conv1d", "Conv2d", "conv1d", "conv2d", "convert", "memory_report"]
+__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "conv1d", "conv2d", "conv_transpose1d",
+           "conv_transpose2d", "convert", "memory_report"]

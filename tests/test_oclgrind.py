@@ -109,6 +109,39 @@ def test_simulated_passes_are_clean_and_correct(case, algo, dtype, simulator, cl
         assert result.passed, f"{pass_name} {params.describe()} ({algo}) on Oclgrind: {result.message}"
 
 
+# Transposed convolutions run the input-gradient kernels with a bias (their forward pass): stride with
+# output_padding (every phase of the tiled kernel), and dilation with output_padding at stride 1 (rows no tap
+# reaches, which get the bias alone), in 2-D and 1-D.
+TRANSPOSED_LAYERS = (
+    check.TransposedCase("3x3-s2-p1-op1", (2, 3, 3, 4), (3, 4, 3, 3), stride=2, padding=1, output_padding=1),
+    check.TransposedCase("3x3-d2-op1-g2", (1, 4, 3, 3), (4, 3, 3, 3), output_padding=1, groups=2, dilation=2),
+    check.TransposedCase("1d-k3-s2-op1", (2, 3, 5), (3, 2, 3), stride=2, output_padding=1),
+)
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
+@pytest.mark.parametrize("case", TRANSPOSED_LAYERS, ids=lambda case: case.name)
+def test_simulated_transposed_passes_are_clean_and_correct(case, algo, dtype, simulator, clean_log):
+    inputs = check.random_inputs(case, dtype)
+    for pass_name in PASSES:
+        got = check.run_pass(pass_name, case, inputs, device=simulator.device, algo=algo)
+        result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
+        assert result.passed, f"{pass_name} {case.params(dtype).describe()} ({algo}) on Oclgrind: {result.message}"
+
+
+@pytest.mark.parametrize("cpu", list(SIMULATED_CPUS))
+def test_simulated_transposed_forward_with_cpu_tiles(cpu, simulator, clean_log):
+    """The bias of the tiled kernel's input-gradient launches, with the tiles a CPU gets."""
+    case = TRANSPOSED_LAYERS[0]
+    params = case.params(np.float32)
+    inputs = check.random_inputs(case, np.float32)
+    plan = cpu_tile_plan(simulator, params.conv, SIMULATED_CPUS[cpu])
+    got = plan.grad_input(inputs["x"], inputs["weight"], bias=inputs["bias"])
+    result = check.compare_with_oracle("forward", case, inputs, got, np.float32)
+    assert result.passed, f"forward {params.describe()} ({cpu}) on Oclgrind: {result.message}"
+
+
 def test_the_tier_sees_an_out_of_bounds_read(simulator):
     """The tier itself can fail: a kernel reading one element past its buffer is reported."""
     target = platforms.resolve(simulator.device)

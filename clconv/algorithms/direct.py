@@ -62,10 +62,14 @@ class DirectAlgorithm(AlgorithmBase):
         size = (div_up(p.Q, TILES["BLOCK_Q"]), p.P, p.N * p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]))
         return self._run("conv2d_forward_direct", size, args, wait_for)
 
-    def grad_input(self, grad_output, weight, grad_input, wait_for=None):
+    def grad_input(self, grad_output, weight, bias, grad_input, wait_for=None):
+        """dL/dx, plus ``bias`` (C entries; None for the plain input gradient) on every element of its channel."""
         p = self.params
+        has_bias = bias is not None
         args = GradInputDirectArgs(grad_output=grad_output.buffer, grad_output_offset=grad_output.offset,
-                                   weight=weight.buffer, weight_offset=weight.offset, grad_input=grad_input.buffer,
+                                   weight=weight.buffer, weight_offset=weight.offset,
+                                   bias=bias.buffer if has_bias else None, bias_offset=bias.offset if has_bias else 0,
+                                   has_bias=int(has_bias), grad_input=grad_input.buffer,
                                    grad_input_offset=grad_input.offset, **self.geometry._asdict())
         size = (div_up(p.W, TILES["BLOCK_W"]), p.H, p.N * p.groups * div_up(p.C_per_group, TILES["BLOCK_C"]))
         return self._run("conv2d_grad_input_direct", size, args, wait_for)

@@ -392,12 +392,15 @@ class TiledAlgorithm(AlgorithmBase):
             dilation=p.dilation, weight_strides=(p.K_per_group * p.C_per_group * RS, p.C_per_group * RS, RS, p.S, 1),
             wait_for=wait_for)
 
-    def grad_input(self, grad_output, weight, grad_input, wait_for=None):
+    def grad_input(self, grad_output, weight, bias, grad_input, wait_for=None):
         """grad_input one phase (h mod stride_h, w mod stride_w) at a time; one phase at stride 1.
 
         Row h = h0 + stride_h*i receives tap r from grad_output row p = (h0 + pad_top - r*dil_h)/stride_h + i
         when that division is exact. Those taps are evenly spaced; walked backwards they read grad_output at
         i + offset + m*step (m = 0, 1, ...), a stride-1 correlation. Columns likewise.
+
+        ``bias`` (C entries, or None) is added by every phase's launch: phases write disjoint elements, and a
+        phase that no tap reaches still writes its elements (bias only, or zeros).
         """
         p = self.kernel_layer
         RS = p.R * p.S
@@ -410,7 +413,7 @@ class TiledAlgorithm(AlgorithmBase):
                 # The first tap read is the last one listed: the weight walks backwards from it.
                 flipped = weight._replace(offset=weight.offset + rows.last * p.S + cols.last)
                 event = self._correlate(
-                    "grad_input", grad_output, flipped, None, grad_input, in_shape=p.output_shape,
+                    "grad_input", grad_output, flipped, bias, grad_input, in_shape=p.output_shape,
                     grid=(p.C, div_up(p.H - h0, p.stride[0]), div_up(p.W - w0, p.stride[1])), out_shape=(p.H, p.W),
                     placement=(p.stride[0], p.stride[1], h0, w0), taps=(rows.count, cols.count), stride=(1, 1),
                     offsets=(rows.offset, cols.offset), dilation=(rows.step, cols.step),

@@ -1,0 +1,185 @@
+"""clconv.torch's transposed layers: autograd, drop-ins for torch.nn.ConvTranspose1d/2d, convert, and training."""
+
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import clconv.torch as cltorch  # noqa: E402
+from clconv import check  # noqa: E402
+
+F = torch.nn.functional
+
+# (x shape, weight shape, arguments): 2-D and 1-D, output_padding at stride > 1 and with dilation at stride 1.
+TORCH_CASES = [
+    pytest.param((2, 4, 5, 6), (4, 3, 3, 3), dict(stride=2, padding=1, output_padding=1), id="3x3-s2-p1-op1"),
+    pytest.param((2, 3, 4, 5), (3, 2, 3, 3), dict(dilation=2, output_padding=1), id="3x3-d2-op1"),
+    pytest.param((2, 4, 4, 5), (4, 3, 3, 2), dict(stride=(3, 2), padding=(2, 0), output_padding=(2, 1), groups=2),
+                 id="3x2-s3x2-p2x0-op2x1-g2"),
+    pytest.param((2, 4, 7), (4, 3, 3), dict(stride=2, padding=1, output_padding=1), id="1d-k3-s2-p1-op1"),
+    pytest.param((2, 4, 6), (4, 1, 5), dict(dilation=2, output_padding=1, groups=2), id="1d-k5-d2-op1-g2"),
+]
+
+
+def _inputs(x_shape, w_shape, args, dtype, bias=True):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(x_shape, dtype=dtype, generator=generator, requires_grad=True)
+    w = torch.rand(w_shape, dtype=dtype, generator=generator, requires_grad=True)
+    out_channels = w_shape[1] * args.get("groups", 1)
+    b = torch.rand((out_channels,), dtype=dtype, generator=generator, requires_grad=True) if bias else None
+    return x, w, b
+
+
+def _functions(x_shape):
+    if len(x_shape) == 3:
+        return cltorch.conv_transpose1d, F.conv_transpose1d
+    return cltorch.conv_transpose2d, F.conv_transpose2d
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("x_shape, w_shape, args", TORCH_CASES)
+def test_gradcheck_float64(x_shape, w_shape, args, bias, device):
+    if not device.fp64:
+        pytest.skip(f"{device.summary()} has no fp64")
+    x, w, b = _inputs(x_shape, w_shape, args, torch.float64, bias)
+    ours = _functions(x_shape)[0]
+
+    def function(*tensors):
+        return ours(*tensors, **args, cl_device=device.index)
+
+    assert torch.autograd.gradcheck(function, (x, w, b) if bias else (x, w), eps=1e-6, atol=1e-7, rtol=1e-6,
+                                    fast_mode=True)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, args", TORCH_CASES)
+def test_matches_torch_float32(x_shape, w_shape, args, device):
+    """Output and every gradient against torch.nn.functional, each element judged against the same computation
+    on absolute values (clconv.check); both carry rounding error, hence twice the float32 tolerance."""
+    ours_function, torch_function = _functions(x_shape)
+    x, w, b = _inputs(x_shape, w_shape, args, torch.float32)
+    ours = ours_function(x, w, b, **args, cl_device=device.index)
+    theirs = torch_function(x, w, b, **args)
+    grad = torch.rand(ours.shape, generator=torch.Generator().manual_seed(1)) - 0.5
+    ours_all = (ours, *torch.autograd.grad(ours, (x, w, b), grad))
+    theirs_all = (theirs, *torch.autograd.grad(theirs, (x, w, b), grad))
+    absolute = [t.detach().abs().double().requires_grad_() for t in (x, w, b)]
+    bound_output = torch_function(*absolute, **args)
+    bounds = (bound_output, *torch.autograd.grad(bound_output, absolute, grad.abs().double()))
+    tolerance = check.pairwise_tolerance(np.float32)
+    for name, a, e, bound in zip(("output", "grad_x", "grad_w", "grad_b"), ours_all, theirs_all, bounds):
+        assert a.shape == e.shape, name
+        error = ((a.double() - e.double()).abs() / bound.clamp_min(np.finfo(np.float64).tiny)).max().item()
+        assert error <= tolerance, f"{name}: normalised error {error:.2e}"
+
+
+def test_only_requested_gradients_are_computed(device, monkeypatch):
+    from clconv import api
+
+    calls = []
+    for name in ("conv_transpose2d_grad_input", "conv_transpose2d_grad_weight", "conv_transpose2d_grad_bias"):
+        original = getattr(api, name)
+        monkeypatch.setattr(api, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    layer = cltorch.ConvTranspose2d(3, 4, 3, stride=2, cl_device=device.index)
+    layer.weight.requires_grad_(False)
+    x = torch.rand(2, 3, 5, 5, requires_grad=True)
+    layer(x).sum().backward()
+    assert sorted(calls) == ["conv_transpose2d_grad_bias", "conv_transpose2d_grad_input"]
+    calls.clear()
+    layer.weight.requires_grad_(True)
+    layer.bias.requires_grad_(False)
+    layer(x.detach()).sum().backward()
+    assert calls == ["conv_transpose2d_grad_weight"]
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_layer_is_a_drop_in(dims, device):
+    plain_class = torch.nn.ConvTranspose1d if dims == 1 else torch.nn.ConvTranspose2d
+    ours_class = cltorch.ConvTranspose1d if dims == 1 else cltorch.ConvTranspose2d
+    args = dict(stride=2, padding=1, output_padding=1, groups=2, bias=True, dilation=1)
+    torch.manual_seed(3)
+    plain = plain_class(4, 6, 3, **args)
+    torch.manual_seed(3)
+    ours = ours_class(4, 6, 3, **args, cl_device=device.index)
+    assert [n for n, _ in ours.named_parameters()] == ["weight", "bias"]
+    for a, b in zip(plain.parameters(), ours.parameters()):
+        assert torch.equal(a, b)  # same initialisation from the same seed
+    ours.load_state_dict(plain.state_dict())
+    assert ours.state_dict().keys() == plain.state_dict().keys()
+    x = torch.rand((2, 4, 5) if dims == 1 else (2, 4, 5, 6))
+    assert torch.allclose(ours(x), plain(x), rtol=1e-5, atol=1e-5)
+    # output_size picks the output_padding, as PyTorch's layers do, and refuses sizes no output_padding gives.
+    size = [9] if dims == 1 else [9, 12]
+    assert ours(x, output_size=size).shape == plain(x, output_size=size).shape
+    assert torch.allclose(ours(x, output_size=size), plain(x, output_size=size), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="requested an output size of"):
+        ours(x, output_size=[s + 5 for s in size])
+
+
+def test_bad_layers_and_tensors_are_refused(device):
+    with pytest.raises(ValueError, match='Only "zeros" padding mode is supported'):
+        cltorch.ConvTranspose2d(3, 4, 3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="device must be a CPU device"):
+        cltorch.ConvTranspose1d(3, 4, 3, device="cuda")
+    with pytest.raises(ValueError, match="matches no OpenCL device"):
+        cltorch.ConvTranspose2d(3, 4, 3, cl_device="no-such-device")
+    with pytest.raises(ValueError, match="output_padding must be smaller than stride or dilation"):
+        cltorch.ConvTranspose2d(3, 4, 3, output_padding=1, cl_device=device.index)(torch.rand(1, 3, 5, 5))
+    with pytest.raises(ValueError, match="input must be a 3-D tensor"):
+        cltorch.conv_transpose1d(torch.rand(3, 5), torch.rand(3, 4, 3))
+    with pytest.raises(TypeError, match="input must be float16, float32 or float64"):
+        cltorch.conv_transpose2d(torch.rand(1, 3, 5, 5).to(torch.bfloat16), torch.rand(3, 4, 3, 3))
+
+
+def test_convert_swaps_transposed_layers(device):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.ConvTranspose2d(2, 4, 3, stride=2, padding=1, output_padding=1),
+                                torch.nn.ReLU(), torch.nn.Flatten(2),
+                                torch.nn.Sequential(torch.nn.ConvTranspose1d(4, 3, 3, dilation=2, bias=False)))
+    x = torch.rand(2, 2, 4, 4)
+    expected = model(x)
+    weights = [p.data_ptr() for p in model.parameters()]
+    assert cltorch.convert(model, device.index) is model
+    assert isinstance(model[0], cltorch.ConvTranspose2d) and isinstance(model[3][0], cltorch.ConvTranspose1d)
+    assert model[3][0].bias is None
+    assert [p.data_ptr() for p in model.parameters()] == weights  # the very same parameters
+    assert torch.allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+
+
+class TinyUNet(torch.nn.Module):
+    """Two encoder convolutions (the second strided), a transposed-convolution decoder and a skip connection."""
+
+    def __init__(self):
+        super().__init__()
+        self.encode1 = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.encode2 = torch.nn.Conv2d(4, 8, 3, stride=2, padding=1)
+        self.decode = torch.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.head = torch.nn.Conv2d(8, 1, 1)
+
+    def forward(self, x):
+        skip = torch.relu(self.encode1(x))
+        up = torch.relu(self.decode(torch.relu(self.encode2(skip))))
+        return self.head(torch.cat([skip, up], dim=1))
+
+
+def test_unet_trains_like_plain_torch(device):
+    torch.manual_seed(0)
+    plain = TinyUNet()
+    ours = cltorch.convert(copy.deepcopy(plain), device.index)
+    assert isinstance(ours.decode, cltorch.ConvTranspose2d) and isinstance(ours.encode1, cltorch.Conv2d)
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(4, 1, 8, 8, generator=generator)
+    targets = torch.rand(4, 1, 8, 8, generator=generator)
+    losses = {}
+    for label, model in (("torch", plain), ("clconv", ours)):
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        losses[label] = []
+        for _ in range(3):
+            optimizer.zero_grad()
+            loss = F.mse_loss(model(images), targets)
+            loss.backward()
+            optimizer.step()
+            losses[label].append(loss.item())
+    assert losses["clconv"][-1] < losses["clconv"][0]
+    np.testing.assert_allclose(losses["clconv"], losses["torch"], rtol=1e-5)

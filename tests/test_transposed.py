@@ -1,0 +1,244 @@
+"""Transposed convolutions (2-D and 1-D): every pass against the oracle, bit-identical to the convolution passes
+it is made of, out=, device arrays, bad arguments, and the oracle itself against PyTorch."""
+
+import numpy as np
+import pyopencl.array as cl_array
+import pytest
+
+import clconv
+from clconv import check, platforms, reference
+from clconv.params import PASSES, call_function, dtype_name
+
+CASES = check.TRANSPOSED_CASES
+ALGOS = ("direct", "tiled")
+
+
+def case_named(name):
+    return next(case for case in CASES if case.name == name)
+
+
+PASS_PARAMS = [pytest.param(case, dtype, pass_name, algo, id=f"{check.case_id(case, dtype)}-{pass_name}-{algo}")
+               for dtype in check.DTYPES for case in CASES for pass_name in PASSES
+               for algo in (ALGOS if pass_name != "grad_bias" else ("auto",))]
+
+
+@pytest.mark.parametrize("case, dtype, pass_name, algo", PASS_PARAMS)
+def test_transposed_pass_matches_oracle(case, dtype, pass_name, algo, device):
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        with pytest.raises(TypeError, match="cl_khr_fp64"):
+            check.check_pass(pass_name, case, dtype, device=device.device, algo=algo)
+        return
+    result = check.check_pass(pass_name, case, dtype, device=device.device, algo=algo)
+    assert result.passed, (f"{pass_name} {case.params(dtype).describe()} ({algo}) on {device.summary()}: "
+                           f"{result.message}")
+
+
+# Every 2-D case whose output_padding stays below the stride: there the convolution functions take the same layer.
+CONSISTENT = [case for case in CASES if not case.one_d
+              and all(extra < step for extra, step in zip(case.params().output_padding, case.params().conv.stride))]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+@pytest.mark.parametrize("case", CONSISTENT, ids=lambda case: case.name)
+def test_transposed_passes_are_the_convolution_passes(case, algo, device):
+    """Without bias, conv_transpose2d is conv2d_grad_input, bit for bit; its gradients are conv2d and
+    conv2d_grad_weight with the roles of x and grad_output swapped."""
+    t = case.params()
+    inputs = case.random_inputs(np.float32)
+    x, w, gy = inputs["x"], inputs["weight"], inputs["grad_output"]
+    top, bottom, left, right = t.padding
+    conv = dict(stride=t.conv.stride, padding=((top, bottom), (left, right)), dilation=t.conv.dilation,
+                groups=t.conv.groups, device=device.device, algo=algo)
+    transposed = dict(case.conv_args, device=device.device, algo=algo)
+    assert np.array_equal(clconv.conv_transpose2d(x, w, **transposed),
+                          clconv.conv2d_grad_input(x, w, t.output_shape, **conv))
+    assert np.array_equal(clconv.conv_transpose2d_grad_input(gy, w, x.shape, **transposed),
+                          clconv.conv2d(gy, w, **conv))
+    assert np.array_equal(clconv.conv_transpose2d_grad_weight(x, gy, w.shape, **transposed),
+                          clconv.conv2d_grad_weight(gy, x, w.shape, **conv))
+
+
+def test_weight_gradient_is_bit_identical_across_runs(device):
+    case = case_named("3x3-s2-p1-op1")
+    inputs = case.random_inputs(np.float32)
+    runs = [clconv.conv_transpose2d_grad_weight(inputs["x"], inputs["grad_output"], case.weight_shape,
+                                                **case.conv_args, device=device.device)
+            for _ in range(2)]
+    assert np.array_equal(runs[0], runs[1])
+
+
+@pytest.mark.parametrize("layout", ["c-order", "fortran-order", "strided-view"])
+@pytest.mark.parametrize("pass_name", PASSES)
+@pytest.mark.parametrize("case", [case_named("3x3-s2x3-p1x2-op1x2-d1x2"), case_named("1d-k3-s2-p1-op1")],
+                         ids=lambda case: case.name)
+def test_numpy_out_receives_the_result(case, pass_name, layout, device):
+    inputs = case.random_inputs(np.float32)
+    expected = check.run_pass(pass_name, case, inputs, device=device.device)
+    if layout == "c-order":
+        out = np.full(expected.shape, np.nan, np.float32)
+    elif layout == "fortran-order":
+        out = np.full(expected.shape, np.nan, np.float32, order="F")
+    else:
+        out = np.full((2,) + expected.shape, np.nan, np.float32)[1]
+    assert check.run_pass(pass_name, case, inputs, device=device.device, out=out) is out
+    assert np.array_equal(out, expected)
+
+
+@pytest.mark.parametrize("pass_name", PASSES)
+@pytest.mark.parametrize("case", [case_named("3x3-s2x3-p1x2-op1x2-d1x2"), case_named("1d-k3-s2-p1-op1")],
+                         ids=lambda case: case.name)
+def test_device_arrays_in_and_out(case, pass_name, device):
+    """Device arrays in give device arrays out, equal to the NumPy call's; an ``out`` at an offset into a larger
+    buffer receives the result there and nowhere else."""
+    queue = platforms.resolve(device.device).queue
+    inputs = case.random_inputs(np.float32)
+    expected = check.run_pass(pass_name, case, inputs, device=device.device)
+    on_device = {name: cl_array.to_device(queue, value) for name, value in inputs.items()}
+    got = check.run_pass(pass_name, case, on_device, device=device.device)
+    assert isinstance(got, cl_array.Array) and got.shape == expected.shape
+    assert np.array_equal(got.get(), expected)
+    whole = cl_array.to_device(queue, np.full((2,) + expected.shape, -7.0, np.float32))
+    assert check.run_pass(pass_name, case, on_device, device=device.device, out=whole[1]) is not None
+    host = whole.get()
+    assert np.array_equal(host[1], expected) and np.all(host[0] == -7.0)
+
+
+# -- bad arguments: clconv and its oracle refuse them alike, naming the argument ------------------------------
+
+def f32(*shape):
+    return np.ones(shape, np.float32)
+
+
+X, W, GY = f32(2, 4, 5, 5), f32(4, 3, 3, 3), f32(2, 6, 11, 11)  # stride 2, output_padding 0: 11 x 11
+X1, W1, GY1 = f32(2, 4, 5), f32(4, 3, 3), f32(2, 3, 11)
+
+VALID = {
+    "conv_transpose2d": dict(x=X, weight=W, stride=2),
+    "conv_transpose2d_grad_input": dict(grad_output=GY, weight=W, input_shape=X.shape, stride=2),
+    "conv_transpose2d_grad_weight": dict(x=X, grad_output=GY, weight_shape=W.shape, stride=2),
+    "conv_transpose2d_grad_bias": dict(grad_output=GY),
+    "conv_transpose1d": dict(x=X1, weight=W1, stride=2),
+    "conv_transpose1d_grad_input": dict(grad_output=GY1, weight=W1, input_shape=X1.shape, stride=2),
+    "conv_transpose1d_grad_weight": dict(x=X1, grad_output=GY1, weight_shape=W1.shape, stride=2),
+}
+
+BAD = {
+    "conv_transpose2d": [
+        ("output-padding-not-below-stride", dict(output_padding=2), ValueError,
+         "output_padding must be smaller than stride or dilation, got output_padding 2, stride 2 and dilation 1"),
+        ("output-padding-at-stride-1", dict(stride=1, output_padding=(0, 1)), ValueError,
+         "output_padding must be smaller than stride or dilation.* along w"),
+        ("output-padding-negative", dict(output_padding=-1), ValueError, "output_padding must be >= 0"),
+        ("output-padding-float", dict(output_padding=0.5), TypeError, "output_padding must be an int"),
+        ("output-padding-triple", dict(output_padding=(1, 1, 1)), ValueError,
+         "output_padding must be an int or a pair"),
+        ("padding-same", dict(padding="same"), ValueError, "'same' and 'valid' are not defined there"),
+        ("padding-negative", dict(padding=-1), ValueError, "padding must be >= 0"),
+        ("padding-too-large", dict(padding=6), ValueError,
+         r"the output would have -1 rows: padding \(6, 6\) along h is too large"),
+        ("x-ndim", dict(x=f32(4, 5, 5)), ValueError, r"x must be a 4-D array \(N, C_in, H, W\)"),
+        ("weight-ndim", dict(weight=f32(4, 3, 3)), ValueError, r"weight must be a 4-D array \(C_in, C_out/groups"),
+        ("channel-mismatch", dict(weight=f32(3, 3, 3, 3)), ValueError,
+         r"channel mismatch: x has C_in=4 channels but weight.shape\[0\]=3"),
+        ("groups-not-dividing-C-in", dict(groups=3, weight=f32(4, 1, 3, 3)), ValueError,
+         "groups=3 must divide the input channels C_in=4"),
+        ("stride-zero", dict(stride=0), ValueError, "stride must be >= 1"),
+        ("dilation-float", dict(dilation=1.5), TypeError, "dilation must be an int"),
+        ("bias-shape", dict(bias=f32(4)), ValueError, r"bias must have shape \(C_out,\) = \(3,\)"),
+        ("mixed-dtypes", dict(weight=np.ones((4, 3, 3, 3), np.float64)), TypeError, "must share one dtype"),
+        ("x-list", dict(x=[[1.0]]), TypeError, "x must be a numpy.ndarray"),
+    ],
+    "conv_transpose2d_grad_input": [
+        ("grad-output-shape", dict(grad_output=f32(2, 6, 12, 11)), ValueError,
+         r"grad_output must have the output shape \(N, C_out, H_out, W_out\) = \(2, 3, 11, 11\)"),
+        ("input-shape-batch", dict(input_shape=(3, 4, 5, 5)), ValueError, r"input_shape\[0\]=3 must equal the batch"),
+        ("input-shape-type", dict(input_shape=7), TypeError, "input_shape must be a 4-tuple"),
+        ("output-padding", dict(output_padding=3), ValueError, "output_padding must be smaller than stride"),
+    ],
+    "conv_transpose2d_grad_weight": [
+        ("weight-shape-channels", dict(weight_shape=(3, 3, 3, 3)), ValueError,
+         r"channel mismatch: x has C_in=4 channels but weight_shape\[0\]=3"),
+        ("grad-output-shape", dict(grad_output=f32(2, 6, 11, 10)), ValueError,
+         "grad_output must have the output shape"),
+    ],
+    "conv_transpose2d_grad_bias": [
+        ("ndim", dict(grad_output=f32(2, 6, 6)), ValueError, "grad_output must be a 4-D array"),
+    ],
+    "conv_transpose1d": [
+        ("x-ndim", dict(x=X), ValueError, r"x must be a 3-D array \(N, C_in, L\)"),
+        ("stride-pair", dict(stride=(2, 2)), ValueError, "stride must be an int or a 1-tuple"),
+        ("output-padding", dict(output_padding=2), ValueError,
+         "output_padding must be smaller than stride or dilation, got output_padding 2, stride 2 and dilation 1"),
+        ("padding-same", dict(padding="same"), ValueError, "'same' and 'valid' are not defined there"),
+        ("dilation-zero", dict(dilation=0), ValueError, "dilation must be >= 1"),
+    ],
+    "conv_transpose1d_grad_input": [
+        ("input-shape-length", dict(input_shape=(2, 4, 5, 5)), ValueError, "input_shape must have 3 dimensions"),
+    ],
+    "conv_transpose1d_grad_weight": [
+        ("weight-shape-type", dict(weight_shape=3), TypeError, "weight_shape must be a 3-tuple"),
+    ],
+}
+
+
+@pytest.mark.parametrize("function, overrides, error, message", [
+    pytest.param(function, overrides, error, message, id=f"{function}-{name}")
+    for function, cases in BAD.items() for name, overrides, error, message in cases])
+def test_bad_arguments(function, overrides, error, message):
+    args = dict(VALID[function], **overrides)
+    with pytest.raises(error, match=message):
+        getattr(clconv, function)(**args)
+    with pytest.raises(error, match=message):
+        getattr(reference, function)(**args)
+
+
+def test_out_sharing_memory_with_x_is_refused(device):
+    shared = np.zeros(2 * 4 * 5 * 5 + 2 * 3 * 11 * 11, np.float32)
+    x_view, out_view = shared[:200].reshape(X.shape), shared[150:150 + 726].reshape(2, 3, 11, 11)
+    with pytest.raises(ValueError, match="out shares memory with x"):
+        clconv.conv_transpose2d(x_view, W, stride=2, out=out_view, device=device.device)
+
+
+def test_non_contiguous_device_arrays_are_refused_by_name(device):
+    queue = platforms.resolve(device.device).queue
+    x = cl_array.to_device(queue, np.ones((2, 4, 5, 5), np.float32)).transpose((0, 1, 3, 2))
+    with pytest.raises(ValueError, match="x must be a C-contiguous device array"):
+        clconv.conv_transpose2d(x, W, stride=2)
+    x1 = cl_array.to_device(queue, np.ones((2, 5, 4), np.float32)).transpose((0, 2, 1))
+    with pytest.raises(ValueError, match="x must be a C-contiguous device array"):
+        clconv.conv_transpose1d(x1, W1, stride=2)
+
+
+# -- the oracle against PyTorch ------------------------------------------------------------------------------
+
+torch_cases = [pytest.param(case, id=case.name) for case in CASES
+               if not isinstance(case.padding, tuple) or not isinstance(case.padding[0], tuple)]
+
+
+@pytest.mark.parametrize("case", torch_cases)
+def test_oracle_matches_torch(case):
+    """reference.conv_transpose1d/2d and their gradients against torch.nn.functional in float64."""
+    torch = pytest.importorskip("torch")
+    inputs = case.random_inputs(np.float64)
+    x, w, b = (torch.tensor(inputs[name], requires_grad=True) for name in ("x", "weight", "bias"))
+    function = torch.nn.functional.conv_transpose1d if case.one_d else torch.nn.functional.conv_transpose2d
+    y = function(x, w, b, **case.conv_args)
+    grad = torch.tensor(inputs["grad_output"])
+    expected = dict(zip(("grad_input", "grad_weight", "grad_bias"), torch.autograd.grad(y, (x, w, b), grad)),
+                    forward=y)
+    for pass_name in PASSES:
+        got = call_function(reference, pass_name, case, inputs, calls=case.pass_calls)
+        np.testing.assert_allclose(got, expected[pass_name].detach().numpy(), rtol=1e-12, atol=1e-12,
+                                   err_msg=f"{pass_name} {case.name}")
+
+
+def test_oracle_of_an_empty_batch():
+    case = case_named("3x3-s2-n0")
+    inputs = case.random_inputs(np.float64)
+    assert reference.conv_transpose2d(inputs["x"], inputs["weight"], **case.conv_args).shape == (0, 2, 9, 9)
+    assert not reference.conv_transpose2d_grad_weight(inputs["x"], inputs["grad_output"], case.weight_shape,
+                                                      **case.conv_args).any()
+
+
+def test_case_ids_are_readable():
+    assert check.case_id(CASES[0], np.float16) == f"3x3-s2-p1-op1-{dtype_name(np.float16)}"
