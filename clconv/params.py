@@ -181,13 +181,21 @@ def normalize_padding(padding, kernel_hw, stride, dilation) -> tuple[int, int, i
     return (amount, amount, amount, amount)
 
 
-def _shape4(name: str, shape, layout: str) -> tuple[int, int, int, int]:
+def shape_dims(name: str, shape, ndim: int, layout: str) -> tuple:
+    """``shape`` as a tuple of ``ndim`` entries (``layout`` names them in the messages), or a TypeError/ValueError
+    naming the argument; the entries themselves are not checked."""
     try:
         dims = tuple(shape)
     except TypeError:
-        raise TypeError(f"{name} must be a 4-tuple {layout}, got {shape!r}") from None
-    if len(dims) != 4:
-        raise ValueError(f"{name} must have 4 dimensions {layout}, got shape {dims}")
+        raise TypeError(f"{name} must be a {ndim}-tuple {layout}, got {shape!r}") from None
+    if len(dims) != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions {layout}, got shape {dims}")
+    return dims
+
+
+def shape_ints(name: str, shape, ndim: int, layout: str) -> tuple[int, ...]:
+    """A shape argument of ``ndim`` non-negative ints (a 1-D layer's 3, a 2-D layer's 4), checked by name."""
+    dims = shape_dims(name, shape, ndim, layout)
     for d in dims:
         if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0:
             raise ValueError(f"{name} must hold non-negative ints {layout}, got {dims}")
@@ -215,8 +223,8 @@ class Conv2DParams:
     def create(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
                dtype=np.float32, input_name="x", weight_name="weight") -> "Conv2DParams":
         """Validate user arguments and build the params (raises ValueError/TypeError)."""
-        N, C, H, W = _shape4(input_name, input_shape, "(N, C, H, W)")
-        K, Cg, R, S = _shape4(weight_name, weight_shape, "(K, C/groups, R, S)")
+        N, C, H, W = shape_ints(input_name, input_shape, 4, "(N, C, H, W)")
+        K, Cg, R, S = shape_ints(weight_name, weight_shape, 4, "(K, C/groups, R, S)")
         stride = normalize_pair("stride", stride)
         dilation = normalize_pair("dilation", dilation)
         groups = _positive_int("groups", groups)
@@ -463,8 +471,8 @@ class ConvTranspose2DParams:
     def create(cls, input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                dtype=np.float32, input_name="x", weight_name="weight") -> "ConvTranspose2DParams":
         """Validate user arguments and build the params (raises ValueError/TypeError naming the argument)."""
-        N, C_in, H, W = _shape4(input_name, input_shape, "(N, C_in, H, W)")
-        K, C_out_g, R, S = _shape4(weight_name, weight_shape, "(C_in, C_out/groups, kH, kW)")
+        N, C_in, H, W = shape_ints(input_name, input_shape, 4, "(N, C_in, H, W)")
+        K, C_out_g, R, S = shape_ints(weight_name, weight_shape, 4, "(C_in, C_out/groups, kH, kW)")
         stride = normalize_pair("stride", stride)
         dilation = normalize_pair("dilation", dilation)
         groups = _positive_int("groups", groups)

@@ -14,7 +14,6 @@ stride and dilation: an int or a 1-tuple.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import typing
 
 import numpy as np
@@ -59,19 +58,6 @@ def normalize_padding(padding, kernel: int, stride: int, dilation: int) -> tuple
     return (amount, amount)
 
 
-def _shape3(name: str, shape, layout: str) -> tuple[int, int, int]:
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{name} must be a 3-tuple {layout}, got {shape!r}") from None
-    if len(dims) != 3:
-        raise ValueError(f"{name} must have 3 dimensions {layout}, got shape {dims}")
-    for d in dims:
-        if isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 0:
-            raise ValueError(f"{name} must hold non-negative ints {layout}, got {dims}")
-    return tuple(int(d) for d in dims)
-
-
 @dataclasses.dataclass(frozen=True)
 class Conv1DParams:
     """A 1-D layer in its own terms, held as ``layer``: the 2-D layer with H = R = 1 that computes it."""
@@ -82,8 +68,8 @@ class Conv1DParams:
     def create(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, dtype=np.float32,
                input_name="x", weight_name="weight") -> "Conv1DParams":
         """Validate user arguments and build the params (raises ValueError/TypeError in 1-D terms)."""
-        N, C, L = _shape3(input_name, input_shape, "(N, C, L)")
-        K, Cg, S = _shape3(weight_name, weight_shape, "(K, C/groups, S)")
+        N, C, L = params.shape_ints(input_name, input_shape, 3, "(N, C, L)")
+        K, Cg, S = params.shape_ints(weight_name, weight_shape, 3, "(K, C/groups, S)")
         stride = _single("stride", stride)
         dilation = _single("dilation", dilation)
         if K < 1 or Cg < 1 or S < 1:

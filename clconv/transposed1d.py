@@ -14,6 +14,8 @@ import numbers
 import numpy as np
 import pyopencl.array as cl_array
 
+from . import params
+
 
 def _single(name: str, value, least: int) -> int:
     """An int >= ``least``, given as itself or as a 1-tuple."""
@@ -54,12 +56,7 @@ def _layout(name: str) -> str:
 
 def shape_2d(name: str, shape) -> tuple:
     """A 3-D shape with a height of 1 inserted before its last axis."""
-    try:
-        dims = tuple(shape)
-    except TypeError:
-        raise TypeError(f"{name} must be a 3-tuple {_layout(name)}, got {shape!r}") from None
-    if len(dims) != 3:
-        raise ValueError(f"{name} must have 3 dimensions {_layout(name)}, got shape {dims}")
+    dims = params.shape_dims(name, shape, 3, _layout(name))  # the 2-D function checks the entries
     return dims[:2] + (1,) + dims[2:]
 
 
