@@ -202,6 +202,21 @@ def shape_ints(name: str, shape, ndim: int, layout: str) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
+def _supported_dtype(dtype) -> np.dtype:
+    dtype = np.dtype(dtype)
+    if dtype not in SUPPORTED_DTYPES:
+        raise TypeError(f"dtype must be float16, float32 or float64, got {dtype}")
+    return dtype
+
+
+def _check_tensor_sizes(layer, input_name: str, weight_name: str) -> None:
+    """Refuse a layer whose input, weight or output is too large for the kernels' 32-bit indices."""
+    for name, shape in ((input_name, layer.input_shape), (weight_name, layer.weight_shape),
+                        ("output", layer.output_shape)):
+        if int(np.prod(shape, dtype=np.int64)) > MAX_TENSOR_ELEMENTS:
+            raise ValueError(f"{name} of shape {shape} has more than 2**31-1 elements; split the batch")
+
+
 @dataclasses.dataclass(frozen=True)
 class Conv2DParams:
     """Everything that fixes the shape of a convolution and its three passes."""
@@ -242,9 +257,7 @@ class Conv2DParams:
                 f"with groups={groups} expects C = groups * {weight_name}.shape[1] = {groups * Cg}"
             )
         padding = normalize_padding(padding, (R, S), stride, dilation)
-        dtype = np.dtype(dtype)
-        if dtype not in SUPPORTED_DTYPES:
-            raise TypeError(f"dtype must be float16, float32 or float64, got {dtype}")
+        dtype = _supported_dtype(dtype)
         params = cls(N, C, H, W, K, R, S, stride, padding, dilation, groups, dtype)
         padded_h = H + padding[0] + padding[1]
         padded_w = W + padding[2] + padding[3]
@@ -254,10 +267,7 @@ class Conv2DParams:
                 f"dilated kernel {span_h}x{span_w} (weight {R}x{S}, dilation {dilation}) is larger than the "
                 f"padded input {padded_h}x{padded_w} ({input_name} {H}x{W}, padding {padding})"
             )
-        for name, shape in ((input_name, params.input_shape), (weight_name, params.weight_shape),
-                            ("output", params.output_shape)):
-            if int(np.prod(shape, dtype=np.int64)) > MAX_TENSOR_ELEMENTS:
-                raise ValueError(f"{name} of shape {shape} has more than 2**31-1 elements; split the batch")
+        _check_tensor_sizes(params, input_name, weight_name)
         return params
 
     # -- derived sizes -------------------------------------------------------------------------
@@ -491,9 +501,7 @@ class ConvTranspose2DParams:
                              f"convolution ('same' and 'valid' are not defined there), got {padding!r}")
         padding = normalize_padding(padding, (R, S), stride, dilation)
         output_padding = _output_padding(output_padding, stride, dilation)
-        dtype = np.dtype(dtype)
-        if dtype not in SUPPORTED_DTYPES:
-            raise TypeError(f"dtype must be float16, float32 or float64, got {dtype}")
+        dtype = _supported_dtype(dtype)
         sizes = []
         for axis, size, step, dil, taps, before, after, extra in zip(
                 "hw", (H, W), stride, dilation, (R, S), padding[0::2], padding[1::2], output_padding):
@@ -508,10 +516,7 @@ class ConvTranspose2DParams:
         conv = Conv2DParams(N, C_out_g * groups, H_out, W_out, C_in, R, S, stride,
                             (padding[0], bottom, padding[2], right), dilation, groups, dtype)
         params = cls(conv, padding, output_padding)
-        for name, shape in ((input_name, params.input_shape), (weight_name, params.weight_shape),
-                            ("output", params.output_shape)):
-            if int(np.prod(shape, dtype=np.int64)) > MAX_TENSOR_ELEMENTS:
-                raise ValueError(f"{name} of shape {shape} has more than 2**31-1 elements; split the batch")
+        _check_tensor_sizes(params, input_name, weight_name)
         return params
 
     @property
