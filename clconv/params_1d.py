@@ -27,12 +27,14 @@ Single = typing.Union[int, typing.Tuple[int]]
 Padding1D = typing.Union[int, str, typing.Tuple[int], typing.Tuple[int, int]]
 
 
-def _single(name: str, value) -> int:
+def _single(name: str, value, least: int = 1) -> int:
+    """An int >= ``least`` (1: stride, dilation; 0: an amount of padding), given as itself or as a 1-tuple."""
+    check = {0: params._pad_amount, 1: params._positive_int}[least]
     if isinstance(value, (tuple, list)):
         if len(value) != 1:
             raise ValueError(f"{name} must be an int or a 1-tuple, got {value!r}")
-        return params._positive_int(f"{name}[0]", value[0])
-    return params._positive_int(name, value)
+        return check(f"{name}[0]", value[0])
+    return check(name, value)
 
 
 def normalize_padding(padding, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
@@ -47,14 +49,16 @@ def normalize_padding(padding, kernel: int, stride: int, dilation: int) -> tuple
                                  "give explicit padding for strided convolutions")
             return params.same_padding(kernel, dilation)
         raise ValueError(f"padding must be an int, (p,), (left, right), 'valid' or 'same'; got {padding!r}")
-    if isinstance(padding, (tuple, list)):
-        if len(padding) == 1:
-            amount = params._pad_amount("padding[0]", padding[0])
-            return (amount, amount)
-        if len(padding) == 2:
-            return (params._pad_amount("padding[0]", padding[0]), params._pad_amount("padding[1]", padding[1]))
+    return _explicit_padding(padding)
+
+
+def _explicit_padding(padding) -> tuple[int, int]:
+    """(left, right) from the forms that give the amounts: an int, (p,) or (left, right)."""
+    if isinstance(padding, (tuple, list)) and len(padding) == 2:
+        return (params._pad_amount("padding[0]", padding[0]), params._pad_amount("padding[1]", padding[1]))
+    if isinstance(padding, (tuple, list)) and len(padding) != 1:
         raise ValueError(f"padding must be an int, (p,) or (left, right); got {padding!r}")
-    amount = params._pad_amount("padding", padding)
+    amount = _single("padding", padding, least=0)
     return (amount, amount)
 
 
@@ -246,7 +250,12 @@ def _with_unit_h(array):
     shape = getattr(array, "shape", None)
     if shape is None or len(shape) != 3:
         return array
-    return array.reshape(tuple(shape[:2]) + (1,) + tuple(shape[2:]))
+    return array.reshape(_unit_h_shape(shape))
+
+
+def _unit_h_shape(shape) -> tuple:
+    """(A, B, L) -> (A, B, 1, L)."""
+    return tuple(shape[:2]) + (1,) + tuple(shape[2:])
 
 
 def _without_unit_h(array):
