@@ -117,7 +117,23 @@ def _torch_padding(padding):
     return padding if isinstance(padding, str) else _pair_or_int(padding)
 
 
-class _OpenCLConv:
+def _check_devices(device, cl_device) -> None:
+    """The checks a clconv layer makes before torch builds its parameters."""
+    if device is not None and torch.device(device).type not in ("cpu", "meta"):
+        raise ValueError(f"device must be a CPU device (clconv keeps tensors on the CPU), got {device!r}")
+    if cl_device is not None:
+        platforms.resolve(cl_device)  # a bad spec fails here, not at the first forward
+
+
+class _OpenCLLayer:
+    """What every clconv layer shows besides torch's arguments: its ``cl_device``."""
+
+    def extra_repr(self) -> str:
+        device = f", cl_device={self.cl_device!r}" if self.cl_device is not None else ""
+        return super().extra_repr() + device
+
+
+class _OpenCLConv(_OpenCLLayer):
     """What :class:`Conv1d` and :class:`Conv2d` add to torch's layers, whose arguments they take unchanged."""
 
     _rank: int
@@ -126,12 +142,9 @@ class _OpenCLConv:
                  bias=True, padding_mode="zeros", device=None, dtype=None, *, cl_device=None):
         if padding_mode != "zeros":
             raise ValueError(f"padding_mode must be 'zeros' (clconv pads with zeros only), got {padding_mode!r}")
-        if device is not None and torch.device(device).type not in ("cpu", "meta"):
-            raise ValueError(f"device must be a CPU device (clconv keeps tensors on the CPU), got {device!r}")
+        _check_devices(device, cl_device)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, device, dtype)
-        if cl_device is not None:
-            platforms.resolve(cl_device)  # a bad spec fails here, not at the first forward
         self.cl_device = cl_device
         self.memory = {}
 
@@ -140,10 +153,6 @@ class _OpenCLConv:
         memory = self.memory if torch.is_grad_enabled() else None
         return _ConvFunction.apply(input, weight, bias, self._rank, self.stride, _torch_padding(self.padding),
                                    self.dilation, self.groups, self.cl_device, memory)
-
-    def extra_repr(self) -> str:
-        device = f", cl_device={self.cl_device!r}" if self.cl_device is not None else ""
-        return super().extra_repr() + device
 
 
 class Conv1d(_OpenCLConv, torch.nn.Conv1d):
@@ -218,55 +227,39 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     return conv_transpose2d(x.unsqueeze(2), weight.unsqueeze(2), bias, **geometry, cl_device=cl_device).squeeze(2)
 
 
-def _check_transposed_layer(device, cl_device) -> None:
-    if device is not None and torch.device(device).type not in ("cpu", "meta"):
-        raise ValueError(f"device must be a CPU device (clconv keeps tensors on the CPU), got {device!r}")
-    if cl_device is not None:
-        platforms.resolve(cl_device)  # a bad spec fails here, not at the first forward
+class _OpenCLConvTranspose(_OpenCLLayer):
+    """What :class:`ConvTranspose1d` and :class:`ConvTranspose2d` add to torch's layers, whose arguments and
+    ``forward(input, output_size=None)`` they take unchanged."""
 
-
-class ConvTranspose2d(torch.nn.ConvTranspose2d):
-    """A drop-in for ``torch.nn.ConvTranspose2d`` (same arguments, parameters, initialisation and
-    ``forward(input, output_size=None)``) running on OpenCL; ``cl_device`` picks the OpenCL device."""
+    _rank: int
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
                  bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None, *, cl_device=None):
-        _check_transposed_layer(device, cl_device)
+        _check_devices(device, cl_device)
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
                          dilation, padding_mode, device, dtype)  # refuses any padding_mode but "zeros"
         self.cl_device = cl_device
 
     def forward(self, input, output_size=None):
-        output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size, 2,
-                                              self.dilation)
-        return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
-                                self.dilation, cl_device=self.cl_device)
-
-    def extra_repr(self) -> str:
-        device = f", cl_device={self.cl_device!r}" if self.cl_device is not None else ""
-        return super().extra_repr() + device
+        output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size,
+                                              self._rank, self.dilation)
+        function = conv_transpose1d if self._rank == 1 else conv_transpose2d
+        return function(input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
+                        self.dilation, cl_device=self.cl_device)
 
 
-class ConvTranspose1d(torch.nn.ConvTranspose1d):
+class ConvTranspose2d(_OpenCLConvTranspose, torch.nn.ConvTranspose2d):
+    """A drop-in for ``torch.nn.ConvTranspose2d`` (same arguments, parameters, initialisation and
+    ``forward(input, output_size=None)``) running on OpenCL; ``cl_device`` picks the OpenCL device."""
+
+    _rank = 2
+
+
+class ConvTranspose1d(_OpenCLConvTranspose, torch.nn.ConvTranspose1d):
     """A drop-in for ``torch.nn.ConvTranspose1d`` (same arguments, parameters, initialisation and
     ``forward(input, output_size=None)``) running on OpenCL; ``cl_device`` picks the OpenCL device."""
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, output_padding=0, groups=1,
-                 bias=True, dilation=1, padding_mode="zeros", device=None, dtype=None, *, cl_device=None):
-        _check_transposed_layer(device, cl_device)
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
-                         dilation, padding_mode, device, dtype)
-        self.cl_device = cl_device
-
-    def forward(self, input, output_size=None):
-        output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size, 1,
-                                              self.dilation)
-        return conv_transpose1d(input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
-                                self.dilation, cl_device=self.cl_device)
-
-    def extra_repr(self) -> str:
-        device = f", cl_device={self.cl_device!r}" if self.cl_device is not None else ""
-        return super().extra_repr() + device
+    _rank = 1
 
 
 #: torch's layers that :func:`convert` replaces, and their replacements.
@@ -282,7 +275,7 @@ def _replacement(name: str, child: torch.nn.Module, cl_device):
         return None
     if child.padding_mode != "zeros":
         raise ValueError(f"{name}: padding_mode={child.padding_mode!r} is not supported (zeros only)")
-    if issubclass(layer_type, (ConvTranspose1d, ConvTranspose2d)):
+    if issubclass(layer_type, _OpenCLConvTranspose):
         geometry = (child.stride, child.padding, child.output_padding, child.groups, child.bias is not None,
                     child.dilation)
     else:
