@@ -309,6 +309,13 @@ class Conv2DParams:
     def bias_shape(self) -> tuple[int]:
         return (self.K,)
 
+    def result_shape(self, pass_name: str) -> tuple[int, ...]:
+        """The shape of a pass's result."""
+        shapes = {"forward": self.output_shape, "grad_input": self.input_shape, "grad_weight": self.weight_shape,
+                  "grad_bias": self.bias_shape}
+        pass_call(pass_name)
+        return shapes[pass_name]
+
     @property
     def conv_args(self) -> dict:
         """stride, padding, dilation and groups as the public functions take them, padding as

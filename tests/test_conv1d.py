@@ -1,5 +1,5 @@
-"""1-D convolution: every pass against the oracle per device, the oracle against plain loops and PyTorch, and
-the array handling (``out=``, device arrays, empty batches, strides) of the unit-H views it runs on."""
+"""1-D convolution (its passes against the oracle run in test_passes.py): the oracle against plain loops and
+PyTorch, and the array handling (``out=``, device arrays, empty batches, strides) of the unit-H views it runs on."""
 
 import itertools
 
@@ -9,26 +9,8 @@ import pytest
 
 import clconv
 from clconv import check, platforms, reference
-from clconv.algorithms import ALGORITHMS
 from clconv.params import PASSES
 from clconv.params_1d import Conv1DParams
-
-CASE_PARAMS = [
-    pytest.param(case, dtype, id=check.case_id(case, dtype)) for dtype in check.DTYPES for case in check.CASES_1D
-]
-
-
-@pytest.mark.parametrize("algo", sorted(ALGORITHMS))
-@pytest.mark.parametrize("pass_name", PASSES)
-@pytest.mark.parametrize("case, dtype", CASE_PARAMS)
-def test_conv1d_matches_oracle(pass_name, case, dtype, algo, device):
-    if np.dtype(dtype) == np.float64 and not device.fp64:
-        with pytest.raises(TypeError, match="cl_khr_fp64"):
-            check.check_pass(pass_name, case, dtype, device=device.device, algo=algo)
-        return
-    result = check.check_pass(pass_name, case, dtype, device=device.device, algo=algo)
-    assert result.passed, f"{pass_name} {case.params(dtype).describe()} on {device.summary()}: {result.message}"
-
 
 # -- the oracle, checked independently of the 2-D oracle it runs through ---------------------------------------
 
@@ -125,38 +107,6 @@ CASE = next(case for case in check.CASES_1D if case.name == "k7-s2-d3-g3")
 @pytest.fixture(scope="module")
 def inputs():
     return check.random_inputs(CASE, np.float32)
-
-
-@pytest.mark.parametrize("layout", ["c-order", "fortran-order", "strided-view"])
-@pytest.mark.parametrize("pass_name", PASSES)
-def test_numpy_out_receives_the_result(device, inputs, pass_name, layout):
-    expected = check.run_pass(pass_name, CASE, inputs, device=device.device)
-    shape = CASE.params().result_shape(pass_name)
-    if layout == "c-order":
-        out = np.full(shape, np.nan, np.float32)
-    elif layout == "fortran-order":
-        out = np.full(shape, np.nan, np.float32, order="F")
-    else:
-        out = np.full(shape[:-1] + (2 * shape[-1],), np.nan, np.float32)[..., ::2]  # every other element
-    assert check.run_pass(pass_name, CASE, inputs, device=device.device, out=out) is out
-    assert np.array_equal(out, expected)
-
-
-@pytest.mark.parametrize("inputs_on", ["numpy", "device"])
-@pytest.mark.parametrize("pass_name", PASSES)
-def test_device_out_receives_the_result(device, inputs, pass_name, inputs_on):
-    target = platforms.resolve(device.device)
-    expected = check.run_pass(pass_name, CASE, inputs, device=device.device)
-    shape = CASE.params().result_shape(pass_name)
-    whole = cl_array.to_device(target.queue, np.full((2,) + shape, -7.0, np.float32))
-    out = whole[1]  # at an offset into a larger buffer: written there and nowhere else
-    given = inputs
-    if inputs_on == "device":
-        given = {name: cl_array.to_device(target.queue, value) for name, value in inputs.items()}
-    assert check.run_pass(pass_name, CASE, given, device=device.device, out=out) is out
-    host = whole.get()
-    assert np.array_equal(host[1], expected)
-    assert np.all(host[0] == -7.0)
 
 
 @pytest.mark.parametrize("pass_name", PASSES)

@@ -130,6 +130,78 @@ BAD_GRAD_BIAS_1D = [
     ("no-length", dict(grad_output=f32(2, 6, 0)), ValueError, "grad_output must have K and L_out >= 1"),
 ]
 
+# Transposed convolutions: their own arguments (output_padding) and words.
+XT, WT, GYT = f32(2, 4, 5, 5), f32(4, 3, 3, 3), f32(2, 6, 11, 11)  # stride 2, output_padding 0: 11 x 11
+XT1, WT1, GYT1 = f32(2, 4, 5), f32(4, 3, 3), f32(2, 3, 11)
+
+VALID_TRANSPOSED = {
+    "conv_transpose2d": dict(x=XT, weight=WT, stride=2),
+    "conv_transpose2d_grad_input": dict(grad_output=GYT, weight=WT, input_shape=XT.shape, stride=2),
+    "conv_transpose2d_grad_weight": dict(x=XT, grad_output=GYT, weight_shape=WT.shape, stride=2),
+    "conv_transpose2d_grad_bias": dict(grad_output=GYT),
+    "conv_transpose1d": dict(x=XT1, weight=WT1, stride=2),
+    "conv_transpose1d_grad_input": dict(grad_output=GYT1, weight=WT1, input_shape=XT1.shape, stride=2),
+    "conv_transpose1d_grad_weight": dict(x=XT1, grad_output=GYT1, weight_shape=WT1.shape, stride=2),
+}
+
+BAD_TRANSPOSED = {
+    "conv_transpose2d": [
+        ("output-padding-not-below-stride", dict(output_padding=2), ValueError,
+         "output_padding must be smaller than stride or dilation, got output_padding 2, stride 2 and dilation 1"),
+        ("output-padding-at-stride-1", dict(stride=1, output_padding=(0, 1)), ValueError,
+         "output_padding must be smaller than stride or dilation.* along w"),
+        ("output-padding-negative", dict(output_padding=-1), ValueError, "output_padding must be >= 0"),
+        ("output-padding-float", dict(output_padding=0.5), TypeError, "output_padding must be an int"),
+        ("output-padding-triple", dict(output_padding=(1, 1, 1)), ValueError,
+         "output_padding must be an int or a pair"),
+        ("padding-same", dict(padding="same"), ValueError, "'same' and 'valid' are not defined there"),
+        ("padding-negative", dict(padding=-1), ValueError, "padding must be >= 0"),
+        ("padding-too-large", dict(padding=6), ValueError,
+         r"the output would have -1 rows: padding \(6, 6\) along h is too large"),
+        ("x-ndim", dict(x=f32(4, 5, 5)), ValueError, r"x must be a 4-D array \(N, C_in, H, W\)"),
+        ("weight-ndim", dict(weight=f32(4, 3, 3)), ValueError, r"weight must be a 4-D array \(C_in, C_out/groups"),
+        ("channel-mismatch", dict(weight=f32(3, 3, 3, 3)), ValueError,
+         r"channel mismatch: x has C_in=4 channels but weight.shape\[0\]=3"),
+        ("groups-not-dividing-C-in", dict(groups=3, weight=f32(4, 1, 3, 3)), ValueError,
+         "groups=3 must divide the input channels C_in=4"),
+        ("stride-zero", dict(stride=0), ValueError, "stride must be >= 1"),
+        ("dilation-float", dict(dilation=1.5), TypeError, "dilation must be an int"),
+        ("bias-shape", dict(bias=f32(4)), ValueError, r"bias must have shape \(C_out,\) = \(3,\)"),
+        ("mixed-dtypes", dict(weight=np.ones((4, 3, 3, 3), np.float64)), TypeError, "must share one dtype"),
+        ("x-list", dict(x=[[1.0]]), TypeError, "x must be a numpy.ndarray"),
+    ],
+    "conv_transpose2d_grad_input": [
+        ("grad-output-shape", dict(grad_output=f32(2, 6, 12, 11)), ValueError,
+         r"grad_output must have the output shape \(N, C_out, H_out, W_out\) = \(2, 3, 11, 11\)"),
+        ("input-shape-batch", dict(input_shape=(3, 4, 5, 5)), ValueError, r"input_shape\[0\]=3 must equal the batch"),
+        ("input-shape-type", dict(input_shape=7), TypeError, "input_shape must be a 4-tuple"),
+        ("output-padding", dict(output_padding=3), ValueError, "output_padding must be smaller than stride"),
+    ],
+    "conv_transpose2d_grad_weight": [
+        ("weight-shape-channels", dict(weight_shape=(3, 3, 3, 3)), ValueError,
+         r"channel mismatch: x has C_in=4 channels but weight_shape\[0\]=3"),
+        ("grad-output-shape", dict(grad_output=f32(2, 6, 11, 10)), ValueError,
+         "grad_output must have the output shape"),
+    ],
+    "conv_transpose2d_grad_bias": [
+        ("ndim", dict(grad_output=f32(2, 6, 6)), ValueError, "grad_output must be a 4-D array"),
+    ],
+    "conv_transpose1d": [
+        ("x-ndim", dict(x=XT), ValueError, r"x must be a 3-D array \(N, C_in, L\)"),
+        ("stride-pair", dict(stride=(2, 2)), ValueError, "stride must be an int or a 1-tuple"),
+        ("output-padding", dict(output_padding=2), ValueError,
+         "output_padding must be smaller than stride or dilation, got output_padding 2, stride 2 and dilation 1"),
+        ("padding-same", dict(padding="same"), ValueError, "'same' and 'valid' are not defined there"),
+        ("dilation-zero", dict(dilation=0), ValueError, "dilation must be >= 1"),
+    ],
+    "conv_transpose1d_grad_input": [
+        ("input-shape-length", dict(input_shape=(2, 4, 5, 5)), ValueError, "input_shape must have 3 dimensions"),
+    ],
+    "conv_transpose1d_grad_weight": [
+        ("weight-shape-type", dict(weight_shape=3), TypeError, "weight_shape must be a 3-tuple"),
+    ],
+}
+
 # Each function's valid arguments, which every bad case changes in one place.
 VALID = {
     "conv2d": dict(x=X, weight=W, bias=None, stride=1, padding=0, dilation=1, groups=1),
@@ -140,10 +212,11 @@ VALID = {
     "conv1d_grad_input": dict(grad_output=GY1, weight=W1, input_shape=X1.shape),
     "conv1d_grad_weight": dict(x=X1, grad_output=GY1, weight_shape=W1.shape),
     "conv1d_grad_bias": dict(grad_output=GY1),
+    **VALID_TRANSPOSED,
 }
 BAD = {"conv2d": BAD_FORWARD, "conv2d_grad_input": BAD_GRAD_INPUT, "conv2d_grad_weight": BAD_GRAD_WEIGHT,
        "conv2d_grad_bias": BAD_GRAD_BIAS, "conv1d": BAD_FORWARD_1D, "conv1d_grad_input": BAD_GRAD_INPUT_1D,
-       "conv1d_grad_weight": BAD_GRAD_WEIGHT_1D, "conv1d_grad_bias": BAD_GRAD_BIAS_1D}
+       "conv1d_grad_weight": BAD_GRAD_WEIGHT_1D, "conv1d_grad_bias": BAD_GRAD_BIAS_1D, **BAD_TRANSPOSED}
 
 
 @pytest.mark.parametrize("function, overrides, error, message", [

@@ -13,10 +13,13 @@ from clconv.params import PASSES
 CASE = next(case for case in check.CASES if case.name == "3x3-s2-d2-g3")
 
 
+# A 2-D layer, and a 1-D one (which hands its out on to the 2-D path as a view with a unit axis).
+OUT_CASES = [pytest.param(CASE, id="2d"),
+             pytest.param(next(case for case in check.CASES_1D if case.name == "k7-s2-d3-g3"), id="1d")]
+
+
 def result_shape(pass_name: str, case=CASE) -> tuple:
-    params = case.params(np.float32)
-    return {"forward": params.output_shape, "grad_input": params.input_shape, "grad_weight": params.weight_shape,
-            "grad_bias": (params.K,)}[pass_name]
+    return case.params(np.float32).result_shape(pass_name)
 
 
 @pytest.fixture(scope="module")
@@ -24,35 +27,41 @@ def inputs():
     return check.random_inputs(CASE, np.float32)
 
 
-@pytest.mark.parametrize("layout", ["c-order", "fortran-order", "strided-view"])
+@pytest.mark.parametrize("layout", ["c-order", "fortran-order", "offset-view", "every-other-element"])
 @pytest.mark.parametrize("pass_name", PASSES)
-def test_numpy_out_receives_the_result(device, inputs, pass_name, layout):
-    expected = check.run_pass(pass_name, CASE, inputs, device=device.device)
-    shape = result_shape(pass_name)
+@pytest.mark.parametrize("case", OUT_CASES)
+def test_numpy_out_receives_the_result(device, case, pass_name, layout):
+    inputs = check.random_inputs(case, np.float32)
+    expected = check.run_pass(pass_name, case, inputs, device=device.device)
+    shape = result_shape(pass_name, case)
     if layout == "c-order":
         out = np.full(shape, np.nan, np.float32)
     elif layout == "fortran-order":
         out = np.full(shape, np.nan, np.float32, order="F")
-    else:
+    elif layout == "offset-view":
         out = np.full((2,) + shape, np.nan, np.float32)[1]  # a view at an offset into a larger array
-    returned = check.run_pass(pass_name, CASE, inputs, device=device.device, out=out)
+    else:
+        out = np.full(shape[:-1] + (2 * shape[-1],), np.nan, np.float32)[..., ::2]
+    returned = check.run_pass(pass_name, case, inputs, device=device.device, out=out)
     assert returned is out
     assert np.array_equal(out, expected)
 
 
 @pytest.mark.parametrize("inputs_on", ["numpy", "device"])
 @pytest.mark.parametrize("pass_name", PASSES)
-def test_device_out_receives_the_result(device, inputs, pass_name, inputs_on):
+@pytest.mark.parametrize("case", OUT_CASES)
+def test_device_out_receives_the_result(device, case, pass_name, inputs_on):
+    inputs = check.random_inputs(case, np.float32)
     target = platforms.resolve(device.device)
-    expected = check.run_pass(pass_name, CASE, inputs, device=device.device)
-    shape = result_shape(pass_name)
+    expected = check.run_pass(pass_name, case, inputs, device=device.device)
+    shape = result_shape(pass_name, case)
     # The second half of a larger buffer: the result must land at the array's offset, and only there.
     whole = cl_array.to_device(target.queue, np.full((2,) + shape, -7.0, np.float32))
     out = whole[1]
     given = inputs
     if inputs_on == "device":
         given = {name: cl_array.to_device(target.queue, value) for name, value in inputs.items()}
-    returned = check.run_pass(pass_name, CASE, given, device=device.device, out=out)
+    returned = check.run_pass(pass_name, case, given, device=device.device, out=out)
     assert returned is out
     host = whole.get()
     assert np.array_equal(host[1], expected)
