@@ -45,9 +45,10 @@ def _device_bytes(p: params.Conv2DParams, cl_device) -> dict:
     return {name: p.bytes_moved(name) + workspace[name] for name in params.PASSES}
 
 
-def _api(pass_name: str, rank: int):
-    """The public function of a pass for 1-D or 2-D layers, looked up at call time (tests replace them)."""
-    return getattr(api, params.pass_call(pass_name).function_for(rank))
+def _api(pass_name: str, rank: int, calls: dict):
+    """The public function of a pass (of ``calls``: params.PASS_CALLS or TRANSPOSED_PASS_CALLS) for 1-D or 2-D
+    layers, looked up at call time (tests replace them)."""
+    return getattr(api, params.pass_call(pass_name, calls).function_for(rank))
 
 
 def _layer_params(rank: int, *forward_args) -> params.Conv2DParams:
@@ -58,24 +59,25 @@ def _layer_params(rank: int, *forward_args) -> params.Conv2DParams:
 
 
 class _ConvFunction(torch.autograd.Function):
-    """Forward and backward of a 1-D or 2-D convolution (``rank``) through clconv's functions."""
+    """Forward and backward of a 1-D or 2-D (``rank``) convolution or transposed convolution through clconv's
+    functions: ``calls`` names them (params.PASS_CALLS or TRANSPOSED_PASS_CALLS), and ``geometry`` holds the
+    arguments they take after the arrays, in their order. ``memory``: a dict to report into, or None."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, rank, stride, padding, dilation, groups, cl_device, memory):
+    def forward(ctx, x, weight, bias, calls, rank, geometry, cl_device, memory):
         x_np, w_np, b_np = _as_numpy("input", x), _as_numpy("weight", weight), _as_numpy("bias", bias)
-        y = _api("forward", rank)(x_np, w_np, b_np, stride, padding, dilation, groups, device=cl_device)
+        y = _api("forward", rank, calls)(x_np, w_np, b_np, *geometry, device=cl_device)
         input_grad, weight_grad = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         # Keep only what backward will read: x for the weight gradient, the weight for the input gradient.
         ctx.save_for_backward(x if weight_grad else None, weight if input_grad else None)
         ctx.input_shape = tuple(x.shape)
         ctx.weight_shape = tuple(weight.shape)
-        ctx.rank = rank
-        ctx.conv = (stride, padding, dilation, groups)
+        ctx.calls, ctx.rank, ctx.geometry = calls, rank, geometry
         ctx.cl_device = cl_device
         if memory is not None:
             memory["saved_for_backward_bytes"] = _bytes(x if weight_grad else None, weight if input_grad else None)
             memory["device_bytes"] = _device_bytes(
-                _layer_params(rank, x_np, w_np, b_np, stride, padding, dilation, groups), cl_device)
+                _layer_params(rank, x_np, w_np, b_np, *geometry), cl_device)
         return torch.from_numpy(y)
 
     @staticmethod
@@ -83,30 +85,30 @@ class _ConvFunction(torch.autograd.Function):
     def backward(ctx, grad_output):
         x, weight = ctx.saved_tensors
         grad_np = _as_numpy("grad_output", grad_output)
-        conv, rank = ctx.conv, ctx.rank
+        geometry, rank, calls = ctx.geometry, ctx.rank, ctx.calls
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.from_numpy(_api("grad_input", rank)(grad_np, _as_numpy("weight", weight), ctx.input_shape,
-                                                               *conv, device=ctx.cl_device))
+            grad_x = torch.from_numpy(_api("grad_input", rank, calls)(
+                grad_np, _as_numpy("weight", weight), ctx.input_shape, *geometry, device=ctx.cl_device))
         if ctx.needs_input_grad[1]:
-            grad_w = torch.from_numpy(_api("grad_weight", rank)(_as_numpy("input", x), grad_np, ctx.weight_shape,
-                                                                *conv, device=ctx.cl_device))
+            grad_w = torch.from_numpy(_api("grad_weight", rank, calls)(
+                _as_numpy("input", x), grad_np, ctx.weight_shape, *geometry, device=ctx.cl_device))
         if ctx.needs_input_grad[2]:
-            grad_b = torch.from_numpy(_api("grad_bias", rank)(grad_np, device=ctx.cl_device))
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None, None
+            grad_b = torch.from_numpy(_api("grad_bias", rank, calls)(grad_np, device=ctx.cl_device))
+        return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, cl_device=None):
     """``torch.nn.functional.conv1d`` with forward and backward on the OpenCL device (padding may also be an
     asymmetric (left, right) pair)."""
-    return _ConvFunction.apply(x, weight, bias, 1, _pair_or_int(stride), _torch_padding(padding),
-                               _pair_or_int(dilation), groups, cl_device, None)
+    geometry = (_pair_or_int(stride), _torch_padding(padding), _pair_or_int(dilation), groups)
+    return _ConvFunction.apply(x, weight, bias, params.PASS_CALLS, 1, geometry, cl_device, None)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, cl_device=None):
     """``torch.nn.functional.conv2d`` with forward and backward on the OpenCL device."""
-    return _ConvFunction.apply(x, weight, bias, 2, _pair_or_int(stride), _torch_padding(padding),
-                               _pair_or_int(dilation), groups, cl_device, None)
+    geometry = (_pair_or_int(stride), _torch_padding(padding), _pair_or_int(dilation), groups)
+    return _ConvFunction.apply(x, weight, bias, params.PASS_CALLS, 2, geometry, cl_device, None)
 
 
 def _pair_or_int(value):
@@ -151,8 +153,8 @@ class _OpenCLConv(_OpenCLLayer):
     def _conv_forward(self, input, weight, bias):
         # Memory is recorded for forwards that build a graph (training), not for evaluation under no_grad.
         memory = self.memory if torch.is_grad_enabled() else None
-        return _ConvFunction.apply(input, weight, bias, self._rank, self.stride, _torch_padding(self.padding),
-                                   self.dilation, self.groups, self.cl_device, memory)
+        geometry = (self.stride, _torch_padding(self.padding), self.dilation, self.groups)
+        return _ConvFunction.apply(input, weight, bias, params.PASS_CALLS, self._rank, geometry, self.cl_device, memory)
 
 
 class Conv1d(_OpenCLConv, torch.nn.Conv1d):
@@ -177,42 +179,12 @@ class Conv2d(_OpenCLConv, torch.nn.Conv2d):
     _rank = 2
 
 
-class _ConvTranspose2dFunction(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, stride, padding, output_padding, groups, dilation, cl_device):
-        y = api.conv_transpose2d(_as_numpy("input", x), _as_numpy("weight", weight), _as_numpy("bias", bias), stride,
-                                 padding, output_padding, groups, dilation, device=cl_device)
-        input_grad, weight_grad = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        # Keep only what backward will read: x for the weight gradient, the weight for the input gradient.
-        ctx.save_for_backward(x if weight_grad else None, weight if input_grad else None)
-        ctx.input_shape = tuple(x.shape)
-        ctx.weight_shape = tuple(weight.shape)
-        ctx.conv = (stride, padding, output_padding, groups, dilation)
-        ctx.cl_device = cl_device
-        return torch.from_numpy(y)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
-        x, weight = ctx.saved_tensors
-        grad_np = _as_numpy("grad_output", grad_output)
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.from_numpy(api.conv_transpose2d_grad_input(
-                grad_np, _as_numpy("weight", weight), ctx.input_shape, *ctx.conv, device=ctx.cl_device))
-        if ctx.needs_input_grad[1]:
-            grad_w = torch.from_numpy(api.conv_transpose2d_grad_weight(
-                _as_numpy("input", x), grad_np, ctx.weight_shape, *ctx.conv, device=ctx.cl_device))
-        if ctx.needs_input_grad[2]:
-            grad_b = torch.from_numpy(api.conv_transpose2d_grad_bias(grad_np, device=ctx.cl_device))
-        return grad_x, grad_w, grad_b, None, None, None, None, None, None
-
-
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      cl_device=None):
     """``torch.nn.functional.conv_transpose2d`` with forward and backward on the OpenCL device."""
-    return _ConvTranspose2dFunction.apply(x, weight, bias, _pair_or_int(stride), _pair_or_int(padding),
-                                          _pair_or_int(output_padding), groups, _pair_or_int(dilation), cl_device)
+    geometry = (_pair_or_int(stride), _pair_or_int(padding), _pair_or_int(output_padding), groups,
+                _pair_or_int(dilation))
+    return _ConvFunction.apply(x, weight, bias, params.TRANSPOSED_PASS_CALLS, 2, geometry, cl_device, None)
 
 
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
