@@ -3,13 +3,14 @@
 import copy
 import sys
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch_comparison import assert_matches_torch, record_calls  # noqa: E402
+
 import clconv.torch as cltorch  # noqa: E402
-from clconv import check, cli  # noqa: E402
+from clconv import cli  # noqa: E402
 
 TORCH_CASES = [
     pytest.param(dict(stride=1, padding=1), id="3x3-p1"),
@@ -22,12 +23,14 @@ TORCH_CASES = [
 ]
 
 
-def _layer_inputs(case, dtype, bias=True):
+def _layer_inputs(case, dtype, bias=True, size=(7, 8)):
+    """x (2, 4, *size), a 3-tap weight along each of its axes, a bias, and the case's arguments for a call."""
     groups = case.get("groups", 1)
     out_channels = 4 if case.get("depthwise") else 6
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand((2, 4, 7, 8), dtype=dtype, generator=generator, requires_grad=True)
-    w = torch.rand((out_channels, 4 // groups, 3, 3), dtype=dtype, generator=generator, requires_grad=True)
+    x = torch.rand((2, 4, *size), dtype=dtype, generator=generator, requires_grad=True)
+    w = torch.rand((out_channels, 4 // groups) + (3,) * len(size), dtype=dtype, generator=generator,
+                   requires_grad=True)
     b = torch.rand((out_channels,), dtype=dtype, generator=generator, requires_grad=True) if bias else None
     args = {k: v for k, v in case.items() if k != "depthwise"}
     return x, w, b, args
@@ -65,27 +68,12 @@ def test_matches_torch_float32(case, device):
     results carry rounding error, so they may differ by twice the float32 tolerance.
     """
     x, w, b, args = _layer_inputs(case, torch.float32)
-    ours = cltorch.conv2d(x, w, b, **args, cl_device=device.index)
-    theirs = _torch_reference(x, w, b, args)
-    grad = torch.rand(ours.shape, generator=torch.Generator().manual_seed(1)) - 0.5
-    ours_all = (ours, *torch.autograd.grad(ours, (x, w, b), grad))
-    theirs_all = (theirs, *torch.autograd.grad(theirs, (x, w, b), grad))
-    absolute = [t.detach().abs().double().requires_grad_() for t in (x, w, b)]
-    bound_output = _torch_reference(*absolute, args)
-    bounds = (bound_output, *torch.autograd.grad(bound_output, absolute, grad.abs().double()))
-    tolerance = check.pairwise_tolerance(np.float32)
-    for name, a, e, bound in zip(("output", "grad_x", "grad_w", "grad_b"), ours_all, theirs_all, bounds):
-        error = ((a.double() - e.double()).abs() / bound.clamp_min(np.finfo(np.float64).tiny)).max().item()
-        assert error <= tolerance, f"{name}: normalised error {error:.2e}"
+    assert_matches_torch(lambda *tensors, **a: cltorch.conv2d(*tensors, **a, cl_device=device.index),
+                         lambda *tensors, **a: _torch_reference(*tensors, a), x, w, b, **args)
 
 
 def test_only_requested_gradients_are_computed(device, monkeypatch):
-    from clconv import api
-
-    calls = []
-    for name in ("conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"):
-        original = getattr(api, name)
-        monkeypatch.setattr(api, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    calls = record_calls(monkeypatch, ("conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"))
     layer = cltorch.Conv2d(3, 4, 3, padding=1, cl_device=device.index)
     layer.weight.requires_grad_(False)
     x = torch.rand(2, 3, 6, 6, requires_grad=True)
@@ -155,16 +143,6 @@ TORCH_CASES_1D = [
 ]
 
 
-def _layer_inputs_1d(case, dtype, bias=True):
-    groups = case.get("groups", 1)
-    out_channels = 4 if case.get("depthwise") else 6
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand((2, 4, 11), dtype=dtype, generator=generator, requires_grad=True)
-    w = torch.rand((out_channels, 4 // groups, 3), dtype=dtype, generator=generator, requires_grad=True)
-    b = torch.rand((out_channels,), dtype=dtype, generator=generator, requires_grad=True) if bias else None
-    return x, w, b, {k: v for k, v in case.items() if k != "depthwise"}
-
-
 def _torch_reference_1d(x, w, b, args):
     """torch.nn.functional.conv1d, with an asymmetric (left, right) padding applied by F.pad first."""
     padding = args.get("padding", 0)
@@ -179,7 +157,7 @@ def _torch_reference_1d(x, w, b, args):
 def test_conv1d_gradcheck_float64(case, bias, device):
     if not device.fp64:
         pytest.skip(f"{device.summary()} has no fp64")
-    x, w, b, args = _layer_inputs_1d(case, torch.float64, bias)
+    x, w, b, args = _layer_inputs(case, torch.float64, bias, size=(11,))
 
     def function(*tensors):
         return cltorch.conv1d(*tensors, **args, cl_device=device.index)
@@ -191,28 +169,13 @@ def test_conv1d_gradcheck_float64(case, bias, device):
 @pytest.mark.parametrize("case", TORCH_CASES_1D)
 def test_conv1d_matches_torch_float32(case, device):
     """Output and every gradient against torch.nn.functional.conv1d, judged like the kernels (see the 2-D test)."""
-    x, w, b, args = _layer_inputs_1d(case, torch.float32)
-    ours = cltorch.conv1d(x, w, b, **args, cl_device=device.index)
-    theirs = _torch_reference_1d(x, w, b, args)
-    grad = torch.rand(ours.shape, generator=torch.Generator().manual_seed(1)) - 0.5
-    ours_all = (ours, *torch.autograd.grad(ours, (x, w, b), grad))
-    theirs_all = (theirs, *torch.autograd.grad(theirs, (x, w, b), grad))
-    absolute = [t.detach().abs().double().requires_grad_() for t in (x, w, b)]
-    bound_output = _torch_reference_1d(*absolute, args)
-    bounds = (bound_output, *torch.autograd.grad(bound_output, absolute, grad.abs().double()))
-    tolerance = check.pairwise_tolerance(np.float32)
-    for name, a, e, bound in zip(("output", "grad_x", "grad_w", "grad_b"), ours_all, theirs_all, bounds):
-        error = ((a.double() - e.double()).abs() / bound.clamp_min(np.finfo(np.float64).tiny)).max().item()
-        assert error <= tolerance, f"{name}: normalised error {error:.2e}"
+    x, w, b, args = _layer_inputs(case, torch.float32, size=(11,))
+    assert_matches_torch(lambda *tensors, **a: cltorch.conv1d(*tensors, **a, cl_device=device.index),
+                         lambda *tensors, **a: _torch_reference_1d(*tensors, a), x, w, b, **args)
 
 
 def test_conv1d_only_requested_gradients_are_computed(device, monkeypatch):
-    from clconv import api
-
-    calls = []
-    for name in ("conv1d_grad_input", "conv1d_grad_weight", "conv1d_grad_bias"):
-        original = getattr(api, name)
-        monkeypatch.setattr(api, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    calls = record_calls(monkeypatch, ("conv1d_grad_input", "conv1d_grad_weight", "conv1d_grad_bias"))
     layer = cltorch.Conv1d(3, 4, 3, padding=1, cl_device=device.index)
     layer.weight.requires_grad_(False)
     x = torch.rand(2, 3, 9, requires_grad=True)

@@ -7,8 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from torch_comparison import assert_matches_torch, record_calls  # noqa: E402
+
 import clconv.torch as cltorch  # noqa: E402
-from clconv import check  # noqa: E402
 
 F = torch.nn.functional
 
@@ -59,28 +60,13 @@ def test_matches_torch_float32(x_shape, w_shape, args, device):
     on absolute values (clconv.check); both carry rounding error, hence twice the float32 tolerance."""
     ours_function, torch_function = _functions(x_shape)
     x, w, b = _inputs(x_shape, w_shape, args, torch.float32)
-    ours = ours_function(x, w, b, **args, cl_device=device.index)
-    theirs = torch_function(x, w, b, **args)
-    grad = torch.rand(ours.shape, generator=torch.Generator().manual_seed(1)) - 0.5
-    ours_all = (ours, *torch.autograd.grad(ours, (x, w, b), grad))
-    theirs_all = (theirs, *torch.autograd.grad(theirs, (x, w, b), grad))
-    absolute = [t.detach().abs().double().requires_grad_() for t in (x, w, b)]
-    bound_output = torch_function(*absolute, **args)
-    bounds = (bound_output, *torch.autograd.grad(bound_output, absolute, grad.abs().double()))
-    tolerance = check.pairwise_tolerance(np.float32)
-    for name, a, e, bound in zip(("output", "grad_x", "grad_w", "grad_b"), ours_all, theirs_all, bounds):
-        assert a.shape == e.shape, name
-        error = ((a.double() - e.double()).abs() / bound.clamp_min(np.finfo(np.float64).tiny)).max().item()
-        assert error <= tolerance, f"{name}: normalised error {error:.2e}"
+    assert_matches_torch(lambda *tensors, **a: ours_function(*tensors, **a, cl_device=device.index), torch_function,
+                         x, w, b, **args)
 
 
 def test_only_requested_gradients_are_computed(device, monkeypatch):
-    from clconv import api
-
-    calls = []
-    for name in ("conv_transpose2d_grad_input", "conv_transpose2d_grad_weight", "conv_transpose2d_grad_bias"):
-        original = getattr(api, name)
-        monkeypatch.setattr(api, name, lambda *a, _o=original, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+    calls = record_calls(monkeypatch, ("conv_transpose2d_grad_input", "conv_transpose2d_grad_weight",
+                                       "conv_transpose2d_grad_bias"))
     layer = cltorch.ConvTranspose2d(3, 4, 3, stride=2, cl_device=device.index)
     layer.weight.requires_grad_(False)
     x = torch.rand(2, 3, 5, 5, requires_grad=True)
