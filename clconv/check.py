@@ -181,6 +181,9 @@ TRANSPOSED_CASES = (
     TransposedCase("1d-k4-s4-g2", (2, 4, 6), (4, 3, 4), stride=4, groups=2),
 )
 
+#: Every kind of layer the checks cover, by name: 2-D convolutions, 1-D ones and transposed ones.
+CASE_SETS = {"2-D": CASES, "1-D": CASES_1D, "transposed": TRANSPOSED_CASES}
+
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:

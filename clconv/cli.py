@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import itertools
 import os
 import sys
 import tempfile
@@ -85,14 +86,14 @@ def cmd_check(args) -> int:
     failures = checks = 0
     for info in infos:
         print(f"device {info.tag}: {info.name} ({info.type}), {info.platform_name} {info.platform_version}")
-        print(f"  {'dtype':6} {'pass':12} {'cases':>5} {'max error':>10} {'tolerance':>10}  result")
+        print(f"  {'dtype':6} {'layers':10} {'pass':12} {'cases':>5} {'max error':>10} {'tolerance':>10}  result")
         for dtype, missing in _supported_dtypes(info, dtypes):
             if missing:
-                print(f"  {dtype_name(dtype):6} {'all':12} {'-':>5} {'-':>10} {'-':>10}  not run: {missing}")
+                print(f"  {dtype_name(dtype):6} {'all':10} {'all':12} {'-':>5} {'-':>10} {'-':>10}  not run: {missing}")
                 continue
-            for pass_name in PASSES:
+            for (kind, cases), pass_name in itertools.product(_check.CASE_SETS.items(), PASSES):
                 worst, problems = 0.0, []
-                for case in _check.CASES:
+                for case in cases:
                     checks += 1
                     try:
                         result = _check.check_pass(pass_name, case, dtype, device=info.device, algo=args.algo)
@@ -104,8 +105,8 @@ def cmd_check(args) -> int:
                     if not result.passed:
                         problems.append(f"{case.name}: {result.message}")
                 failures += len(problems)
-                verdict = "PASS" if not problems else f"FAIL ({len(problems)} of {len(_check.CASES)})"
-                print(f"  {dtype_name(dtype):6} {pass_name:12} {len(_check.CASES):5d} {worst:10.2e} "
+                verdict = "PASS" if not problems else f"FAIL ({len(problems)} of {len(cases)})"
+                print(f"  {dtype_name(dtype):6} {kind:10} {pass_name:12} {len(cases):5d} {worst:10.2e} "
                       f"{_check.TOLERANCE[np.dtype(dtype)]:10.0e}  {verdict}")
                 for problem in problems:
                     print(f"      {problem}")
