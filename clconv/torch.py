@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from . import api, params, params_1d, planning, platforms, transposed1d
+from . import api, params, params_1d, planning, platforms
 
 _SUPPORTED = (torch.float16, torch.float32, torch.float64)
 
@@ -189,14 +189,14 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      cl_device=None):
-    """``torch.nn.functional.conv_transpose1d`` with forward and backward on the OpenCL device: the 2-D one
-    on views of x (N, C_in, L) and weight (C_in, C_out/groups, k) with a height of 1."""
+    """``torch.nn.functional.conv_transpose1d`` with forward and backward on the OpenCL device, through
+    :func:`clconv.conv_transpose1d` and its gradients (x (N, C_in, L), weight (C_in, C_out/groups, k))."""
     for name, tensor in (("input", x), ("weight", weight)):
         if isinstance(tensor, torch.Tensor) and tensor.dim() != 3:
             raise ValueError(f"{name} must be a 3-D tensor, got shape {tuple(tensor.shape)}")
-        _as_numpy(name, tensor)  # a TypeError for anything but a CPU tensor of a supported dtype
-    geometry = transposed1d.geometry(stride, padding, output_padding, groups, dilation)
-    return conv_transpose2d(x.unsqueeze(2), weight.unsqueeze(2), bias, **geometry, cl_device=cl_device).squeeze(2)
+    geometry = (_pair_or_int(stride), _pair_or_int(padding), _pair_or_int(output_padding), groups,
+                _pair_or_int(dilation))
+    return _ConvFunction.apply(x, weight, bias, params.TRANSPOSED_PASS_CALLS, 1, geometry, cl_device, None)
 
 
 class _OpenCLConvTranspose(_OpenCLLayer):
