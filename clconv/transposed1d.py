@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pyopencl.array as cl_array
 
-from . import params, params_1d
+from . import arrays, params, params_1d
 
 
 def _padding(value) -> tuple[int, int]:
@@ -48,8 +48,7 @@ def array_2d(name: str, array):
         return array
     if len(array.shape) != 3:
         raise ValueError(f"{name} must be a 3-D array {_layout(name)}, got shape {tuple(array.shape)}")
-    if isinstance(array, cl_array.Array) and not array.flags.c_contiguous:
-        raise ValueError(f"{name} must be a C-contiguous device array (got strides {array.strides})")
+    arrays.check_device_layout(**{name: array})
     if isinstance(array, (cl_array.Array, np.ndarray)):
         return params_1d._with_unit_h(array)
     return array  # not an array: the 2-D function refuses it by name
