@@ -76,6 +76,17 @@ def pass_call(pass_name: str, calls: dict = PASS_CALLS) -> PassCall:
     return calls[pass_name]
 
 
+#: The layer attribute that holds each pass's result shape.
+RESULT_SHAPES = {"forward": "output_shape", "grad_input": "input_shape", "grad_weight": "weight_shape",
+                 "grad_bias": "bias_shape"}
+
+
+def result_shape(layer, pass_name: str) -> tuple[int, ...]:
+    """The shape of a pass's result for a layer of any rank (a Conv2DParams or Conv1DParams)."""
+    pass_call(pass_name)
+    return getattr(layer, RESULT_SHAPES[pass_name])
+
+
 def call_plan(plan, pass_name: str, tensors: dict):
     """Run one pass of ``plan`` (a :class:`clconv.planning.Conv2DPlan`) on ``tensors``, a mapping from the
     input names to arrays (a missing bias is None)."""
@@ -310,11 +321,7 @@ class Conv2DParams:
         return (self.K,)
 
     def result_shape(self, pass_name: str) -> tuple[int, ...]:
-        """The shape of a pass's result."""
-        shapes = {"forward": self.output_shape, "grad_input": self.input_shape, "grad_weight": self.weight_shape,
-                  "grad_bias": self.bias_shape}
-        pass_call(pass_name)
-        return shapes[pass_name]
+        return result_shape(self, pass_name)
 
     @property
     def conv_args(self) -> dict:

@@ -153,11 +153,7 @@ class Conv1DParams:
         return (self.N, self.K, self.L_out)
 
     def result_shape(self, pass_name: str) -> tuple[int, ...]:
-        """The shape of a pass's result."""
-        shapes = {"forward": self.output_shape, "grad_input": self.input_shape, "grad_weight": self.weight_shape,
-                  "grad_bias": (self.K,)}
-        params.pass_call(pass_name)
-        return shapes[pass_name]
+        return params.result_shape(self, pass_name)
 
     @property
     def conv_args(self) -> dict:
