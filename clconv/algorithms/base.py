@@ -63,6 +63,14 @@ def kernel_work_group_limit(kernel: cl.Kernel, device: cl.Device) -> int:
     return kernel.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, device)
 
 
+def bias_args(bias) -> dict:
+    """The bias, bias_offset and has_bias arguments of a kernel that adds an optional bias (``bias``: a
+    DeviceTensor, or None for none)."""
+    if bias is None:
+        return {"bias": None, "bias_offset": 0, "has_bias": 0}
+    return {"bias": bias.buffer, "bias_offset": bias.offset, "has_bias": 1}
+
+
 def conv_geometry(p: Conv2DParams) -> ConvGeometry:
     """A layer as the kernels' CONV_GEOMETRY_PARAMS (cl/common.h)."""
     return ConvGeometry(N=p.N, C=p.C, H=p.H, W=p.W, K=p.K, R=p.R, S=p.S, P=p.P, Q=p.Q,

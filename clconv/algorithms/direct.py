@@ -10,7 +10,7 @@ import numpy as np
 
 from ..kernel_signatures import ForwardDirectArgs, GradBiasDirectArgs, GradInputDirectArgs
 from ..params import Conv2DParams
-from .base import REDUCTION_TARGET_ITEMS, AlgorithmBase, div_up
+from .base import REDUCTION_TARGET_ITEMS, AlgorithmBase, bias_args, div_up
 
 # Register tile sizes (compile-time constants of the kernels).
 TILES = {"BLOCK_K": 4, "BLOCK_Q": 8, "BLOCK_C": 4, "BLOCK_W": 8}
@@ -55,21 +55,17 @@ class DirectAlgorithm(AlgorithmBase):
 
     def forward(self, x, weight, bias, y, wait_for=None):
         p = self.params
-        has_bias = bias is not None
         args = ForwardDirectArgs(x=x.buffer, x_offset=x.offset, weight=weight.buffer, weight_offset=weight.offset,
-                                 bias=bias.buffer if has_bias else None, bias_offset=bias.offset if has_bias else 0,
-                                 has_bias=int(has_bias), y=y.buffer, y_offset=y.offset, **self.geometry._asdict())
+                                 **bias_args(bias), y=y.buffer, y_offset=y.offset, **self.geometry._asdict())
         size = (div_up(p.Q, TILES["BLOCK_Q"]), p.P, p.N * p.groups * div_up(p.K_per_group, TILES["BLOCK_K"]))
         return self._run("conv2d_forward_direct", size, args, wait_for)
 
     def grad_input(self, grad_output, weight, bias, grad_input, wait_for=None):
         """dL/dx, plus ``bias`` (C entries; None for the plain input gradient) on every element of its channel."""
         p = self.params
-        has_bias = bias is not None
         args = GradInputDirectArgs(grad_output=grad_output.buffer, grad_output_offset=grad_output.offset,
-                                   weight=weight.buffer, weight_offset=weight.offset,
-                                   bias=bias.buffer if has_bias else None, bias_offset=bias.offset if has_bias else 0,
-                                   has_bias=int(has_bias), grad_input=grad_input.buffer,
+                                   weight=weight.buffer, weight_offset=weight.offset, **bias_args(bias),
+                                   grad_input=grad_input.buffer,
                                    grad_input_offset=grad_input.offset, **self.geometry._asdict())
         size = (div_up(p.W, TILES["BLOCK_W"]), p.H, p.N * p.groups * div_up(p.C_per_group, TILES["BLOCK_C"]))
         return self._run("conv2d_grad_input_direct", size, args, wait_for)

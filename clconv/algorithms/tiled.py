@@ -18,7 +18,7 @@ import numpy as np
 
 from ..kernel_signatures import CorrelationArgs
 from ..params import Conv2DParams
-from .base import AlgorithmBase, accumulator_bytes, div_up
+from .base import AlgorithmBase, accumulator_bytes, bias_args, div_up
 from .direct import DirectAlgorithm
 
 # Vector widths OpenCL C has (2, 3, 4, 8, 16); 3 is left out because vload3 packs differently.
@@ -360,13 +360,11 @@ class TiledAlgorithm(AlgorithmBase):
         n, ci_total, h_in, w_in = in_shape
         co_total, h_grid, w_grid = grid
         co = co_total // p.groups
-        has_bias = bias is not None
         out_step_h, out_step_w, out_start_h, out_start_w = placement
         ws_group, ws_co, ws_ci, ws_r, ws_s = weight_strides
         args = CorrelationArgs(
             in_=source.buffer, in_offset=source.offset, weight=weight.buffer, weight_offset=weight.offset,
-            bias=bias.buffer if has_bias else None, bias_offset=bias.offset if has_bias else 0, has_bias=int(has_bias),
-            out=out.buffer, out_offset=out.offset, out_height=out_shape[0], out_width=out_shape[1],
+            **bias_args(bias), out=out.buffer, out_offset=out.offset, out_height=out_shape[0], out_width=out_shape[1],
             out_step_h=out_step_h, out_step_w=out_step_w, out_start_h=out_start_h, out_start_w=out_start_w,
             N=n, Ci=ci_total // p.groups, Hin=h_in, Win=w_in, Co=co, R=taps[0], S=taps[1], Hout=h_grid, Wout=w_grid,
             groups=p.groups, stride_h=stride[0], stride_w=stride[1], offset_h=offsets[0], offset_w=offsets[1],
