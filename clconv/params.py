@@ -81,6 +81,15 @@ RESULT_SHAPES = {"forward": "output_shape", "grad_input": "input_shape", "grad_w
                  "grad_bias": "bias_shape"}
 
 
+def bytes_moved(layer, pass_name: str) -> int:
+    """Minimum bytes a pass of a layer of any rank reads and writes: every tensor it touches once."""
+    pass_call(pass_name)
+    x, w, y, b = (int(np.prod(s)) for s in (layer.input_shape, layer.weight_shape, layer.output_shape,
+                                            layer.bias_shape))
+    sizes = {"forward": x + w + y + b, "grad_input": y + w + x, "grad_weight": x + y + w, "grad_bias": y + b}
+    return sizes[pass_name] * layer.dtype.itemsize
+
+
 def result_shape(layer, pass_name: str) -> tuple[int, ...]:
     """The shape of a pass's result for a layer of any rank (a Conv2DParams or Conv1DParams)."""
     pass_call(pass_name)
@@ -130,13 +139,23 @@ def _positive_int(name: str, value) -> int:
     return int(value)
 
 
+def _axes_form(axes: str) -> str:
+    """How messages spell one value per axis: "a pair (h, w)", "a triple (d, h, w)"."""
+    return {2: "a pair", 3: "a triple"}[len(axes)] + f" ({', '.join(axes)})"
+
+
+def normalize_axes(name: str, value, axes: str = "hw") -> tuple[int, ...]:
+    """An int or one int per axis of ``axes`` ("hw", "dhw"), each >= 1 (stride, dilation)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != len(axes):
+            raise ValueError(f"{name} must be an int or {_axes_form(axes)}, got {value!r}")
+        return tuple(_positive_int(f"{name}[{i}]", item) for i, item in enumerate(value))
+    return (_positive_int(name, value),) * len(axes)
+
+
 def normalize_pair(name: str, value) -> tuple[int, int]:
     """An int or an (h, w) pair of ints, each >= 1 (stride, dilation)."""
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or a pair (h, w), got {value!r}")
-        return (_positive_int(f"{name}[0]", value[0]), _positive_int(f"{name}[1]", value[1]))
-    return (_positive_int(name, value), _positive_int(name, value))
+    return normalize_axes(name, value, "hw")
 
 
 def _pad_amount(name: str, value) -> int:
@@ -154,32 +173,32 @@ def same_padding(extent: int, dilation: int) -> tuple[int, int]:
     return (total // 2, total - total // 2)
 
 
-def normalize_padding(padding, kernel_hw, stride, dilation) -> tuple[int, int, int, int]:
-    """Turn every accepted padding form into (top, bottom, left, right).
+def normalize_padding(padding, kernel_sizes, stride, dilation, axes: str = "hw") -> tuple[int, ...]:
+    """Turn every accepted padding form into (before, after) per axis: (top, bottom, left, right) in 2-D,
+    (front, back, top, bottom, left, right) in 3-D (``axes`` "dhw").
 
-    Accepted: int; (ph, pw); ((top, bottom), (left, right)); "valid"; "same".
-    "same" keeps H and W at stride 1 and puts the odd extra pixel at the
-    bottom/right, like TensorFlow and PyTorch.
+    Accepted: int; one int per axis; one (before, after) pair per axis, or a mix; "valid"; "same".
+    "same" keeps every size at stride 1 and puts the odd extra pixel after (bottom/right), like TensorFlow
+    and PyTorch.
     """
+    forms = f"an int, {_axes_form(axes)}, one (before, after) pair per axis"
     if isinstance(padding, str):
         mode = padding.lower()
         if mode == "valid":
-            return (0, 0, 0, 0)
+            return (0, 0) * len(axes)
         if mode == "same":
-            if stride != (1, 1):
+            if any(step != 1 for step in stride):
                 raise ValueError(
                     f"padding='same' is only defined for stride 1, got stride={stride}; "
                     "give explicit padding for strided convolutions"
                 )
-            return same_padding(kernel_hw[0], dilation[0]) + same_padding(kernel_hw[1], dilation[1])
-        raise ValueError(f"padding must be an int, a pair, a pair of pairs, 'valid' or 'same'; got {padding!r}")
+            return sum((same_padding(extent, dil) for extent, dil in zip(kernel_sizes, dilation)), ())
+        raise ValueError(f"padding must be {forms}, 'valid' or 'same'; got {padding!r}")
     if isinstance(padding, (tuple, list)):
-        if len(padding) != 2:
-            raise ValueError(
-                f"padding must be an int, (ph, pw) or ((top, bottom), (left, right)); got {padding!r}"
-            )
+        if len(padding) != len(axes):
+            raise ValueError(f"padding must be {forms}; got {padding!r}")
         result = []
-        for axis, item in zip("hw", padding):
+        for axis, item in zip(axes, padding):
             if isinstance(item, (tuple, list)):
                 if len(item) != 2:
                     raise ValueError(f"padding for axis {axis} must be an int or a (before, after) pair, got {item!r}")
@@ -189,7 +208,7 @@ def normalize_padding(padding, kernel_hw, stride, dilation) -> tuple[int, int, i
                 result += [amount, amount]
         return tuple(result)
     amount = _pad_amount("padding", padding)
-    return (amount, amount, amount, amount)
+    return (amount, amount) * len(axes)
 
 
 def shape_dims(name: str, shape, ndim: int, layout: str) -> tuple:
@@ -345,13 +364,7 @@ class Conv2DParams:
 
     def bytes_moved(self, pass_name: str = "forward") -> int:
         """Minimum bytes each pass reads and writes (every tensor once)."""
-        item = self.dtype.itemsize
-        x, w, y = (int(np.prod(s)) for s in (self.input_shape, self.weight_shape, self.output_shape))
-        sizes = {"forward": x + w + y + self.K, "grad_input": y + w + x, "grad_weight": x + y + w,
-                 "grad_bias": y + self.K}
-        if pass_name not in sizes:
-            raise ValueError(f"pass_name must be one of {PASSES}, got {pass_name!r}")
-        return sizes[pass_name] * item
+        return bytes_moved(self, pass_name)
 
     def with_dtype(self, dtype) -> "Conv2DParams":
         return dataclasses.replace(self, dtype=np.dtype(dtype))
@@ -451,20 +464,32 @@ def grad_bias_params(grad_output) -> Conv2DParams:
 
 # -- transposed convolution ---------------------------------------------------------------------------
 
-def _output_padding(value, stride, dilation) -> tuple[int, int]:
-    """output_padding as an (h, w) pair of ints >= 0, each smaller than its axis's stride or dilation (PyTorch's
+def output_padding_axes(value, stride, dilation, axes: str = "hw") -> tuple[int, ...]:
+    """output_padding as one int >= 0 per axis, each smaller than its axis's stride or dilation (PyTorch's
     rule: larger values would add rows and columns that no input pixel reaches)."""
     if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"output_padding must be an int or a pair (h, w), got {value!r}")
-        pair = (_pad_amount("output_padding[0]", value[0]), _pad_amount("output_padding[1]", value[1]))
+        if len(value) != len(axes):
+            raise ValueError(f"output_padding must be an int or {_axes_form(axes)}, got {value!r}")
+        amounts = tuple(_pad_amount(f"output_padding[{i}]", item) for i, item in enumerate(value))
     else:
-        pair = (_pad_amount("output_padding", value),) * 2
-    for axis, extra, step, dil in zip("hw", pair, stride, dilation):
+        amounts = (_pad_amount("output_padding", value),) * len(axes)
+    for axis, extra, step, dil in zip(axes, amounts, stride, dilation):
         if extra >= step and extra >= dil:
             raise ValueError(f"output_padding must be smaller than stride or dilation, got output_padding {extra}, "
                              f"stride {step} and dilation {dil} along {axis}")
-    return pair
+    return amounts
+
+
+def transposed_axis(axis: str, size: int, step: int, dil: int, taps: int, before: int, after: int, extra: int,
+                    input_name: str) -> tuple[int, int]:
+    """One axis of a transposed convolution: (its output size, the padding after the last pixel of the
+    convolution behind it, which makes that convolution's output exactly ``size`` long)."""
+    out_size = (size - 1) * step - before - after + dil * (taps - 1) + extra + 1
+    if out_size < 1:
+        unit = {"d": "frames", "h": "rows", "w": "columns"}[axis]
+        raise ValueError(f"the output would have {out_size} {unit}: padding ({before}, {after}) along {axis} is too "
+                         f"large for {input_name}'s {size} and a kernel of {taps} (dilation {dil}, stride {step})")
+    return out_size, after - extra + min(extra, step - 1)
 
 
 def _dim(name: str, axis: int) -> str:
@@ -514,19 +539,11 @@ class ConvTranspose2DParams:
             raise ValueError(f"padding must be an int, (ph, pw) or ((top, bottom), (left, right)) for a transposed "
                              f"convolution ('same' and 'valid' are not defined there), got {padding!r}")
         padding = normalize_padding(padding, (R, S), stride, dilation)
-        output_padding = _output_padding(output_padding, stride, dilation)
+        output_padding = output_padding_axes(output_padding, stride, dilation)
         dtype = _supported_dtype(dtype)
-        sizes = []
-        for axis, size, step, dil, taps, before, after, extra in zip(
-                "hw", (H, W), stride, dilation, (R, S), padding[0::2], padding[1::2], output_padding):
-            out_size = (size - 1) * step - before - after + dil * (taps - 1) + extra + 1
-            if out_size < 1:
-                raise ValueError(f"the output would have {out_size} {'rows' if axis == 'h' else 'columns'}: padding "
-                                 f"({before}, {after}) along {axis} is too large for {input_name}'s {size} and a "
-                                 f"kernel of {taps} (dilation {dil}, stride {step})")
-            # The convolution's padding after the last pixel: its output then has exactly `size` pixels.
-            sizes += [out_size, after - extra + min(extra, step - 1)]
-        (H_out, bottom), (W_out, right) = sizes[:2], sizes[2:]
+        (H_out, bottom), (W_out, right) = (
+            transposed_axis(*axis, input_name) for axis in zip("hw", (H, W), stride, dilation, (R, S), padding[0::2],
+                                                               padding[1::2], output_padding))
         conv = Conv2DParams(N, C_out_g * groups, H_out, W_out, C_in, R, S, stride,
                             (padding[0], bottom, padding[2], right), dilation, groups, dtype)
         params = cls(conv, padding, output_padding)
