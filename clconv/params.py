@@ -516,6 +516,12 @@ class ConvTranspose2DParams:
     padding: tuple[int, int, int, int]  # the transposed convolution's: top, bottom, left, right
     output_padding: tuple[int, int]
 
+    #: The pass of ``conv`` that computes each pass of the transposed convolution, x and grad_output swapping
+    #: roles: its forward pass is conv's input gradient and the reverse; the weight gradients are the same pass.
+    #: The bias gradient sums grad_output, conv's input, which is no pass of conv.
+    CONV_PASSES: typing.ClassVar[dict] = {"forward": "grad_input", "grad_input": "forward",
+                                          "grad_weight": "grad_weight"}
+
     @classmethod
     def create(cls, input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                dtype=np.float32, input_name="x", weight_name="weight") -> "ConvTranspose2DParams":
@@ -569,6 +575,22 @@ class ConvTranspose2DParams:
     @property
     def dtype(self) -> np.dtype:
         return self.conv.dtype
+
+    @property
+    def N(self) -> int:
+        return self.conv.N
+
+    def flops(self, pass_name: str = "forward") -> int:
+        """Multiply-adds x 2 of a pass: those of the pass of ``conv`` that computes it (CONV_PASSES; forward,
+        grad_input and grad_weight cost the same); grad_bias reads grad_output once."""
+        pass_call(pass_name)
+        if pass_name == "grad_bias":
+            return int(np.prod(self.output_shape))
+        return self.conv.flops(self.CONV_PASSES[pass_name])
+
+    def bytes_moved(self, pass_name: str = "forward") -> int:
+        """Minimum bytes each pass reads and writes (every tensor of the transposed layer once)."""
+        return bytes_moved(self, pass_name)
 
     @property
     def conv_args(self) -> dict:
