@@ -1,10 +1,13 @@
 """The device-comparison benchmark behind ``clconv bench``.
 
-For every device x pass x layer of the suite (:mod:`clconv.layers`) it measures clconv and, in the same
-run, the peers a user would otherwise reach for: PyTorch on the CPU, the NumPy oracle, and CLBlast's GEMM
-on the same OpenCL device after an im2col (through pyclblast); the peers are in :mod:`clconv.bench_peers`.
-A peer that is not installed, or does not apply (CLBlast has no grouped GEMM), is reported as skipped with
-the reason, never faked.
+For every device x pass x layer of the suite (:mod:`clconv.layers`: 2-D, 1-D and transposed layers) it
+measures clconv and, in the same run, the peers a user would otherwise reach for: PyTorch on the CPU, the
+NumPy oracle, and CLBlast's GEMM on the same OpenCL device after an im2col (through pyclblast); the peers
+are in :mod:`clconv.bench_peers`. A peer that is not installed, or does not apply (CLBlast has no grouped
+GEMM, and no transposed layers), is reported as skipped with the reason, never faked. A 2-D layer runs on
+its :class:`~clconv.planning.Conv2DPlan`; the other kinds through their functions in :mod:`clconv.api`
+(``conv1d``, ``conv_transpose2d`` and their gradients), with their algorithm and workspace read from the
+plan those functions ran.
 
 Each measurement is the median over repeats after a warm-up:
 - ``kernel_s``: device-resident time, inputs and outputs already on the device (OpenCL profiling
@@ -35,11 +38,11 @@ import time
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import bench_peers, check, peak, platforms
+from . import api, bench_peers, check, peak, platforms
 from .bench_report import cpu_name
-from .params import Conv2DParams, dtype_name
+from .params import call_function, call_plan, dtype_name
 from .planning import Conv2DPlan
-from .tuner import device_seconds, median_wall_seconds, pass_runner, to_device
+from .tuner import device_seconds, median_wall_seconds, to_device
 
 BENCH_PASSES = ("forward", "grad_input", "grad_weight")
 
@@ -90,19 +93,26 @@ class Record:
 
 # -- clconv ----------------------------------------------------------------------------------------
 
-def _measure_clconv(target, record: Record, pass_name, p: Conv2DParams, data, repeats, algo):
+def _measure_clconv(target, record: Record, pass_name, layer, p, data, repeats, algo):
     queue = target.queue
     start = time.perf_counter()
-    plan = Conv2DPlan(p, target, algo)
+    if layer.kind == "conv2d":  # on a plan of its own, as the committed results were measured
+        plan = Conv2DPlan(p, target, algo)
+        run_pass = functools.partial(call_plan, plan, pass_name)
+    else:  # through its public function (conv1d, conv_transpose2d ...), which caches its plan on the first call
+        plan = None
+        run_pass = functools.partial(call_function, api, pass_name, p, calls=layer.pass_calls, device=target,
+                                     algo=algo)
     tensors = to_device(queue, data)
-    result = pass_runner(plan, pass_name, tensors)().get()
+    result = run_pass(tensors).get()
     record.first_call_s = time.perf_counter() - start
-    run = pass_runner(plan, pass_name, tensors)
-    record.kernel_s = device_seconds(queue, run, repeats)
-    record.wall_s = median_wall_seconds(lambda: (run(), queue.finish()), repeats)
-    record.e2e_s = median_wall_seconds(pass_runner(plan, pass_name, data), repeats)
-    record.algorithm = plan.algorithms[pass_name]
-    record.workspace_bytes = plan.workspace_bytes[pass_name]
+    record.kernel_s = device_seconds(queue, lambda: run_pass(tensors), repeats)
+    record.wall_s = median_wall_seconds(lambda: (run_pass(tensors), queue.finish()), repeats)
+    record.e2e_s = median_wall_seconds(lambda: run_pass(data), repeats)
+    plan_pass = layer.layer_kind.conv2d_passes[pass_name]
+    plan = plan or layer.layer_kind.plan(p, target, algo)
+    record.algorithm = plan.algorithms[plan_pass]
+    record.workspace_bytes = plan.workspace_bytes[plan_pass]
     record.device_bytes = p.bytes_moved(pass_name) + record.workspace_bytes
     return result
 
@@ -133,11 +143,12 @@ class _Survey:
         self.records: list[Record] = []
         self.bar = None
 
-    def measure_job(self, layer, pass_name: str, p: Conv2DParams) -> None:
+    def measure_job(self, layer, pass_name: str, p) -> None:
+        """Measure one pass of ``layer`` at the batch size of ``p`` (its params) everywhere."""
         data = check.layer_inputs(p)
         del data["bias"]  # every implementation runs the bare convolution
-        expected = bench_peers.oracle(pass_name, p, data)
-        bound = bench_peers.oracle(pass_name, p, {name: np.abs(value) for name, value in data.items()})
+        expected = bench_peers.oracle(pass_name, layer, p, data)
+        bound = bench_peers.oracle(pass_name, layer, p, {name: np.abs(value) for name, value in data.items()})
         repeats = self.repeats
 
         def record_for(device, device_name, implementation):
@@ -166,28 +177,29 @@ class _Survey:
         for target in self.targets:
             info = target.info
             finish(record_for(info.tag, info.name, "clconv"),
-                   functools.partial(_measure_clconv, target, pass_name=pass_name, p=p, data=data, repeats=repeats,
-                                     algo=self.algo))
+                   functools.partial(_measure_clconv, target, pass_name=pass_name, layer=layer, p=p, data=data,
+                                     repeats=repeats, algo=self.algo))
             if not self.peers:
                 continue
             clblast = self.clblast_peer
-            reason = clblast.applies(p)
+            reason = clblast.applies(layer, p)
             if reason:
                 skipped(info.tag, info.name, clblast.name, reason)
             else:
                 finish(record_for(info.tag, info.name, clblast.name),
-                       functools.partial(clblast.measure_on, target, pass_name=pass_name, p=p, data=data,
-                                         repeats=repeats))
+                       functools.partial(clblast.measure_on, target, pass_name=pass_name, layer=layer, p=p,
+                                         data=data, repeats=repeats))
         if not self.peers:
             return
-        reason = self.torch_peer.applies(p)
+        reason = self.torch_peer.applies(layer, p)
         if reason:
             skipped("host", cpu_name(), self.torch_peer.name, reason)
         else:
             finish(record_for("host", cpu_name(), self.torch_peer.name),
-                   functools.partial(self.torch_peer.measure, pass_name=pass_name, p=p, data=data, repeats=repeats))
+                   functools.partial(self.torch_peer.measure, pass_name=pass_name, layer=layer, p=p, data=data,
+                                     repeats=repeats))
         finish(record_for("host", cpu_name(), self.numpy_peer.name),
-               functools.partial(self.numpy_peer.measure, pass_name=pass_name, p=p, data=data, repeats=1))
+               functools.partial(self.numpy_peer.measure, pass_name=pass_name, layer=layer, p=p, data=data, repeats=1))
 
 
 # -- device peaks ----------------------------------------------------------------------------------

@@ -1,19 +1,86 @@
 """The benchmark's layer suite, kept as data: convolution layers of real networks.
 
-Each layer is (network, name, C, H, W, K, R, S, stride, padding, groups) at its real input size; the
-batch size is chosen per layer so that one pass costs about a GFLOP, which keeps the whole suite within
-minutes on a 2-core CPU while the larger layers keep their real spatial sizes.
+Each layer is (network, name, C, H, W, K, R, S, stride, padding, groups) at its real input size, and a kind:
+a 2-D convolution by default, or a 1-D, transposed 2-D or 3-D one (:data:`KINDS`). The batch size is chosen
+per layer so that one pass costs about a GFLOP, which keeps the whole suite within minutes on a 2-core CPU
+while the larger layers keep their real spatial sizes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 
-from .params import Conv2DParams
+from .params import PASS_CALLS, PASSES, TRANSPOSED_PASS_CALLS, Conv2DParams, ConvTranspose2DParams
+from .params_1d import Conv1DParams
+from .planning import plan_for
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerKind:
+    """What one kind of layer is made of.
+
+    :param create: ``(layer, batch, dtype)`` -> the layer's params (a Conv2DParams, Conv1DParams, ...);
+    :param pass_calls: the functions of its passes in :mod:`clconv.api` and :mod:`clconv.reference`
+        (``params.PASS_CALLS`` or ``TRANSPOSED_PASS_CALLS``; the rank of the params picks conv1d, conv2d ...);
+    :param conv2d: params -> the 2-D layer whose plan clconv runs for them (the params themselves, a 1-D layer
+        with H = 1, a transposed layer's convolution), the layer ``clconv tune`` tunes for them;
+    :param conv2d_passes: the pass of that 2-D plan computing each of the layer's passes.
+    """
+
+    create: typing.Callable
+    pass_calls: dict
+    conv2d: typing.Callable
+    conv2d_passes: typing.Mapping[str, str] = dataclasses.field(default_factory=lambda: {p: p for p in PASSES})
+
+    @property
+    def transposed(self) -> bool:
+        return self.pass_calls is TRANSPOSED_PASS_CALLS
+
+    def plan(self, params, target, algo: str = "auto"):
+        """The plan that runs the passes of ``params`` on ``target``, as the public functions find it in the plan
+        cache: that of its 2-D layer (its ``algorithms`` and ``workspace_bytes`` are by the passes of that
+        layer: see ``conv2d_passes``)."""
+        return plan_for(self.conv2d(params), target, algo)
+
+
+def _conv2d(layer: "Layer", batch: int, dtype) -> Conv2DParams:
+    return Conv2DParams.create((batch, layer.C, layer.H, layer.W), (layer.K, layer.C // layer.groups, layer.R, layer.S),
+                               layer.stride, layer.padding, 1, layer.groups, dtype)
+
+
+def _conv1d(layer: "Layer", batch: int, dtype) -> Conv1DParams:
+    return Conv1DParams.create((batch, layer.C, layer.W), (layer.K, layer.C // layer.groups, layer.S), layer.stride,
+                               layer.padding, 1, layer.groups, dtype)
+
+
+def _conv_transpose2d(layer: "Layer", batch: int, dtype) -> ConvTranspose2DParams:
+    # PyTorch's weight layout: (C_in, C_out/groups, kH, kW).
+    return ConvTranspose2DParams.create((batch, layer.C, layer.H, layer.W),
+                                        (layer.C, layer.K // layer.groups, layer.R, layer.S), layer.stride,
+                                        layer.padding, layer.output_padding, layer.groups, 1, dtype)
+
+
+#: Every kind of layer the suite holds, by the name of its forward function in clconv.api.
+KINDS = {
+    "conv2d": LayerKind(_conv2d, PASS_CALLS, lambda p: p),
+    "conv1d": LayerKind(_conv1d, PASS_CALLS, lambda p: p.layer),
+    "conv_transpose2d": LayerKind(_conv_transpose2d, TRANSPOSED_PASS_CALLS, lambda p: p.conv,
+                                  ConvTranspose2DParams.CONV_PASSES),
+}
 
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
+    """One layer of a real network at its real input size.
+
+    C input and K output channels, an H x W input and an R x S kernel; ``kind`` (a key of :data:`KINDS`) says
+    what convolution it is. A 1-D layer (``conv1d``) has H = R = 1: W is its length and S its kernel. A
+    transposed layer (``conv_transpose2d``) maps C channels to K with PyTorch's weight (C, K/groups, R, S),
+    and ``output_padding`` only applies to it. stride, padding and output_padding are given as the kind's
+    function in :mod:`clconv.api` takes them (an int, or a 1-D layer's (left, right) padding, say).
+    """
+
     network: str
     name: str
     C: int
@@ -22,17 +89,37 @@ class Layer:
     K: int
     R: int
     S: int
-    stride: int = 1
-    padding: int = 0
+    stride: object = 1
+    padding: object = 0
     groups: int = 1
+    kind: str = "conv2d"
+    output_padding: object = 0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.label}: kind must be one of {tuple(KINDS)}, got {self.kind!r}")
+        if self.kind == "conv1d" and (self.H, self.R) != (1, 1):
+            raise ValueError(f"{self.label}: a 1-D layer has H = R = 1 (W is its length, S its kernel), "
+                             f"got H={self.H}, R={self.R}")
+        if self.output_padding and not self.layer_kind.transposed:
+            raise ValueError(f"{self.label}: output_padding is for transposed layers, not {self.kind}")
 
     @property
     def label(self) -> str:
         return f"{self.network}/{self.name}"
 
-    def params(self, batch: int, dtype="float32") -> Conv2DParams:
-        return Conv2DParams.create((batch, self.C, self.H, self.W), (self.K, self.C // self.groups, self.R, self.S),
-                                   self.stride, self.padding, 1, self.groups, dtype)
+    @property
+    def layer_kind(self) -> LayerKind:
+        return KINDS[self.kind]
+
+    @property
+    def pass_calls(self) -> dict:
+        """The functions that run its passes (see :class:`LayerKind`)."""
+        return self.layer_kind.pass_calls
+
+    def params(self, batch: int, dtype="float32"):
+        """The layer at batch size ``batch``: a Conv2DParams, Conv1DParams or ConvTranspose2DParams, by kind."""
+        return self.layer_kind.create(self, batch, dtype)
 
     def batch_for(self, flops_per_pass: float = 1e9, largest: int = 64) -> int:
         per_image = self.params(1).flops("forward")
@@ -61,6 +148,11 @@ SUITE = (
     Layer("MobileNet-v2", "features.2.dw-s2", 96, 112, 112, 96, 3, 3, stride=2, padding=1, groups=96),
     Layer("MobileNet-v2", "features.14.dw", 576, 14, 14, 576, 3, 3, padding=1, groups=576),
     Layer("MobileNet-v2", "features.18.pw", 320, 7, 7, 1280, 1, 1),
+    # The feature encoder's second convolution (conv_layers.1) on one second of 16 kHz audio: the first one
+    # (kernel 10, stride 5) leaves 3199 frames.
+    Layer("wav2vec2", "feature.conv2", 512, 1, 3199, 512, 1, 3, stride=2, kind="conv1d"),
+    # The DCGAN generator of PyTorch's tutorial (ngf = 64): its transposed convolution from 16x16 to 32x32.
+    Layer("DCGAN", "gen.convT3", 128, 16, 16, 64, 4, 4, stride=2, padding=1, kind="conv_transpose2d"),
 )
 
 QUICK = ("LeNet-5/conv2", "ResNet-18/layer1.conv", "ResNet-18/layer2.0.conv1", "ResNet-50/layer3.1.conv1",
