@@ -131,16 +131,27 @@ def _parse_layer(text: str):
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
-def _suite_params(args):
-    suite = layers.select(args.layers, quick=args.quick)
-    return [layer.params(layer.batch_for(args.flops)) for layer in suite]
+def suite_tuning(names=None, quick: bool = False, passes=tuner.TUNED_PASSES, flops: float = 1e9) -> dict:
+    """What tuning the suite's layers means: {passes: [Conv2DParams]}, for each layer the 2-D layer whose plan
+    computes it (layers.LayerKind.conv2d: a 1-D layer's with H = 1, a transposed layer's convolution), grouped
+    by the passes of that 2-D layer that compute ``passes`` of the layer (a transposed layer's forward pass is
+    its convolution's grad_input)."""
+    groups = {}
+    for layer in layers.select(names, quick=quick):
+        kind = layer.layer_kind
+        wanted = {kind.conv2d_passes[name] for name in passes}
+        groups.setdefault(tuple(name for name in tuner.TUNED_PASSES if name in wanted), []).append(
+            kind.conv2d(layer.params(layer.batch_for(flops))))
+    return groups
 
 
 def cmd_tune(args) -> int:
-    params = list(args.layer or []) or _suite_params(args)
     dtype = np.dtype(_DTYPE_CHOICES[args.dtype])
-    params = [p.with_dtype(dtype) for p in params]
-    results = tuner.tune(params, device=args.device, passes=args.passes, repeats=args.repeats)
+    groups = ({tuple(args.passes): list(args.layer)} if args.layer
+              else suite_tuning(args.layers, args.quick, args.passes, args.flops))
+    results = [result for passes, group in groups.items()
+               for result in tuner.tune([p.with_dtype(dtype) for p in group], device=args.device, passes=passes,
+                                        repeats=args.repeats)]
     for result in results:
         config = result.choice.config
         print(f"{result.params.describe()}  {result.pass_name:11}  {result.choice.algo:7} "

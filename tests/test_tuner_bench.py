@@ -110,6 +110,15 @@ def test_suite_layers_of_every_kind_are_their_networks_layers():
     assert dcgan.batch_for() == 15
 
 
+def test_tuning_the_suite_tunes_the_2d_layers_behind_it():
+    """A 1-D layer is tuned as its H = 1 layer; a transposed one as its convolution, forward and grad_input
+    swapped."""
+    groups = cli.suite_tuning(["wav2vec2/feature.conv2", "DCGAN/gen.convT3"], passes=("forward",))
+    wav2vec2, dcgan = (layer.params(layer.batch_for()) for layer in layers.select(["wav2vec2", "DCGAN"]))
+    assert groups == {("forward",): [wav2vec2.layer], ("grad_input",): [dcgan.conv]}
+    assert cli.suite_tuning(["DCGAN"]) == {tuner.TUNED_PASSES: [dcgan.conv]}
+
+
 def test_layer_refuses_what_its_kind_does_not_have():
     with pytest.raises(ValueError, match="kind must be one of"):
         layers.Layer("Test", "x", 1, 8, 8, 1, 3, 3, kind="conv4d")
