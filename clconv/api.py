@@ -31,10 +31,10 @@ from typing import Sequence
 from . import arrays, params_1d, params_3d, transposed1d
 from . import params as _params
 from .arrays import Array
-from .conv3d import plan_for_3d
 from .params import Padding, Pair
 from .params_1d import Padding1D, Single
 from .params_3d import Padding3D, Triple
+from .plan_3d import plan_for_3d
 from .planning import check_out, plan_for
 
 
@@ -308,7 +308,7 @@ def conv3d(x: Array, weight: Array, bias: Array | None = None, stride: Triple = 
     (d, h, w) triple, each >= 1. padding: an int, (pd, ph, pw), one (before, after) pair per axis, "valid" or
     "same" (stride 1 only). groups: divides C and K. device, algo, max_workspace_bytes, out: see the module
     documentation; the pass unfolds x along depth into T times its size of device memory
-    (:mod:`clconv.conv3d`), which max_workspace_bytes counts.
+    (:mod:`clconv.plan_3d`), which max_workspace_bytes counts.
 
     Returns y of shape (N, K, D_out, P, Q).
     """

@@ -47,26 +47,26 @@ class DepthKernels(AlgorithmBase):
                                              dil_d=params.dilation[0])
 
     def _local(self) -> tuple:
-        return (self.local_width, 1, 1)
+        return (self.local_width, 1)
 
     def unfold(self, x: DeviceTensor, cols: DeviceTensor, wait_for):
         g = self.unfold_geometry
         args = UnfoldDepthArgs(in_=x.buffer, in_offset=x.offset, cols=cols.buffer, cols_offset=cols.offset,
                                **g._asdict())
-        return self.launch("unfold_depth", {}, (g.plane, g.C * g.T, g.N * g.D_out), self._local(), args, wait_for)
+        return self.launch("unfold_depth", {}, (g.C * g.T, g.N * g.D_out), self._local(), args, wait_for)
 
     def fold(self, cols: DeviceTensor, bias: DeviceTensor | None, out: DeviceTensor, wait_for):
         g = self.unfold_geometry
         args = FoldDepthArgs(cols=cols.buffer, cols_offset=cols.offset, **bias_args(bias), out=out.buffer,
                              out_offset=out.offset, **g._asdict())
-        return self.launch("fold_depth", {}, (g.plane, g.C, g.N * g.D), self._local(), args, wait_for)
+        return self.launch("fold_depth", {}, (g.C * g.D, g.N), self._local(), args, wait_for)
 
     def swap(self, source: DeviceTensor, target: DeviceTensor, shape: tuple, wait_for):
         """Copy ``source`` of ``shape`` (A, B, M, E) into ``target`` as (A, M, B, E)."""
         A, B, M, E = shape
         args = SwapAxesArgs(in_=source.buffer, in_offset=source.offset, out=target.buffer, out_offset=target.offset,
                             A=A, B=B, M=M, E=E)
-        return self.launch("swap_axes", {}, (E, M, A * B), self._local(), args, wait_for)
+        return self.launch("swap_axes", {}, (M * B, A), self._local(), args, wait_for)
 
 
 class Conv3DPlan:
