@@ -2,13 +2,13 @@
 
 Same functions and argument names as the public API (no ``device``, ``algo``, ``max_workspace_bytes`` or
 ``out``). Each computes in float64 and returns the input dtype. The formulation is a loop over the kernel taps
-(R x S); for every tap the input pixels it touches form a strided view of the zero-padded input, and the
-channel contraction is one ``einsum``. Groups are an explicit axis. The pass bodies are written for any number
-of spatial axes; the public functions validate their arguments into params (:mod:`clconv.params`) and call
-them. The 1-D functions are the 2-D ones with H = R = 1 (:mod:`clconv.params_1d`); the tests check them
-against a direct 1-D formula and PyTorch. The transposed convolutions are written in their own scatter terms,
-not through the convolutions, so that the oracle checks the library's mapping of one onto the other
-independently.
+(R x S in 2-D, T x R x S in 3-D); for every tap the input pixels it touches form a strided view of the
+zero-padded input, and the channel contraction is one ``einsum``. Groups are an explicit axis. One body per
+pass serves both ranks: the 2-D and 3-D functions differ only in the validation that builds their params
+(:mod:`clconv.params`, :mod:`clconv.params_3d`). The 1-D functions are the 2-D ones with H = R = 1
+(:mod:`clconv.params_1d`); the tests check them against a direct 1-D formula and PyTorch. The transposed
+convolutions are written in their own scatter terms, not through the convolutions, so that the oracle checks
+the library's mapping of one onto the other independently.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Sequence
 import numpy as np
 
 from . import params as _params
-from . import params_1d, transposed1d
+from . import params_1d, params_3d, transposed1d
 from .params import Padding, Pair
 from .params_1d import Padding1D, Single
+from .params_3d import Padding3D, Triple
 
 
 def _as_float64(name, array):
@@ -30,10 +31,10 @@ def _as_float64(name, array):
     return array.astype(np.float64)
 
 
-# -- helpers for any rank: p is a Conv2DParams, arrays are (N, channels, *spatial axes) ------------------------------
+# -- helpers for any rank: p is a Conv2DParams or a Conv3DParams, arrays are (N, channels, *spatial axes) ------------
 
 def _taps(p):
-    """Every kernel tap, one index per spatial axis: (r, s) in 2-D."""
+    """Every kernel tap, one index per spatial axis: (r, s) in 2-D, (t, r, s) in 3-D."""
     return itertools.product(*(range(taps) for taps in p.weight_shape[2:]))
 
 
@@ -75,7 +76,7 @@ def _per_channel(vector64, ndim: int):
 
 
 def _forward(p, x, weight, bias):
-    """The forward pass of the layer p describes (see conv2d)."""
+    """The forward pass of the layer p describes (see conv2d, conv3d)."""
     xg = _grouped(_pad(_as_float64("x", x), p), p)
     wg = _grouped_weight(_as_float64("weight", weight), p)
     y = np.zeros((p.N, p.groups, p.K // p.groups, *p.output_shape[2:]))
@@ -88,7 +89,7 @@ def _forward(p, x, weight, bias):
 
 
 def _grad_input(p, grad_output, weight):
-    """The input gradient of the layer p describes (see conv2d_grad_input)."""
+    """The input gradient of the layer p describes (see conv2d_grad_input, conv3d_grad_input)."""
     gy = _grouped(_as_float64("grad_output", grad_output), p)
     wg = _grouped_weight(_as_float64("weight", weight), p)
     padded = [size + before + after for size, before, after in
@@ -101,7 +102,7 @@ def _grad_input(p, grad_output, weight):
 
 
 def _grad_weight(p, x, grad_output):
-    """The weight gradient of the layer p describes (see conv2d_grad_weight)."""
+    """The weight gradient of the layer p describes (see conv2d_grad_weight, conv3d_grad_weight)."""
     xg = _grouped(_pad(_as_float64("x", x), p), p)
     gy = _grouped(_as_float64("grad_output", grad_output), p)
     gw = np.zeros((p.groups, p.K // p.groups, p.C_per_group, *p.weight_shape[2:]))
@@ -171,11 +172,41 @@ def conv1d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
     return params_1d.run_as_2d(conv2d_grad_bias, "grad_bias", layer, {"grad_output": grad_output})
 
 
+# -- 3-D: x (N, C, D, H, W), weight (K, C/groups, T, R, S), y (N, K, D_out, P, Q) ------------------------------
+
+def conv3d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: Triple = 1,
+           padding: Padding3D = 0, dilation: Triple = 1, groups: int = 1) -> np.ndarray:
+    """y[n,k,d,p,q] = bias[k] + sum_{c,t,r,s} x_pad[n, g*Cg+c, d*sd + t*dd, p*sh + r*dh, q*sw + s*dw]
+    * weight[k,c,t,r,s]."""
+    return _forward(params_3d.forward_params(x, weight, bias, stride, padding, dilation, groups), x, weight, bias)
+
+
+def conv3d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_shape: Sequence[int], stride: Triple = 1,
+                      padding: Padding3D = 0, dilation: Triple = 1, groups: int = 1) -> np.ndarray:
+    """dL/dx: every output voxel scatters grad_output * weight back onto the input voxels it read."""
+    p = params_3d.grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups)
+    return _grad_input(p, grad_output, weight)
+
+
+def conv3d_grad_weight(x: np.ndarray, grad_output: np.ndarray, weight_shape: Sequence[int], stride: Triple = 1,
+                       padding: Padding3D = 0, dilation: Triple = 1, groups: int = 1) -> np.ndarray:
+    """dL/dk[k,c,t,r,s] = sum_{n,d,p,q} grad_output[n,k,d,p,q]
+    * x_pad[n, g*Cg+c, d*sd + t*dd, p*sh + r*dh, q*sw + s*dw]."""
+    p = params_3d.grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups)
+    return _grad_weight(p, x, grad_output)
+
+
+def conv3d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
+    """dL/db[k] = sum_{n,d,p,q} grad_output[n,k,d,p,q]."""
+    params_3d.grad_bias_params(grad_output)
+    return _grad_bias(grad_output)
+
+
 # -- transposed convolution, written in its own terms (not through the convolution passes above) -----------------
-# t is a ConvTranspose2DParams. Every input pixel (i, j) scatters x * weight onto
+# t is a ConvTranspose2DParams or a ConvTranspose3DParams. Every input pixel (i, j) scatters x * weight onto
 # output pixels (i*sh + r*dh, j*sw + s*dw) of a full-size output of (H - 1)*sh + dh*(kH - 1) + 1 + output_padding_h
-# rows (likewise columns); y is that output with pad_top rows (pad_left columns) taken off the top (left) and
-# pad_bottom (pad_right) off the bottom (right).
+# rows (likewise columns, and depth in 3-D); y is that output with pad_top rows (pad_left columns, pad_front
+# frames) taken off the top (left, front) and pad_bottom (pad_right, pad_back) off the bottom (right, back).
 
 def _transposed_window(t, tap):
     """Index expressions selecting, in the grouped full-size output, the pixels kernel tap ``tap`` reaches."""
@@ -200,7 +231,7 @@ def _full_grad_output(t, grad_output):
 
 
 def _transposed_forward(t, x, weight, bias):
-    """The transposed convolution t describes (see conv_transpose2d)."""
+    """The transposed convolution t describes (see conv_transpose2d, conv_transpose3d)."""
     c = t.conv
     xg = _grouped(_as_float64("x", x), c)
     wg = _grouped_weight(_as_float64("weight", weight), c)  # (G, Cig, Cog, *kernel)
@@ -216,7 +247,7 @@ def _transposed_forward(t, x, weight, bias):
 
 
 def _transposed_grad_input(t, grad_output, weight):
-    """Its input gradient (see conv_transpose2d_grad_input)."""
+    """Its input gradient (see conv_transpose2d_grad_input, conv_transpose3d_grad_input)."""
     c = t.conv
     gy = _full_grad_output(t, grad_output)
     wg = _grouped_weight(_as_float64("weight", weight), c)
@@ -227,7 +258,7 @@ def _transposed_grad_input(t, grad_output, weight):
 
 
 def _transposed_grad_weight(t, x, grad_output):
-    """Its weight gradient (see conv_transpose2d_grad_weight)."""
+    """Its weight gradient (see conv_transpose2d_grad_weight, conv_transpose3d_grad_weight)."""
     c = t.conv
     xg = _grouped(_as_float64("x", x), c)
     gy = _full_grad_output(t, grad_output)
@@ -298,3 +329,37 @@ def conv_transpose1d_grad_weight(x: np.ndarray, grad_output: np.ndarray, weight_
 def conv_transpose1d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
     return conv2d_grad_bias(transposed1d.array_2d("grad_output", grad_output))
 
+
+def conv_transpose3d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, stride: Triple = 1,
+                     padding: Padding3D = 0, output_padding: Triple = 0, groups: int = 1,
+                     dilation: Triple = 1) -> np.ndarray:
+    """y[n, g*Cog+co, i*sd - pad_front + t*dd, j*sh - pad_top + r*dh, k*sw - pad_left + s*dw]
+    += x[n, g*Cig+ci, i, j, k] * weight[g*Cig+ci, co, t, r, s], plus bias[g*Cog+co];
+    weight (C_in, C_out/groups, kD, kH, kW)."""
+    t = params_3d.transpose_forward_params(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    return _transposed_forward(t, x, weight, bias)
+
+
+def conv_transpose3d_grad_input(grad_output: np.ndarray, weight: np.ndarray, input_shape: Sequence[int],
+                                stride: Triple = 1, padding: Padding3D = 0, output_padding: Triple = 0,
+                                groups: int = 1, dilation: Triple = 1) -> np.ndarray:
+    """dL/dx[n, g*Cig+ci, i, j, k] = sum_{co,t,r,s} weight[g*Cig+ci, co, t, r, s]
+    * grad_output[n, g*Cog+co, i*sd - pad_front + t*dd, j*sh - pad_top + r*dh, k*sw - pad_left + s*dw]."""
+    t = params_3d.transpose_grad_input_params(grad_output, weight, input_shape, stride, padding, output_padding,
+                                              groups, dilation)
+    return _transposed_grad_input(t, grad_output, weight)
+
+
+def conv_transpose3d_grad_weight(x: np.ndarray, grad_output: np.ndarray, weight_shape: Sequence[int],
+                                 stride: Triple = 1, padding: Padding3D = 0, output_padding: Triple = 0,
+                                 groups: int = 1, dilation: Triple = 1) -> np.ndarray:
+    """dL/dk[g*Cig+ci, co, t, r, s] = sum_{n,i,j,k} x[n, g*Cig+ci, i, j, k]
+    * grad_output[n, g*Cog+co, i*sd - pad_front + t*dd, j*sh - pad_top + r*dh, k*sw - pad_left + s*dw]."""
+    t = params_3d.transpose_grad_weight_params(x, grad_output, weight_shape, stride, padding, output_padding,
+                                               groups, dilation)
+    return _transposed_grad_weight(t, x, grad_output)
+
+
+def conv_transpose3d_grad_bias(grad_output: np.ndarray) -> np.ndarray:
+    """dL/db[c] = sum_{n,d,h,w} grad_output[n,c,d,h,w]."""
+    return conv3d_grad_bias(grad_output)
