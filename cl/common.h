@@ -92,6 +92,13 @@ typedef ACC_NAME acc_t;
     const int n_per_split, const int splits, \
     CONV_GEOMETRY_PARAMS
 
+/* The depth axis of a 3-D layer, as cl/unfold_depth.cl and cl/fold_depth.cl take it (DepthGeometry in
+ * clconv/kernel_signatures.py): N images of C channels, D input frames, T kernel taps and D_out output frames
+ * along depth, `plane` = H*W elements per frame, the depth stride, front padding and dilation. */
+#define DEPTH_PARAMS \
+    const int N, const int C, const int D, const int T, const int D_out, const int plane, \
+    const int stride_d, const int pad_front, const int dil_d
+
 /* Ceiling division for non-negative ints. */
 #define DIV_UP(a, b) (((a) + (b) - 1) / (b))
 

@@ -28,17 +28,21 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import arrays, params_1d, transposed1d
+from . import arrays, params_1d, params_3d, transposed1d
 from . import params as _params
 from .arrays import Array
 from .params import Padding, Pair
 from .params_1d import Padding1D, Single
+from .params_3d import Padding3D, Triple
+from .plan_3d import plan_for_3d
 from .planning import check_out, plan_for
 
 
 def _plan(params, device, algo, max_workspace_bytes, **named):
     arrays.check_array_types(**named)
     target = arrays.target_for_arrays(device, **named)
+    if isinstance(params, params_3d.Conv3DParams):
+        return plan_for_3d(params, target, algo, max_workspace_bytes)
     return plan_for(params, target, algo, max_workspace_bytes)
 
 
@@ -291,3 +295,110 @@ def conv_transpose1d_grad_bias(grad_output: Array, *, device=None, algo: str = "
     """dL/db of :func:`conv_transpose1d`: grad_output (N, C_out, L_out) summed over N and L_out; shape (C_out,)."""
     return conv2d_grad_bias(transposed1d.array_2d("grad_output", grad_output), device=device, algo=algo,
                             max_workspace_bytes=max_workspace_bytes, out=out)
+
+
+# -- 3-D: x (N, C, D, H, W), weight (K, C/groups, T, R, S), y (N, K, D_out, P, Q) ------------------------------
+
+def conv3d(x: Array, weight: Array, bias: Array | None = None, stride: Triple = 1, padding: Padding3D = 0,
+           dilation: Triple = 1, groups: int = 1, *, device=None, algo: str = "auto",
+           max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """Forward pass of a 3-D layer: the cross-correlation of ``x`` with ``weight``, plus ``bias``.
+
+    x: (N, C, D, H, W); weight: (K, C/groups, T, R, S); bias: (K,) or None. stride, dilation: an int or a
+    (d, h, w) triple, each >= 1. padding: an int, (pd, ph, pw), one (before, after) pair per axis, "valid" or
+    "same" (stride 1 only). groups: divides C and K. device, algo, max_workspace_bytes, out: see the module
+    documentation; the pass unfolds x along depth into T times its size of device memory
+    (:mod:`clconv.plan_3d`), which max_workspace_bytes counts.
+
+    Returns y of shape (N, K, D_out, P, Q).
+    """
+    params = params_3d.forward_params(x, weight, bias, stride, padding, dilation, groups)
+    plan = _plan(params, device, algo, max_workspace_bytes, x=x, weight=weight, bias=bias, out=out)
+    return plan.forward(x, weight, bias, out=out)
+
+
+def conv3d_grad_input(grad_output: Array, weight: Array, input_shape: Sequence[int], stride: Triple = 1,
+                      padding: Padding3D = 0, dilation: Triple = 1, groups: int = 1, *, device=None,
+                      algo: str = "auto", max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/dx of a 3-D layer from grad_output = dL/dy (N, K, D_out, P, Q) and weight (K, C/groups, T, R, S).
+
+    input_shape: (N, C, D, H, W) of the forward pass's x. stride, padding, dilation, groups: those of the
+    forward pass (see :func:`conv3d`). Returns dL/dx of shape ``input_shape``.
+    """
+    params = params_3d.grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups)
+    plan = _plan(params, device, algo, max_workspace_bytes, grad_output=grad_output, weight=weight, out=out)
+    return plan.grad_input(grad_output, weight, out=out)
+
+
+def conv3d_grad_weight(x: Array, grad_output: Array, weight_shape: Sequence[int], stride: Triple = 1,
+                       padding: Padding3D = 0, dilation: Triple = 1, groups: int = 1, *, device=None,
+                       algo: str = "auto", max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/dk of a 3-D layer from the forward pass's x (N, C, D, H, W) and grad_output (N, K, D_out, P, Q).
+
+    weight_shape: (K, C/groups, T, R, S). stride, padding, dilation, groups: those of the forward pass (see
+    :func:`conv3d`). Returns dL/dk of shape ``weight_shape``, bit-identical across runs of the same call.
+    """
+    params = params_3d.grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups)
+    plan = _plan(params, device, algo, max_workspace_bytes, x=x, grad_output=grad_output, out=out)
+    return plan.grad_weight(x, grad_output, out=out)
+
+
+def conv3d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
+                     max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/db of a 3-D layer: grad_output = dL/dy (N, K, D_out, P, Q) summed over N, D_out, P and Q.
+
+    Returns dL/db of shape (K,), bit-identical across runs of the same call.
+    """
+    layer = params_3d.grad_bias_params(grad_output)
+    arrays.check_device_layout(grad_output=grad_output)
+    return conv2d_grad_bias(grad_output.reshape(layer.input_shape), device=device, algo=algo,
+                            max_workspace_bytes=max_workspace_bytes, out=out)
+
+
+def conv_transpose3d(x: Array, weight: Array, bias: Array | None = None, stride: Triple = 1, padding=0,
+                     output_padding: Triple = 0, groups: int = 1, dilation: Triple = 1, *, device=None,
+                     algo: str = "auto", max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """Transposed 3-D convolution (PyTorch's ``conv_transpose3d``): the input gradient of the 3-D convolution
+    that maps an (N, C_out, D_out, H_out, W_out) input to x's shape, computed with x as that gradient, plus
+    ``bias``.
+
+    x: (N, C_in, D, H, W); weight: (C_in, C_out/groups, kD, kH, kW); bias: (C_out,) or None. stride, dilation,
+    output_padding: an int or a (d, h, w) triple; padding: an int, (pd, ph, pw) or one (before, after) pair per
+    axis. Each output size is (size - 1)*stride - before - after + dilation*(k - 1) + output_padding + 1.
+    """
+    params = params_3d.transpose_forward_params(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    plan = _transposed_plan(params, params.output_shape, device, algo, max_workspace_bytes, out,
+                            x=x, weight=weight, bias=bias)
+    return plan.grad_input(x, weight, bias=bias, out=out)
+
+
+def conv_transpose3d_grad_input(grad_output: Array, weight: Array, input_shape: Sequence[int], stride: Triple = 1,
+                                padding=0, output_padding: Triple = 0, groups: int = 1, dilation: Triple = 1, *,
+                                device=None, algo: str = "auto", max_workspace_bytes: int | None = None,
+                                out: Array | None = None) -> Array:
+    """dL/dx of :func:`conv_transpose3d`: the 3-D convolution of grad_output with weight; shape ``input_shape``."""
+    params = params_3d.transpose_grad_input_params(grad_output, weight, input_shape, stride, padding,
+                                                   output_padding, groups, dilation)
+    plan = _transposed_plan(params, params.input_shape, device, algo, max_workspace_bytes, out,
+                            grad_output=grad_output, weight=weight)
+    return plan.forward(grad_output, weight, out=out)
+
+
+def conv_transpose3d_grad_weight(x: Array, grad_output: Array, weight_shape: Sequence[int], stride: Triple = 1,
+                                 padding=0, output_padding: Triple = 0, groups: int = 1, dilation: Triple = 1, *,
+                                 device=None, algo: str = "auto", max_workspace_bytes: int | None = None,
+                                 out: Array | None = None) -> Array:
+    """dL/dk of :func:`conv_transpose3d`: the weight gradient of the 3-D convolution behind it, whose input is
+    grad_output and whose output gradient is x; shape ``weight_shape``, bit-identical across runs."""
+    params = params_3d.transpose_grad_weight_params(x, grad_output, weight_shape, stride, padding, output_padding,
+                                                    groups, dilation)
+    plan = _transposed_plan(params, params.weight_shape, device, algo, max_workspace_bytes, out,
+                            x=x, grad_output=grad_output)
+    return plan.grad_weight(grad_output, x, out=out)
+
+
+def conv_transpose3d_grad_bias(grad_output: Array, *, device=None, algo: str = "auto",
+                               max_workspace_bytes: int | None = None, out: Array | None = None) -> Array:
+    """dL/db of :func:`conv_transpose3d`: grad_output (N, C_out, D_out, H_out, W_out) summed over all but the
+    channels, as :func:`conv3d_grad_bias` sums it; shape (C_out,), bit-identical across runs."""
+    return conv3d_grad_bias(grad_output, device=device, algo=algo, max_workspace_bytes=max_workspace_bytes, out=out)

@@ -85,6 +85,30 @@ CorrelationArgs = typing.NamedTuple("CorrelationArgs", (
     ("ws_group", np.int32), ("ws_co", np.int32), ("ws_ci", np.int32), ("ws_r", np.int32), ("ws_s", np.int32),
 ))
 
+# DEPTH_PARAMS (cl/common.h): the depth axis of a 3-D layer (clconv/params_3d.py).
+_DEPTH_GEOMETRY = (
+    ("N", np.int32), ("C", np.int32), ("D", np.int32), ("T", np.int32), ("D_out", np.int32), ("plane", np.int32),
+    ("stride_d", np.int32), ("pad_front", np.int32), ("dil_d", np.int32),
+)
+
+DepthGeometry = typing.NamedTuple("DepthGeometry", _DEPTH_GEOMETRY)
+
+UnfoldDepthArgs = typing.NamedTuple("UnfoldDepthArgs", (
+    ("in_", Buffer), ("in_offset", np.int32), ("cols", Buffer), ("cols_offset", np.int32),
+) + _DEPTH_GEOMETRY)
+
+# bias: C entries added to every frame (the forward pass of a transposed 3-D convolution), or None.
+FoldDepthArgs = typing.NamedTuple("FoldDepthArgs", (
+    ("cols", Buffer), ("cols_offset", np.int32),
+    ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
+    ("out", Buffer), ("out_offset", np.int32),
+) + _DEPTH_GEOMETRY)
+
+SwapAxesArgs = typing.NamedTuple("SwapAxesArgs", (
+    ("in_", Buffer), ("in_offset", np.int32), ("out", Buffer), ("out_offset", np.int32),
+    ("A", np.int32), ("B", np.int32), ("M", np.int32), ("E", np.int32),
+))
+
 PeakFmaArgs = typing.NamedTuple("PeakFmaArgs", (
     ("out", Buffer), ("multiplier", Accumulator), ("addend", Accumulator), ("iterations", np.int32),
 ))
@@ -100,6 +124,9 @@ SIGNATURES = {
     "reduce_partials": ReducePartialsArgs,
     "conv2d_tiled": CorrelationArgs,
     "conv2d_grad_weight_tiled": GradWeightArgs,
+    "unfold_depth": UnfoldDepthArgs,
+    "fold_depth": FoldDepthArgs,
+    "swap_axes": SwapAxesArgs,
     "peak_fma": PeakFmaArgs,
     "peak_copy": PeakCopyArgs,
 }

@@ -7,7 +7,7 @@ A 3-D layer runs as one 2-D layer (:attr:`Conv3DParams.layer`): the input is unf
 ``cols`` (N, D_out, C, T, H, W), where ``cols[n, d, c, t] = x[n, c, d*stride_d - pad_front + t*dil_d]`` (zero
 outside the input), which is the 2-D input (N*D_out, C*T, H, W) of a layer with the weight read as
 (K, C/groups * T, R, S): its output (N*D_out, K, P, Q) is y with the depth and channel axes swapped.
-clconv/conv3d.py runs the passes that way; the unfolded input costs T times the input's memory.
+clconv/plan_3d.py runs the passes that way; the unfolded input costs T times the input's memory.
 
 stride and dilation: an int or a (d, h, w) triple. padding: an int, (pd, ph, pw), one (before, after) pair
 per axis, "valid", or "same" (stride 1).

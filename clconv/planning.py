@@ -127,22 +127,9 @@ class Conv2DPlan:
         return f"Conv2DPlan({self.params.describe()} on [{self.target.info.index}] {self.target.info.name}: {picked})"
 
     # -- running --------------------------------------------------------------------------------
-    def _call(self, pass_name, out, out_shape, **named):
-        # The forward pass adds a bias per output channel (K); the input gradient, run as the forward pass of
-        # a transposed convolution, one per input channel (C).
-        bias_shape = (self.params.C,) if pass_name == "grad_input" else (self.params.K,)
-        shapes = {"x": self.params.input_shape, "weight": self.params.weight_shape, "bias": bias_shape,
-                  "grad_output": self.params.output_shape}
-        arrays.check_array_types(out=out, **named)
-        for name, array in named.items():
-            check_array(name, array, shapes[name], self.params.dtype)
-        check_out(out, out_shape, self.params.dtype, named)
-        arrays.target_for_arrays(self.target, out=out, **named)  # device arrays must live on this plan's context
-        return arrays.CallArrays(self.target, out=out, **named)
-
     def _run(self, pass_name: str, out_name: str, out_shape, batch_inputs, concatenate: bool, out, **named):
         """Run one pass: check the arrays, chunk oversized NumPy batches, launch, return the caller's kind."""
-        call = self._call(pass_name, out, out_shape, **named)
+        call = call_arrays(self.params, self.target, pass_name, out, out_shape, **named)
         chunked = self._chunked(call, pass_name, batch_inputs, concatenate)
         if chunked is not None:
             return chunked
@@ -227,6 +214,22 @@ class Conv2DPlan:
         for piece in pieces:
             total += piece
         return call.deliver(total.astype(p.dtype))
+
+
+def call_arrays(params, target: platforms.Target, pass_name: str, out, out_shape, **named) -> arrays.CallArrays:
+    """The arrays of one pass of a plan for ``params`` (a layer of any rank) on ``target``, each checked against
+    the layer's shapes and dtype, ``out`` against the result's, and every device array against the target."""
+    # The forward pass adds a bias per output channel (K); the input gradient, run as the forward pass of
+    # a transposed convolution, one per input channel (C).
+    bias_shape = (params.C,) if pass_name == "grad_input" else (params.K,)
+    shapes = {"x": params.input_shape, "weight": params.weight_shape, "bias": bias_shape,
+              "grad_output": params.output_shape}
+    arrays.check_array_types(out=out, **named)
+    for name, array in named.items():
+        check_array(name, array, shapes[name], params.dtype)
+    check_out(out, out_shape, params.dtype, named)
+    arrays.target_for_arrays(target, out=out, **named)  # device arrays must live on this plan's context
+    return arrays.CallArrays(target, out=out, **named)
 
 
 def check_array(name: str, array, shape, dtype) -> None:
