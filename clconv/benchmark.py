@@ -1,13 +1,14 @@
 """The device-comparison benchmark behind ``clconv bench``.
 
-For every device x pass x layer of the suite (:mod:`clconv.layers`: 2-D, 1-D and transposed layers) it
+For every device x pass x layer of the suite (:mod:`clconv.layers`: 2-D, 1-D, transposed and 3-D layers) it
 measures clconv and, in the same run, the peers a user would otherwise reach for: PyTorch on the CPU, the
 NumPy oracle, and CLBlast's GEMM on the same OpenCL device after an im2col (through pyclblast); the peers
 are in :mod:`clconv.bench_peers`. A peer that is not installed, or does not apply (CLBlast has no grouped
-GEMM, and no transposed layers), is reported as skipped with the reason, never faked. A 2-D layer runs on
-its :class:`~clconv.planning.Conv2DPlan`; the other kinds through their functions in :mod:`clconv.api`
-(``conv1d``, ``conv_transpose2d`` and their gradients), with their algorithm and workspace read from the
-plan those functions ran.
+GEMM, and no transposed or 3-D layers), is reported as skipped with the reason, never faked. A 2-D layer
+runs on its :class:`~clconv.planning.Conv2DPlan`; the other kinds through their functions in
+:mod:`clconv.api` (``conv1d``, ``conv_transpose2d``, ``conv3d`` and their gradients), with their algorithm
+and workspace read from the plan those functions ran (a 3-D layer's workspace includes its input unfolded
+along depth).
 
 Each measurement is the median over repeats after a warm-up:
 - ``kernel_s``: device-resident time, inputs and outputs already on the device (OpenCL profiling
@@ -99,7 +100,7 @@ def _measure_clconv(target, record: Record, pass_name, layer, p, data, repeats, 
     if layer.kind == "conv2d":  # on a plan of its own, as the committed results were measured
         plan = Conv2DPlan(p, target, algo)
         run_pass = functools.partial(call_plan, plan, pass_name)
-    else:  # through its public function (conv1d, conv_transpose2d ...), which caches its plan on the first call
+    else:  # through its public function (conv1d, conv3d ...), as users call it: plans cached by the first call
         plan = None
         run_pass = functools.partial(call_function, api, pass_name, p, calls=layer.pass_calls, device=target,
                                      algo=algo)

@@ -1,7 +1,8 @@
 """The benchmark's layer suite, kept as data: convolution layers of real networks.
 
 Each layer is (network, name, C, H, W, K, R, S, stride, padding, groups) at its real input size, and a kind:
-a 2-D convolution by default, or a 1-D, transposed 2-D or 3-D one (:data:`KINDS`). The batch size is chosen
+a 2-D convolution by default, or a 1-D, transposed 2-D or 3-D one (:data:`KINDS`; a 3-D layer adds its depth
+D and its kernel's T). The batch size is chosen
 per layer so that one pass costs about a GFLOP, which keeps the whole suite within minutes on a 2-core CPU
 while the larger layers keep their real spatial sizes.
 """
@@ -13,6 +14,8 @@ import typing
 
 from .params import PASS_CALLS, PASSES, TRANSPOSED_PASS_CALLS, Conv2DParams, ConvTranspose2DParams
 from .params_1d import Conv1DParams
+from .params_3d import Conv3DParams
+from .plan_3d import plan_for_3d
 from .planning import plan_for
 
 
@@ -25,13 +28,16 @@ class LayerKind:
         (``params.PASS_CALLS`` or ``TRANSPOSED_PASS_CALLS``; the rank of the params picks conv1d, conv2d ...);
     :param conv2d: params -> the 2-D layer whose plan clconv runs for them (the params themselves, a 1-D layer
         with H = 1, a transposed layer's convolution), the layer ``clconv tune`` tunes for them;
-    :param conv2d_passes: the pass of that 2-D plan computing each of the layer's passes.
+    :param conv2d_passes: the pass of that 2-D plan computing each of the layer's passes;
+    :param own_plan: ``(params, target, algo)`` -> the plan the layer's functions run, where that is not the
+        2-D layer's plan itself (a 3-D layer's, which unfolds the input along depth for it).
     """
 
     create: typing.Callable
     pass_calls: dict
     conv2d: typing.Callable
     conv2d_passes: typing.Mapping[str, str] = dataclasses.field(default_factory=lambda: {p: p for p in PASSES})
+    own_plan: typing.Optional[typing.Callable] = None
 
     @property
     def transposed(self) -> bool:
@@ -39,8 +45,10 @@ class LayerKind:
 
     def plan(self, params, target, algo: str = "auto"):
         """The plan that runs the passes of ``params`` on ``target``, as the public functions find it in the plan
-        cache: that of its 2-D layer (its ``algorithms`` and ``workspace_bytes`` are by the passes of that
-        layer: see ``conv2d_passes``)."""
+        cache: ``own_plan``'s, else that of its 2-D layer (its ``algorithms`` and ``workspace_bytes`` are by the
+        passes of that layer: see ``conv2d_passes``)."""
+        if self.own_plan is not None:
+            return self.own_plan(params, target, algo)
         return plan_for(self.conv2d(params), target, algo)
 
 
@@ -61,12 +69,19 @@ def _conv_transpose2d(layer: "Layer", batch: int, dtype) -> ConvTranspose2DParam
                                         layer.padding, layer.output_padding, layer.groups, 1, dtype)
 
 
+def _conv3d(layer: "Layer", batch: int, dtype) -> Conv3DParams:
+    return Conv3DParams.create((batch, layer.C, layer.D, layer.H, layer.W),
+                               (layer.K, layer.C // layer.groups, layer.T, layer.R, layer.S), layer.stride,
+                               layer.padding, 1, layer.groups, dtype)
+
+
 #: Every kind of layer the suite holds, by the name of its forward function in clconv.api.
 KINDS = {
     "conv2d": LayerKind(_conv2d, PASS_CALLS, lambda p: p),
     "conv1d": LayerKind(_conv1d, PASS_CALLS, lambda p: p.layer),
     "conv_transpose2d": LayerKind(_conv_transpose2d, TRANSPOSED_PASS_CALLS, lambda p: p.conv,
                                   ConvTranspose2DParams.CONV_PASSES),
+    "conv3d": LayerKind(_conv3d, PASS_CALLS, lambda p: p.layer, own_plan=plan_for_3d),
 }
 
 
@@ -77,7 +92,8 @@ class Layer:
     C input and K output channels, an H x W input and an R x S kernel; ``kind`` (a key of :data:`KINDS`) says
     what convolution it is. A 1-D layer (``conv1d``) has H = R = 1: W is its length and S its kernel. A
     transposed layer (``conv_transpose2d``) maps C channels to K with PyTorch's weight (C, K/groups, R, S),
-    and ``output_padding`` only applies to it. stride, padding and output_padding are given as the kind's
+    and ``output_padding`` only applies to it. A 3-D layer (``conv3d``) has a D x H x W input and a T x R x S
+    kernel; the other kinds have D = T = 1. stride, padding and output_padding are given as the kind's
     function in :mod:`clconv.api` takes them (an int, or a 1-D layer's (left, right) padding, say).
     """
 
@@ -94,6 +110,8 @@ class Layer:
     groups: int = 1
     kind: str = "conv2d"
     output_padding: object = 0
+    D: int = 1
+    T: int = 1
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -101,6 +119,8 @@ class Layer:
         if self.kind == "conv1d" and (self.H, self.R) != (1, 1):
             raise ValueError(f"{self.label}: a 1-D layer has H = R = 1 (W is its length, S its kernel), "
                              f"got H={self.H}, R={self.R}")
+        if self.kind != "conv3d" and (self.D, self.T) != (1, 1):
+            raise ValueError(f"{self.label}: only a 3-D layer has a depth, got D={self.D}, T={self.T} for {self.kind}")
         if self.output_padding and not self.layer_kind.transposed:
             raise ValueError(f"{self.label}: output_padding is for transposed layers, not {self.kind}")
 
@@ -118,7 +138,8 @@ class Layer:
         return self.layer_kind.pass_calls
 
     def params(self, batch: int, dtype="float32"):
-        """The layer at batch size ``batch``: a Conv2DParams, Conv1DParams or ConvTranspose2DParams, by kind."""
+        """The layer at batch size ``batch``: a Conv2DParams, Conv1DParams, ConvTranspose2DParams or Conv3DParams,
+        by kind."""
         return self.layer_kind.create(self, batch, dtype)
 
     def batch_for(self, flops_per_pass: float = 1e9, largest: int = 64) -> int:
@@ -153,6 +174,8 @@ SUITE = (
     Layer("wav2vec2", "feature.conv2", 512, 1, 3199, 512, 1, 3, stride=2, kind="conv1d"),
     # The DCGAN generator of PyTorch's tutorial (ngf = 64): its transposed convolution from 16x16 to 32x32.
     Layer("DCGAN", "gen.convT3", 128, 16, 16, 64, 4, 4, stride=2, padding=1, kind="conv_transpose2d"),
+    # torchvision's r3d_18 on 16-frame 112x112 clips: layer3 runs on 4 frames of 14x14.
+    Layer("R3D-18", "layer3.conv", 256, 14, 14, 256, 3, 3, padding=1, kind="conv3d", D=4, T=3),
 )
 
 QUICK = ("LeNet-5/conv2", "ResNet-18/layer1.conv", "ResNet-18/layer2.0.conv1", "ResNet-50/layer3.1.conv1",

@@ -17,6 +17,8 @@ TINY_KINDS = (
     layers.Layer("Test", "tiny-1d", 5, 1, 24, 6, 1, 3, stride=2, padding=(0, 1), kind="conv1d"),
     layers.Layer("Test", "tiny-transposed", 6, 5, 4, 4, 3, 3, stride=2, padding=1, output_padding=1,
                  kind="conv_transpose2d"),
+    layers.Layer("Test", "tiny-3d", 3, 5, 6, 4, 3, 3, stride=(2, 1, 1), padding=((1, 0), (1, 1), (0, 1)),
+                 kind="conv3d", D=5, T=2),
 )
 
 
@@ -108,14 +110,17 @@ def test_suite_layers_of_every_kind_are_their_networks_layers():
     assert (p.input_shape, p.weight_shape, p.output_shape) == ((1, 128, 16, 16), (128, 64, 4, 4), (1, 64, 32, 32))
     assert p.flops("forward") == 2 * 128 * 16 * 16 * 64 * 4 * 4  # every input pixel meets every weight
     assert dcgan.batch_for() == 15
+    r3d = layers.select(["R3D-18/layer3.conv"])[0].params(1)
+    assert (r3d.input_shape, r3d.weight_shape, r3d.output_shape) == ((1, 256, 4, 14, 14), (256, 256, 3, 3, 3),
+                                                                      (1, 256, 4, 14, 14))
 
 
 def test_tuning_the_suite_tunes_the_2d_layers_behind_it():
-    """A 1-D layer is tuned as its H = 1 layer; a transposed one as its convolution, forward and grad_input
-    swapped."""
-    groups = cli.suite_tuning(["wav2vec2/feature.conv2", "DCGAN/gen.convT3"], passes=("forward",))
-    wav2vec2, dcgan = (layer.params(layer.batch_for()) for layer in layers.select(["wav2vec2", "DCGAN"]))
-    assert groups == {("forward",): [wav2vec2.layer], ("grad_input",): [dcgan.conv]}
+    """A 1-D layer is tuned as its H = 1 layer, a 3-D one as the 2-D layer of its input unfolded along depth, a
+    transposed one as its convolution, forward and grad_input swapped."""
+    groups = cli.suite_tuning(["wav2vec2", "DCGAN", "R3D-18"], passes=("forward",))
+    wav2vec2, dcgan, r3d = (layer.params(layer.batch_for()) for layer in layers.select(["wav2vec2", "DCGAN", "R3D-18"]))
+    assert groups == {("forward",): [wav2vec2.layer, r3d.layer], ("grad_input",): [dcgan.conv]}
     assert cli.suite_tuning(["DCGAN"]) == {tuner.TUNED_PASSES: [dcgan.conv]}
 
 
@@ -124,6 +129,8 @@ def test_layer_refuses_what_its_kind_does_not_have():
         layers.Layer("Test", "x", 1, 8, 8, 1, 3, 3, kind="conv4d")
     with pytest.raises(ValueError, match="a 1-D layer has H = R = 1"):
         layers.Layer("Test", "x", 1, 8, 8, 1, 3, 3, kind="conv1d")
+    with pytest.raises(ValueError, match="only a 3-D layer has a depth"):
+        layers.Layer("Test", "x", 1, 8, 8, 1, 3, 3, D=4)
     with pytest.raises(ValueError, match="output_padding is for transposed layers"):
         layers.Layer("Test", "x", 1, 8, 8, 1, 3, 3, stride=2, output_padding=1)
 
