@@ -2,9 +2,8 @@
 
 Each layer is (network, name, C, H, W, K, R, S, stride, padding, groups) at its real input size, and a kind:
 a 2-D convolution by default, or a 1-D, transposed 2-D or 3-D one (:data:`KINDS`; a 3-D layer adds its depth
-D and its kernel's T). The batch size is chosen
-per layer so that one pass costs about a GFLOP, which keeps the whole suite within minutes on a 2-core CPU
-while the larger layers keep their real spatial sizes.
+D and its kernel's T). The batch size is chosen per layer so that one pass costs about a GFLOP, which keeps
+the whole suite within minutes on a 2-core CPU while the larger layers keep their real spatial sizes.
 """
 
 from __future__ import annotations
@@ -27,7 +26,8 @@ class LayerKind:
     :param pass_calls: the functions of its passes in :mod:`clconv.api` and :mod:`clconv.reference`
         (``params.PASS_CALLS`` or ``TRANSPOSED_PASS_CALLS``; the rank of the params picks conv1d, conv2d ...);
     :param conv2d: params -> the 2-D layer whose plan clconv runs for them (the params themselves, a 1-D layer
-        with H = 1, a transposed layer's convolution), the layer ``clconv tune`` tunes for them;
+        with H = 1, a transposed layer's convolution, a 3-D layer's on its input unfolded along depth), the
+        layer ``clconv tune`` tunes for them;
     :param conv2d_passes: the pass of that 2-D plan computing each of the layer's passes;
     :param own_plan: ``(params, target, algo)`` -> the plan the layer's functions run, where that is not the
         2-D layer's plan itself (a 3-D layer's, which unfolds the input along depth for it).
