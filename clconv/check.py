@@ -20,6 +20,7 @@ import numpy as np
 from . import reference, transposed1d
 from .params import PASS_CALLS, TRANSPOSED_PASS_CALLS, Conv2DParams, ConvTranspose2DParams, call_function, dtype_name
 from .params_1d import Conv1DParams
+from .params_3d import Conv3DParams, ConvTranspose3DParams
 
 #: Largest accepted normalised error per dtype, about 170 units of roundoff: room for the rounding
 #: of sums of many thousand terms (the error grows about as sqrt(terms) * unit roundoff), yet a kernel
@@ -42,8 +43,8 @@ def pairwise_tolerance(dtype) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    """One layer shape with its convolution arguments, named for test ids: 2-D, or 1-D where the shapes are
-    (N, C, L) and (K, C/groups, S)."""
+    """One layer shape with its convolution arguments, named for test ids: 2-D, 1-D where the shapes are
+    (N, C, L) and (K, C/groups, S), or 3-D where they are (N, C, D, H, W) and (K, C/groups, T, R, S)."""
 
     name: str
     input_shape: tuple
@@ -57,8 +58,8 @@ class Case:
     def conv_args(self) -> dict:
         return {"stride": self.stride, "padding": self.padding, "dilation": self.dilation, "groups": self.groups}
 
-    def params(self, dtype=np.float32) -> Conv2DParams | Conv1DParams:
-        kind = Conv1DParams if len(self.input_shape) == 3 else Conv2DParams
+    def params(self, dtype=np.float32) -> Conv2DParams | Conv1DParams | Conv3DParams:
+        kind = {3: Conv1DParams, 4: Conv2DParams, 5: Conv3DParams}[len(self.input_shape)]
         return kind.create(self.input_shape, self.weight_shape, dtype=dtype, **self.conv_args)
 
     #: The functions of its passes (clconv.api and clconv.reference share the names).
@@ -70,11 +71,12 @@ class Case:
 
 @dataclasses.dataclass(frozen=True)
 class TransposedCase:
-    """One transposed-convolution layer (2-D, or 1-D with 3-D shapes) with its arguments, named for test ids."""
+    """One transposed-convolution layer (2-D, 1-D with 3-D shapes, or 3-D with 5-D shapes) with its arguments,
+    named for test ids."""
 
     name: str
-    input_shape: tuple  # (N, C_in, H, W) or (N, C_in, L)
-    weight_shape: tuple  # (C_in, C_out/groups, kH, kW) or (C_in, C_out/groups, k)
+    input_shape: tuple  # (N, C_in, H, W), (N, C_in, L) or (N, C_in, D, H, W)
+    weight_shape: tuple  # (C_in, C_out/groups, kH, kW), (C_in, C_out/groups, k) or (C_in, C_out/groups, kD, kH, kW)
     stride: object = 1
     padding: object = 0
     output_padding: object = 0
@@ -95,7 +97,9 @@ class TransposedCase:
         return TRANSPOSED_PASS_CALLS
 
     def params(self, dtype=np.float32) -> ConvTranspose2DParams:
-        """The layer as 2-D params (a 1-D layer with a height of 1)."""
+        """The layer's params: 2-D ones for a 1-D layer (with a height of 1), 3-D ones for a 3-D layer."""
+        if len(self.input_shape) == 5:
+            return ConvTranspose3DParams.create(self.input_shape, self.weight_shape, dtype=dtype, **self.conv_args)
         if self.one_d:
             return ConvTranspose2DParams.create(
                 transposed1d.shape_2d("x", self.input_shape), transposed1d.shape_2d("weight", self.weight_shape),
@@ -158,8 +162,25 @@ CASES_1D = (
     Case("k3-c64-k64", (2, 64, 33), (64, 64, 3), padding=1),
 )
 
+#: 3-D layers (the input unfolded along depth into one 2-D layer): depth strides and dilation that skip frames,
+#: padding deeper than the kernel reaches (frames of zeros only), per-axis and asymmetric padding, groups,
+#: depthwise, 1x1x1, temporal-only and spatial-only kernels, whole planes, and an empty batch.
+CASES_3D = (
+    Case("3x3x3-p1", (2, 4, 4, 5, 6), (5, 4, 3, 3, 3), padding=1),
+    Case("1x1x1", (2, 6, 3, 4, 5), (4, 6, 1, 1, 1)),
+    Case("3x3x3-s2-p1", (2, 3, 5, 7, 6), (4, 3, 3, 3, 3), stride=2, padding=1),
+    Case("2x3x1-s2x1x2-d2x1x1-asympad", (2, 3, 6, 5, 7), (4, 3, 2, 3, 1), stride=(2, 1, 2), dilation=(2, 1, 1),
+         padding=((1, 0), (1, 1), (0, 2))),
+    Case("3x1x1-same", (2, 4, 5, 4, 4), (4, 4, 3, 1, 1), padding="same"),
+    Case("1x3x3-p0x1x1-g2", (2, 4, 3, 6, 6), (6, 2, 1, 3, 3), padding=(0, 1, 1), groups=2),
+    Case("3x3x3-p1-depthwise", (2, 4, 4, 5, 5), (4, 1, 3, 3, 3), padding=1, groups=4),
+    Case("2x2x2-p2-d3", (1, 2, 3, 4, 4), (3, 2, 2, 2, 2), padding=2, dilation=3),
+    Case("3x3x3-p1-c16-planes", (1, 16, 3, 6, 6), (8, 16, 3, 3, 3), padding=1),
+    Case("3x3x3-n0", (0, 3, 3, 4, 4), (2, 3, 3, 3, 3)),
+)
+
 #: Transposed layers: output_padding below the stride and (at stride 1) below the dilation, groups,
-#: depthwise, padding, kernel 1, whole planes (stride 1, enough channels), an empty batch, and 1-D ones.
+#: depthwise, padding, kernel 1, whole planes (stride 1, enough channels), an empty batch, 1-D ones and 3-D ones.
 TRANSPOSED_CASES = (
     TransposedCase("3x3-s2-p1-op1", (2, 4, 5, 6), (4, 3, 3, 3), stride=2, padding=1, output_padding=1),
     TransposedCase("3x3-s3-op2", (2, 3, 4, 5), (3, 4, 3, 3), stride=3, output_padding=2),
@@ -179,10 +200,15 @@ TRANSPOSED_CASES = (
     TransposedCase("1d-k3-s2-p1-op1", (2, 4, 7), (4, 3, 3), stride=2, padding=1, output_padding=1),
     TransposedCase("1d-k5-d2-op1", (2, 3, 9), (3, 5, 5), output_padding=1, dilation=2),
     TransposedCase("1d-k4-s4-g2", (2, 4, 6), (4, 3, 4), stride=4, groups=2),
+    TransposedCase("3d-3x3x3-s2-p1-op1", (2, 4, 3, 4, 3), (4, 3, 3, 3, 3), stride=2, padding=1, output_padding=1),
+    TransposedCase("3d-2x3x1-s3x1x2-op2x0x1-g2", (2, 4, 3, 4, 5), (4, 2, 2, 3, 1), stride=(3, 1, 2),
+                   padding=(0, 1, 0), output_padding=(2, 0, 1), groups=2),
+    TransposedCase("3d-2x2x2-d2-op1x0x0", (1, 2, 3, 3, 3), (2, 2, 2, 2, 2), output_padding=(1, 0, 0), dilation=2),
+    TransposedCase("3d-4x4x4-s2-p1-n0", (0, 2, 2, 3, 3), (2, 3, 4, 4, 4), stride=2, padding=1),
 )
 
-#: Every kind of layer the checks cover, by name: 2-D convolutions, 1-D ones and transposed ones.
-CASE_SETS = {"2-D": CASES, "1-D": CASES_1D, "transposed": TRANSPOSED_CASES}
+#: Every kind of layer the checks cover, by name: 2-D convolutions, 1-D and 3-D ones, and transposed ones.
+CASE_SETS = {"2-D": CASES, "1-D": CASES_1D, "3-D": CASES_3D, "transposed": TRANSPOSED_CASES}
 
 
 @dataclasses.dataclass(frozen=True)

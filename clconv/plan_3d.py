@@ -12,8 +12,9 @@ tuning and their algorithms, in one launch each:
   (K, C/groups, T, R, S) is the 2-D one (K, C/groups*T, R, S), so nothing else is needed;
 - grad_bias: the 2-D bias gradient of grad_output read as (N, K, D_out*P, Q), no copy.
 
-The unfolded input (T times x) and the swapped tensor are the 3-D passes' workspace, on top of the 2-D
-plan's; ``max_workspace_bytes`` below that is refused with the size needed.
+The unfolded input (T times x) and the swapped tensor are the 3-D passes' workspace, and the 2-D plan's
+partial sums come on top, within what is left of ``max_workspace_bytes``; a cap below the depth buffers is
+refused with the size needed.
 """
 
 from __future__ import annotations
@@ -77,7 +78,9 @@ class Conv3DPlan:
         self.params = params
         self.target = target
         self.max_workspace_bytes = max_workspace_bytes
-        self.layer_plan = plan_for(params.layer, target, algo, max_workspace_bytes)
+        # The cap covers the depth buffers and the 2-D plan's partial sums together.
+        layer_cap = None if max_workspace_bytes is None else max(0, max_workspace_bytes - self.depth_bytes("forward"))
+        self.layer_plan = plan_for(params.layer, target, algo, layer_cap)
         self.depth = _depth_kernels(params, target)
 
     @property

@@ -202,6 +202,73 @@ BAD_TRANSPOSED = {
     ],
 }
 
+X3, W3, GY3 = f32(2, 4, 5, 8, 8), f32(6, 4, 3, 3, 3), f32(2, 6, 3, 6, 6)
+XT3, WT3 = f32(2, 4, 3, 5, 5), f32(4, 3, 3, 3, 3)
+GYT3 = f32(2, 3, 7, 11, 11)  # conv_transpose3d(XT3, WT3, stride=2) has this shape
+
+VALID_3D = {
+    "conv3d": dict(x=X3, weight=W3, bias=None, stride=1, padding=0, dilation=1, groups=1),
+    "conv3d_grad_input": dict(grad_output=GY3, weight=W3, input_shape=X3.shape),
+    "conv3d_grad_weight": dict(x=X3, grad_output=GY3, weight_shape=W3.shape),
+    "conv3d_grad_bias": dict(grad_output=GY3),
+    "conv_transpose3d": dict(x=XT3, weight=WT3, bias=None, stride=2),
+    "conv_transpose3d_grad_input": dict(grad_output=GYT3, weight=WT3, input_shape=XT3.shape, stride=2),
+    "conv_transpose3d_grad_weight": dict(x=XT3, grad_output=GYT3, weight_shape=WT3.shape, stride=2),
+    "conv_transpose3d_grad_bias": dict(grad_output=GYT3),
+}
+BAD_3D = {
+    "conv3d": [
+        ("x-ndim", dict(x=X), ValueError, r"x must be a 5-D array \(N, C, D, H, W\)"),
+        ("weight-ndim", dict(weight=W), ValueError, r"weight must be a 5-D array \(K, C/groups, T, R, S\)"),
+        ("channel-mismatch", dict(weight=f32(6, 3, 3, 3, 3)), ValueError, "channel mismatch"),
+        ("groups-not-dividing-C", dict(groups=3, weight=f32(6, 1, 3, 3, 3)), ValueError,
+         "must divide the input channels"),
+        ("stride-pair", dict(stride=(1, 1)), ValueError, r"stride must be an int or a triple \(d, h, w\)"),
+        ("stride-zero-d", dict(stride=(0, 1, 1)), ValueError, r"stride\[0\] must be >= 1"),
+        ("dilation-float", dict(dilation=1.5), TypeError, "dilation must be an int"),
+        ("padding-negative-d", dict(padding=((-1, 0), 0, 0)), ValueError, r"padding\[d\]\[0\] must be >= 0"),
+        ("padding-pair", dict(padding=(1, 1)), ValueError, "padding must be an int, a triple"),
+        ("padding-same-strided", dict(padding="same", stride=(2, 1, 1)), ValueError, "only defined for stride 1"),
+        ("kernel-deeper-than-input", dict(x=f32(2, 4, 2, 8, 8)), ValueError,
+         "dilated kernel 3x3x3 .* is larger than the padded input 2x8x8"),
+        ("bias-shape", dict(bias=f32(5)), ValueError, r"bias must have shape \(K,\)"),
+        ("mixed-dtypes", dict(weight=np.ones((6, 4, 3, 3, 3), np.float64)), TypeError, "must share one dtype"),
+    ],
+    "conv3d_grad_input": [
+        ("grad-output-shape", dict(grad_output=f32(2, 6, 4, 6, 6)), ValueError,
+         "grad_output must have the output shape"),
+        ("input-shape-length", dict(input_shape=(2, 4, 8, 8)), ValueError, "input_shape must have 5 dimensions"),
+        ("input-shape-batch", dict(input_shape=(3, 4, 5, 8, 8)), ValueError, r"input_shape\[0\]=3 must equal"),
+    ],
+    "conv3d_grad_weight": [
+        ("weight-shape-type", dict(weight_shape=3), TypeError, "weight_shape must be a 5-tuple"),
+        ("grad-output-ndim", dict(grad_output=GY), ValueError, "grad_output must be a 5-D array"),
+    ],
+    "conv3d_grad_bias": [
+        ("ndim", dict(grad_output=GY), ValueError, r"grad_output must be a 5-D array \(N, K, D_out, P, Q\)"),
+        ("empty-frames", dict(grad_output=f32(2, 6, 0, 6, 6)), ValueError, "grad_output must have K, D_out, P and Q"),
+    ],
+    "conv_transpose3d": [
+        ("x-ndim", dict(x=X), ValueError, r"x must be a 5-D array \(N, C_in, D, H, W\)"),
+        ("channel-mismatch", dict(weight=f32(3, 3, 3, 3, 3)), ValueError, r"channel mismatch: x has C_in=4"),
+        ("output-padding", dict(output_padding=(0, 2, 0)), ValueError,
+         "output_padding must be smaller than stride or dilation, got output_padding 2, stride 2 and dilation 1 "
+         "along h"),
+        ("padding-same", dict(padding="same"), ValueError, "'same' and 'valid' are not defined there"),
+        ("padding-too-large", dict(padding=(5, 0, 0)), ValueError, "the output would have -3 frames"),
+    ],
+    "conv_transpose3d_grad_input": [
+        ("grad-output-shape", dict(grad_output=f32(2, 3, 7, 11, 10)), ValueError,
+         "grad_output must have the output shape"),
+    ],
+    "conv_transpose3d_grad_weight": [
+        ("weight-shape-length", dict(weight_shape=(4, 3, 3, 3)), ValueError, "weight_shape must have 5 dimensions"),
+    ],
+    "conv_transpose3d_grad_bias": [
+        ("ndim", dict(grad_output=GY), ValueError, "grad_output must be a 5-D array"),
+    ],
+}
+
 # Each function's valid arguments, which every bad case changes in one place.
 VALID = {
     "conv2d": dict(x=X, weight=W, bias=None, stride=1, padding=0, dilation=1, groups=1),
@@ -213,10 +280,11 @@ VALID = {
     "conv1d_grad_weight": dict(x=X1, grad_output=GY1, weight_shape=W1.shape),
     "conv1d_grad_bias": dict(grad_output=GY1),
     **VALID_TRANSPOSED,
+    **VALID_3D,
 }
 BAD = {"conv2d": BAD_FORWARD, "conv2d_grad_input": BAD_GRAD_INPUT, "conv2d_grad_weight": BAD_GRAD_WEIGHT,
        "conv2d_grad_bias": BAD_GRAD_BIAS, "conv1d": BAD_FORWARD_1D, "conv1d_grad_input": BAD_GRAD_INPUT_1D,
-       "conv1d_grad_weight": BAD_GRAD_WEIGHT_1D, "conv1d_grad_bias": BAD_GRAD_BIAS_1D, **BAD_TRANSPOSED}
+       "conv1d_grad_weight": BAD_GRAD_WEIGHT_1D, "conv1d_grad_bias": BAD_GRAD_BIAS_1D, **BAD_TRANSPOSED, **BAD_3D}
 
 
 @pytest.mark.parametrize("function, overrides, error, message", [

@@ -109,20 +109,27 @@ def test_simulated_passes_are_clean_and_correct(case, algo, dtype, simulator, cl
         assert result.passed, f"{pass_name} {params.describe()} ({algo}) on Oclgrind: {result.message}"
 
 
-# Transposed convolutions run the input-gradient kernels with a bias (their forward pass): stride with
-# output_padding (every phase of the tiled kernel), and dilation with output_padding at stride 1 (rows no tap
-# reaches, which get the bias alone), in 2-D and 1-D.
+# Layers that run through more than one kernel of their own. Transposed convolutions run the input-gradient
+# kernels with a bias (their forward pass): stride with output_padding (every phase of the tiled kernel), and
+# dilation with output_padding at stride 1 (rows no tap reaches, which get the bias alone), in 2-D and 1-D.
+# 3-D layers add the depth unfolding, the axis swap and the folding back (with a bias in the transposed
+# forward pass): a depth stride and padding, so that some unfolded frames are zeros and some input frames
+# gather from several taps.
 TRANSPOSED_LAYERS = (
     check.TransposedCase("3x3-s2-p1-op1", (2, 3, 3, 4), (3, 4, 3, 3), stride=2, padding=1, output_padding=1),
     check.TransposedCase("3x3-d2-op1-g2", (1, 4, 3, 3), (4, 3, 3, 3), output_padding=1, groups=2, dilation=2),
     check.TransposedCase("1d-k3-s2-op1", (2, 3, 5), (3, 2, 3), stride=2, output_padding=1),
+    check.TransposedCase("3d-2x2x2-s2-op1", (1, 2, 2, 3, 3), (2, 3, 2, 2, 2), stride=2, output_padding=1),
+)
+THREE_D_LAYERS = (
+    check.Case("3d-3x3x3-s2x1x1-p1", (2, 2, 4, 3, 5), (3, 2, 3, 3, 3), stride=(2, 1, 1), padding=1),
 )
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("algo", sorted(ALGORITHMS))
-@pytest.mark.parametrize("case", TRANSPOSED_LAYERS, ids=lambda case: case.name)
-def test_simulated_transposed_passes_are_clean_and_correct(case, algo, dtype, simulator, clean_log):
+@pytest.mark.parametrize("case", TRANSPOSED_LAYERS + THREE_D_LAYERS, ids=lambda case: case.name)
+def test_simulated_functions_are_clean_and_correct(case, algo, dtype, simulator, clean_log):
     inputs = check.random_inputs(case, dtype)
     for pass_name in PASSES:
         got = check.run_pass(pass_name, case, inputs, device=simulator.device, algo=algo)

@@ -13,9 +13,11 @@ from clconv.params import PASSES
 CASE = next(case for case in check.CASES if case.name == "3x3-s2-d2-g3")
 
 
-# A 2-D layer, and a 1-D one (which hands its out on to the 2-D path as a view with a unit axis).
+# A 2-D layer, a 1-D one (which hands its out on to the 2-D path as a view with a unit axis), and a 3-D one
+# (whose result comes out of the axis swap, the depth folding or, for the weight gradient, the 2-D plan).
 OUT_CASES = [pytest.param(CASE, id="2d"),
-             pytest.param(next(case for case in check.CASES_1D if case.name == "k7-s2-d3-g3"), id="1d")]
+             pytest.param(next(case for case in check.CASES_1D if case.name == "k7-s2-d3-g3"), id="1d"),
+             pytest.param(next(case for case in check.CASES_3D if case.name == "2x3x1-s2x1x2-d2x1x1-asympad"), id="3d")]
 
 
 def result_shape(pass_name: str, case=CASE) -> tuple:

@@ -7,10 +7,12 @@ from clconv import check
 from clconv.algorithms import ALGORITHMS
 from clconv.params import PASSES
 
-# 2-D cases, 1-D ones (run as 2-D layers of height 1) and transposed ones (1-D and 2-D), each case in each dtype.
+# 2-D cases, 1-D ones (run as 2-D layers of height 1), 3-D ones (unfolded along depth into one 2-D layer) and
+# transposed ones (1-D, 2-D and 3-D), each case in each dtype.
 CASE_PARAMS = [
     pytest.param(case, dtype, id=prefix + check.case_id(case, dtype)) for dtype in check.DTYPES
-    for prefix, cases in (("", check.CASES), ("1d-", check.CASES_1D), ("transposed-", check.TRANSPOSED_CASES))
+    for prefix, cases in (("", check.CASES), ("1d-", check.CASES_1D), ("3d-", check.CASES_3D),
+                          ("transposed-", check.TRANSPOSED_CASES))
     for case in cases
 ]
 
