@@ -169,11 +169,11 @@ SUITE = (
     Layer("MobileNet-v2", "features.2.dw-s2", 96, 112, 112, 96, 3, 3, stride=2, padding=1, groups=96),
     Layer("MobileNet-v2", "features.14.dw", 576, 14, 14, 576, 3, 3, padding=1, groups=576),
     Layer("MobileNet-v2", "features.18.pw", 320, 7, 7, 1280, 1, 1),
-    # The feature encoder's second convolution (conv_layers.1) on one second of 16 kHz audio: the first one
-    # (kernel 10, stride 5) leaves 3199 frames.
-    Layer("wav2vec2", "feature.conv2", 512, 1, 3199, 512, 1, 3, stride=2, kind="conv1d"),
-    # The DCGAN generator of PyTorch's tutorial (ngf = 64): its transposed convolution from 16x16 to 32x32.
-    Layer("DCGAN", "gen.convT3", 128, 16, 16, 64, 4, 4, stride=2, padding=1, kind="conv_transpose2d"),
+    # The feature encoder's second convolution (feature_extractor.conv_layers.1) on one second of 16 kHz audio:
+    # the first one (kernel 10, stride 5) leaves 3199 frames.
+    Layer("wav2vec2", "conv_layers.1", 512, 1, 3199, 512, 1, 3, stride=2, kind="conv1d"),
+    # The DCGAN generator of PyTorch's tutorial (ngf = 64): its transposed convolution main.9, from 16x16 to 32x32.
+    Layer("DCGAN", "main.9", 128, 16, 16, 64, 4, 4, stride=2, padding=1, kind="conv_transpose2d"),
     # torchvision's r3d_18 on 16-frame 112x112 clips: layer3 runs on 4 frames of 14x14.
     Layer("R3D-18", "layer3.conv", 256, 14, 14, 256, 3, 3, padding=1, kind="conv3d", D=4, T=3),
 )

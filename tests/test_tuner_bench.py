@@ -102,10 +102,10 @@ def test_benchmark_measures_every_kind_of_layer(device, layer, tmp_path, monkeyp
 
 def test_suite_layers_of_every_kind_are_their_networks_layers():
     """The shapes the labels promise, and a batch of at least one where a single sample costs over a GFLOP."""
-    wav2vec2 = layers.select(["wav2vec2/feature.conv2"])[0]
+    wav2vec2 = layers.select(["wav2vec2/conv_layers.1"])[0]
     assert (wav2vec2.params(1).input_shape, wav2vec2.params(1).output_shape) == ((1, 512, 3199), (1, 512, 1599))
     assert wav2vec2.batch_for() == 1
-    dcgan = layers.select(["DCGAN/gen.convT3"])[0]
+    dcgan = layers.select(["DCGAN/main.9"])[0]
     p = dcgan.params(1)
     assert (p.input_shape, p.weight_shape, p.output_shape) == ((1, 128, 16, 16), (128, 64, 4, 4), (1, 64, 32, 32))
     assert p.flops("forward") == 2 * 128 * 16 * 16 * 64 * 4 * 4  # every input pixel meets every weight
