@@ -1,22 +1,27 @@
 """PyTorch integration: convolution layers whose three passes run on an OpenCL device through clconv.
 
     import clconv.torch
-    layer = clconv.torch.Conv2d(3, 16, 3, padding=1)            # a drop-in for torch.nn.Conv2d (Conv1d likewise)
-    up = clconv.torch.ConvTranspose2d(16, 3, 3, stride=2, padding=1, output_padding=1)   # and transposed ones
-    model = clconv.torch.convert(model)                         # swap every convolution layer, keeping weights
-    y = clconv.torch.conv2d(x, weight, bias, stride=1, padding=1)   # the functional form (conv1d likewise)
+    layer = clconv.torch.Conv3d(3, 16, 3, padding=1)          # a drop-in for torch.nn.Conv3d (Conv1d, Conv2d alike)
+    up = clconv.torch.ConvTranspose3d(16, 3, 3, stride=2, padding=1, output_padding=1)  # transposed ones (1d, 2d)
+    model = clconv.torch.convert(model)                       # swap every convolution layer, keeping weights
+    y = clconv.torch.conv3d(x, weight, bias, stride=1, padding=1)  # functional forms: conv1d/2d/3d and
+                                                                   # conv_transpose1d/2d/3d
 
 Tensors stay CPU tensors (float32, float64 or float16); the OpenCL device is clconv's default
 (``clconv.select_device``, CLCONV_DEVICE) or the ``cl_device`` given to a layer or call. Backward
 computes only the gradients autograd asks for, and a layer keeps for backward only what those need:
 the input if the weight needs a gradient, the weight if the input does.
+
+What PyTorch's layers accept and clconv does not is refused with a ValueError or TypeError saying so: a
+padding_mode other than "zeros", unbatched input (a batch axis is required), tensors on another device than
+the CPU, and dtypes other than float16, float32 and float64.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import api, params, params_1d, planning, platforms
+from . import api, params, params_1d, params_3d, plan_3d, planning, platforms
 
 _SUPPORTED = (torch.float16, torch.float32, torch.float64)
 
@@ -39,27 +44,31 @@ def _bytes(*tensors) -> int:
     return sum(t.element_size() * t.nelement() for t in tensors if t is not None)
 
 
-def _device_bytes(p: params.Conv2DParams, cl_device) -> dict:
-    """Device bytes each pass allocates: its inputs and output (every tensor once) and its workspace."""
-    workspace = planning.plan_for(p, platforms.resolve(cl_device)).workspace_bytes
+def _device_bytes(p: params.Conv2DParams | params_3d.Conv3DParams, cl_device) -> dict:
+    """Device bytes each pass allocates: its inputs and output (every tensor once) and its workspace, which for
+    a 3-D layer holds the input unfolded along depth besides the workspace of its 2-D plan."""
+    planner = plan_3d.plan_for_3d if isinstance(p, params_3d.Conv3DParams) else planning.plan_for
+    workspace = planner(p, platforms.resolve(cl_device)).workspace_bytes
     return {name: p.bytes_moved(name) + workspace[name] for name in params.PASSES}
 
 
 def _api(pass_name: str, rank: int, calls: dict):
-    """The public function of a pass (of ``calls``: params.PASS_CALLS or TRANSPOSED_PASS_CALLS) for 1-D or 2-D
-    layers, looked up at call time (tests replace them)."""
+    """The public function of a pass (of ``calls``: params.PASS_CALLS or TRANSPOSED_PASS_CALLS) for layers of
+    ``rank`` spatial dimensions, looked up at call time (tests replace them)."""
     return getattr(api, params.pass_call(pass_name, calls).function_for(rank))
 
 
-def _layer_params(rank: int, *forward_args) -> params.Conv2DParams:
-    """The 2-D layer a forward call runs (for a 1-D call, the one with H = 1)."""
+def _layer_params(rank: int, *forward_args) -> params.Conv2DParams | params_3d.Conv3DParams:
+    """The layer a forward call runs: the 2-D one (for a 1-D call, the one with H = 1) or the 3-D one."""
     if rank == 1:
         return params_1d.forward_params(*forward_args).layer
+    if rank == 3:
+        return params_3d.forward_params(*forward_args)
     return params.forward_params(*forward_args)
 
 
 class _ConvFunction(torch.autograd.Function):
-    """Forward and backward of a 1-D or 2-D (``rank``) convolution or transposed convolution through clconv's
+    """Forward and backward of a 1-D, 2-D or 3-D (``rank``) convolution or transposed convolution through clconv's
     functions: ``calls`` names them (params.PASS_CALLS or TRANSPOSED_PASS_CALLS), and ``geometry`` holds the
     arguments they take after the arrays, in their order. ``memory``: a dict to report into, or None."""
 
@@ -98,17 +107,27 @@ class _ConvFunction(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None, None, None, None
 
 
+def _convolution(rank, x, weight, bias, stride, padding, dilation, groups, cl_device, memory=None):
+    geometry = (_pair_or_int(stride), _torch_padding(padding), _pair_or_int(dilation), groups)
+    return _ConvFunction.apply(x, weight, bias, params.PASS_CALLS, rank, geometry, cl_device, memory)
+
+
 def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, cl_device=None):
     """``torch.nn.functional.conv1d`` with forward and backward on the OpenCL device (padding may also be an
     asymmetric (left, right) pair)."""
-    geometry = (_pair_or_int(stride), _torch_padding(padding), _pair_or_int(dilation), groups)
-    return _ConvFunction.apply(x, weight, bias, params.PASS_CALLS, 1, geometry, cl_device, None)
+    return _convolution(1, x, weight, bias, stride, padding, dilation, groups, cl_device)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, cl_device=None):
     """``torch.nn.functional.conv2d`` with forward and backward on the OpenCL device."""
-    geometry = (_pair_or_int(stride), _torch_padding(padding), _pair_or_int(dilation), groups)
-    return _ConvFunction.apply(x, weight, bias, params.PASS_CALLS, 2, geometry, cl_device, None)
+    return _convolution(2, x, weight, bias, stride, padding, dilation, groups, cl_device)
+
+
+def conv3d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, cl_device=None):
+    """``torch.nn.functional.conv3d`` with forward and backward on the OpenCL device, through
+    :func:`clconv.conv3d` and its gradients (x (N, C, D, H, W), weight (K, C/groups, T, R, S); padding may also
+    be one (before, after) pair per axis)."""
+    return _convolution(3, x, weight, bias, stride, padding, dilation, groups, cl_device)
 
 
 def _pair_or_int(value):
@@ -136,7 +155,8 @@ class _OpenCLLayer:
 
 
 class _OpenCLConv(_OpenCLLayer):
-    """What :class:`Conv1d` and :class:`Conv2d` add to torch's layers, whose arguments they take unchanged."""
+    """What :class:`Conv1d`, :class:`Conv2d` and :class:`Conv3d` add to torch's layers, whose arguments they
+    take unchanged."""
 
     _rank: int
 
@@ -153,8 +173,8 @@ class _OpenCLConv(_OpenCLLayer):
     def _conv_forward(self, input, weight, bias):
         # Memory is recorded for forwards that build a graph (training), not for evaluation under no_grad.
         memory = self.memory if torch.is_grad_enabled() else None
-        geometry = (self.stride, _torch_padding(self.padding), self.dilation, self.groups)
-        return _ConvFunction.apply(input, weight, bias, params.PASS_CALLS, self._rank, geometry, self.cl_device, memory)
+        return _convolution(self._rank, input, weight, bias, self.stride, self.padding, self.dilation, self.groups,
+                            self.cl_device, memory)
 
 
 class Conv1d(_OpenCLConv, torch.nn.Conv1d):
@@ -179,12 +199,27 @@ class Conv2d(_OpenCLConv, torch.nn.Conv2d):
     _rank = 2
 
 
+class Conv3d(_OpenCLConv, torch.nn.Conv3d):
+    """A drop-in for ``torch.nn.Conv3d`` (same arguments, parameters and initialisation) running on OpenCL.
+
+    ``cl_device`` picks the OpenCL device (default: clconv's default device). Only
+    ``padding_mode="zeros"`` exists. After each forward that builds a graph, ``memory`` holds the bytes kept
+    for backward and the device bytes each pass allocates (the input unfolded along depth included).
+    """
+
+    _rank = 3
+
+
+def _transposed_convolution(rank, x, weight, bias, stride, padding, output_padding, groups, dilation, cl_device):
+    geometry = (_pair_or_int(stride), _pair_or_int(padding), _pair_or_int(output_padding), groups,
+                _pair_or_int(dilation))
+    return _ConvFunction.apply(x, weight, bias, params.TRANSPOSED_PASS_CALLS, rank, geometry, cl_device, None)
+
+
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
                      cl_device=None):
     """``torch.nn.functional.conv_transpose2d`` with forward and backward on the OpenCL device."""
-    geometry = (_pair_or_int(stride), _pair_or_int(padding), _pair_or_int(output_padding), groups,
-                _pair_or_int(dilation))
-    return _ConvFunction.apply(x, weight, bias, params.TRANSPOSED_PASS_CALLS, 2, geometry, cl_device, None)
+    return _transposed_convolution(2, x, weight, bias, stride, padding, output_padding, groups, dilation, cl_device)
 
 
 def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
@@ -194,14 +229,20 @@ def conv_transpose1d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     for name, tensor in (("input", x), ("weight", weight)):
         if isinstance(tensor, torch.Tensor) and tensor.dim() != 3:
             raise ValueError(f"{name} must be a 3-D tensor, got shape {tuple(tensor.shape)}")
-    geometry = (_pair_or_int(stride), _pair_or_int(padding), _pair_or_int(output_padding), groups,
-                _pair_or_int(dilation))
-    return _ConvFunction.apply(x, weight, bias, params.TRANSPOSED_PASS_CALLS, 1, geometry, cl_device, None)
+    return _transposed_convolution(1, x, weight, bias, stride, padding, output_padding, groups, dilation, cl_device)
+
+
+def conv_transpose3d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                     cl_device=None):
+    """``torch.nn.functional.conv_transpose3d`` with forward and backward on the OpenCL device, through
+    :func:`clconv.conv_transpose3d` and its gradients (x (N, C_in, D, H, W), weight (C_in, C_out/groups, kD, kH,
+    kW))."""
+    return _transposed_convolution(3, x, weight, bias, stride, padding, output_padding, groups, dilation, cl_device)
 
 
 class _OpenCLConvTranspose(_OpenCLLayer):
-    """What :class:`ConvTranspose1d` and :class:`ConvTranspose2d` add to torch's layers, whose arguments and
-    ``forward(input, output_size=None)`` they take unchanged."""
+    """What :class:`ConvTranspose1d`, :class:`ConvTranspose2d` and :class:`ConvTranspose3d` add to torch's
+    layers, whose arguments and ``forward(input, output_size=None)`` they take unchanged."""
 
     _rank: int
 
@@ -215,7 +256,7 @@ class _OpenCLConvTranspose(_OpenCLLayer):
     def forward(self, input, output_size=None):
         output_padding = self._output_padding(input, output_size, self.stride, self.padding, self.kernel_size,
                                               self._rank, self.dilation)
-        function = conv_transpose1d if self._rank == 1 else conv_transpose2d
+        function = {1: conv_transpose1d, 2: conv_transpose2d, 3: conv_transpose3d}[self._rank]
         return function(input, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups,
                         self.dilation, cl_device=self.cl_device)
 
@@ -234,9 +275,17 @@ class ConvTranspose1d(_OpenCLConvTranspose, torch.nn.ConvTranspose1d):
     _rank = 1
 
 
+class ConvTranspose3d(_OpenCLConvTranspose, torch.nn.ConvTranspose3d):
+    """A drop-in for ``torch.nn.ConvTranspose3d`` (same arguments, parameters, initialisation and
+    ``forward(input, output_size=None)``) running on OpenCL; ``cl_device`` picks the OpenCL device."""
+
+    _rank = 3
+
+
 #: torch's layers that :func:`convert` replaces, and their replacements.
-_REPLACEMENTS = {torch.nn.Conv1d: Conv1d, torch.nn.Conv2d: Conv2d, torch.nn.ConvTranspose1d: ConvTranspose1d,
-                 torch.nn.ConvTranspose2d: ConvTranspose2d}
+_REPLACEMENTS = {torch.nn.Conv1d: Conv1d, torch.nn.Conv2d: Conv2d, torch.nn.Conv3d: Conv3d,
+                 torch.nn.ConvTranspose1d: ConvTranspose1d, torch.nn.ConvTranspose2d: ConvTranspose2d,
+                 torch.nn.ConvTranspose3d: ConvTranspose3d}
 
 
 def _replacement(name: str, child: torch.nn.Module, cl_device):
@@ -261,8 +310,8 @@ def _replacement(name: str, child: torch.nn.Module, cl_device):
 
 
 def convert(model: torch.nn.Module, cl_device=None) -> torch.nn.Module:
-    """Replace every ``torch.nn.Conv1d``, ``Conv2d``, ``ConvTranspose1d`` and ``ConvTranspose2d`` in ``model`` by
-    its clconv drop-in, in place, keeping its parameters."""
+    """Replace every ``torch.nn.Conv1d``, ``Conv2d``, ``Conv3d``, ``ConvTranspose1d``, ``ConvTranspose2d`` and
+    ``ConvTranspose3d`` in ``model`` by its clconv drop-in, in place, keeping its parameters."""
     for name, child in list(model.named_children()):
         replacement = _replacement(name, child, cl_device)
         if replacement is not None:
@@ -273,7 +322,8 @@ def convert(model: torch.nn.Module, cl_device=None) -> torch.nn.Module:
 
 
 def memory_report(model: torch.nn.Module) -> list[dict]:
-    """Per clconv layer, from its last forward: bytes kept for backward, and device bytes of each pass."""
+    """Per clconv convolution layer (Conv1d, Conv2d, Conv3d), from its last forward: bytes kept for backward, and
+    device bytes of each pass."""
     rows = []
     for name, module in model.named_modules():
         if isinstance(module, _OpenCLConv) and module.memory:
@@ -282,5 +332,5 @@ def memory_report(model: torch.nn.Module) -> list[dict]:
     return rows
 
 
-__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "conv1d", "conv2d", "conv_transpose1d",
-           "conv_transpose2d", "convert", "memory_report"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "conv1d", "conv2d",
+           "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "convert", "memory_report"]

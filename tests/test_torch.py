@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from torch_comparison import assert_matches_torch, record_calls  # noqa: E402
 
 import clconv.torch as cltorch  # noqa: E402
-from clconv import cli  # noqa: E402
+from clconv import cli, params_3d, plan_3d, platforms  # noqa: E402
 
 TORCH_CASES = [
     pytest.param(dict(stride=1, padding=1), id="3x3-p1"),
@@ -21,6 +21,32 @@ TORCH_CASES = [
     pytest.param(dict(padding=1, groups=2), id="3x3-g2"),
     pytest.param(dict(padding=1, groups=4, depthwise=True), id="3x3-depthwise"),
 ]
+
+TORCH_CASES_1D = [
+    pytest.param(dict(padding=1), id="k3-p1"),
+    pytest.param(dict(stride=2, padding=(1,)), id="k3-s2-p1"),
+    pytest.param(dict(stride=3, dilation=2), id="k3-s3-d2"),
+    pytest.param(dict(padding="same", dilation=2), id="k3-same-d2"),
+    pytest.param(dict(padding=(0, 2)), id="k3-asympad"),
+    pytest.param(dict(padding=1, groups=2), id="k3-g2"),
+    pytest.param(dict(padding=1, groups=4, depthwise=True), id="k3-depthwise"),
+]
+
+TORCH_CASES_3D = [
+    pytest.param(dict(padding=1), id="3x3x3-p1"),
+    pytest.param(dict(stride=2, padding=1), id="3x3x3-s2-p1"),
+    pytest.param(dict(stride=(2, 1, 1), padding=(0, 1, 2), dilation=(1, 2, 1)), id="3x3x3-s2x1x1-p0x1x2-d1x2x1"),
+    pytest.param(dict(padding="same", dilation=2), id="3x3x3-same-d2"),
+    pytest.param(dict(padding=((1, 0), (0, 1), (2, 1))), id="3x3x3-asympad"),
+    pytest.param(dict(padding=1, groups=2), id="3x3x3-g2"),
+    pytest.param(dict(padding=1, groups=4, depthwise=True), id="3x3x3-depthwise"),
+]
+
+#: The spatial size of x in the cases of each rank.
+SIZES = {1: (11,), 2: (7, 8), 3: (4, 5, 5)}
+
+CONV_CASES = [pytest.param(rank, *case.values, id=case.id)
+              for rank, cases in ((2, TORCH_CASES), (1, TORCH_CASES_1D), (3, TORCH_CASES_3D)) for case in cases]
 
 
 def _layer_inputs(case, dtype, bias=True, size=(7, 8)):
@@ -37,68 +63,62 @@ def _layer_inputs(case, dtype, bias=True, size=(7, 8)):
 
 
 def _torch_reference(x, w, b, args):
-    """torch.nn.functional.conv2d, with asymmetric padding applied by F.pad first."""
+    """torch.nn.functional.conv1d, conv2d or conv3d (by x's rank), with an asymmetric padding (a (left, right)
+    pair in 1-D, one (before, after) pair per axis in 2-D and 3-D) applied by F.pad first."""
+    rank = x.dim() - 2
+    function = getattr(torch.nn.functional, f"conv{rank}d")
     padding = args.get("padding", 0)
     rest = {k: v for k, v in args.items() if k != "padding"}
-    if isinstance(padding, tuple) and isinstance(padding[0], tuple):
-        (top, bottom), (left, right) = padding
-        return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (left, right, top, bottom)), w, b, **rest)
-    return torch.nn.functional.conv2d(x, w, b, padding=padding, **rest)
+    pairs = (padding,) if rank == 1 and isinstance(padding, tuple) and len(padding) == 2 else padding
+    if isinstance(pairs, tuple) and isinstance(pairs[0], tuple):
+        # F.pad takes the last axis first.
+        return function(torch.nn.functional.pad(x, [p for pair in reversed(pairs) for p in pair]), w, b, **rest)
+    return function(x, w, b, padding=padding, **rest)
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("case", TORCH_CASES)
-def test_gradcheck_float64(case, bias, device):
+@pytest.mark.parametrize("rank, case", CONV_CASES)
+def test_gradcheck_float64(rank, case, bias, device):
     if not device.fp64:
         pytest.skip(f"{device.summary()} has no fp64")
-    x, w, b, args = _layer_inputs(case, torch.float64, bias)
-    inputs = (x, w, b) if bias else (x, w)
+    x, w, b, args = _layer_inputs(case, torch.float64, bias, SIZES[rank])
+    ours = getattr(cltorch, f"conv{rank}d")
 
     def function(*tensors):
-        return cltorch.conv2d(*tensors, **args, cl_device=device.index)
+        return ours(*tensors, **args, cl_device=device.index)
 
-    assert torch.autograd.gradcheck(function, inputs, eps=1e-6, atol=1e-7, rtol=1e-6, fast_mode=True)
+    assert torch.autograd.gradcheck(function, (x, w, b) if bias else (x, w), eps=1e-6, atol=1e-7, rtol=1e-6,
+                                    fast_mode=True)
 
 
-@pytest.mark.parametrize("case", TORCH_CASES)
-def test_matches_torch_float32(case, device):
-    """Output and every gradient against torch.nn.functional.conv2d, judged like the kernels.
+@pytest.mark.parametrize("rank, case", CONV_CASES)
+def test_matches_torch_float32(rank, case, device):
+    """Output and every gradient against torch.nn.functional.conv1d/2d/3d, judged like the kernels.
 
     The error bound of each element is the same computation on absolute values (clconv.check); both
     results carry rounding error, so they may differ by twice the float32 tolerance.
     """
-    x, w, b, args = _layer_inputs(case, torch.float32)
-    assert_matches_torch(lambda *tensors, **a: cltorch.conv2d(*tensors, **a, cl_device=device.index),
+    x, w, b, args = _layer_inputs(case, torch.float32, size=SIZES[rank])
+    ours = getattr(cltorch, f"conv{rank}d")
+    assert_matches_torch(lambda *tensors, **a: ours(*tensors, **a, cl_device=device.index),
                          lambda *tensors, **a: _torch_reference(*tensors, a), x, w, b, **args)
 
 
-def test_only_requested_gradients_are_computed(device, monkeypatch):
-    calls = record_calls(monkeypatch, ("conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias"))
-    layer = cltorch.Conv2d(3, 4, 3, padding=1, cl_device=device.index)
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_only_requested_gradients_are_computed(rank, device, monkeypatch):
+    grad_input, grad_weight, grad_bias = names = [f"conv{rank}d_grad_{name}" for name in ("input", "weight", "bias")]
+    calls = record_calls(monkeypatch, names)
+    layer = getattr(cltorch, f"Conv{rank}d")(3, 4, 3, padding=1, cl_device=device.index)
     layer.weight.requires_grad_(False)
-    x = torch.rand(2, 3, 6, 6, requires_grad=True)
+    x = torch.rand((2, 3) + (6, 6, 4)[:rank], requires_grad=True)
     layer(x).sum().backward()
-    assert sorted(calls) == ["conv2d_grad_bias", "conv2d_grad_input"]
+    assert sorted(calls) == sorted([grad_input, grad_bias])
     assert layer.memory["saved_for_backward_bytes"] == layer.weight.nelement() * 4  # the weight, not x
     calls.clear()
     layer.weight.requires_grad_(True)
     layer(x.detach()).sum().backward()
-    assert sorted(calls) == ["conv2d_grad_bias", "conv2d_grad_weight"]
+    assert sorted(calls) == sorted([grad_weight, grad_bias])
     assert layer.memory["saved_for_backward_bytes"] == x.nelement() * 4  # x, not the weight
-
-
-def test_conv2d_layer_is_a_drop_in(device):
-    torch.manual_seed(3)
-    plain = torch.nn.Conv2d(3, 8, (3, 5), stride=(1, 2), padding=(1, 2), dilation=1, groups=1, bias=True)
-    torch.manual_seed(3)
-    ours = cltorch.Conv2d(3, 8, (3, 5), stride=(1, 2), padding=(1, 2), dilation=1, groups=1, bias=True,
-                          cl_device=device.index)
-    assert [n for n, _ in ours.named_parameters()] == ["weight", "bias"]
-    for a, b in zip(plain.parameters(), ours.parameters()):
-        assert torch.equal(a, b)  # same initialisation from the same seed
-    ours.load_state_dict(plain.state_dict())
-    x = torch.rand(2, 3, 9, 10)
-    assert torch.allclose(ours(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
 def test_bad_layers_and_tensors_are_refused(device):
@@ -130,71 +150,16 @@ def test_convert_keeps_outputs_and_parameters(device):
     assert torch.allclose(model(x), expected, rtol=1e-5, atol=1e-5)
 
 
-# -- 1-D ------------------------------------------------------------------------------------------------
-
-TORCH_CASES_1D = [
-    pytest.param(dict(padding=1), id="k3-p1"),
-    pytest.param(dict(stride=2, padding=(1,)), id="k3-s2-p1"),
-    pytest.param(dict(stride=3, dilation=2), id="k3-s3-d2"),
-    pytest.param(dict(padding="same", dilation=2), id="k3-same-d2"),
-    pytest.param(dict(padding=(0, 2)), id="k3-asympad"),
-    pytest.param(dict(padding=1, groups=2), id="k3-g2"),
-    pytest.param(dict(padding=1, groups=4, depthwise=True), id="k3-depthwise"),
-]
-
-
-def _torch_reference_1d(x, w, b, args):
-    """torch.nn.functional.conv1d, with an asymmetric (left, right) padding applied by F.pad first."""
-    padding = args.get("padding", 0)
-    rest = {k: v for k, v in args.items() if k != "padding"}
-    if isinstance(padding, tuple) and len(padding) == 2:
-        return torch.nn.functional.conv1d(torch.nn.functional.pad(x, padding), w, b, **rest)
-    return torch.nn.functional.conv1d(x, w, b, padding=padding, **rest)
-
-
-@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
-@pytest.mark.parametrize("case", TORCH_CASES_1D)
-def test_conv1d_gradcheck_float64(case, bias, device):
-    if not device.fp64:
-        pytest.skip(f"{device.summary()} has no fp64")
-    x, w, b, args = _layer_inputs(case, torch.float64, bias, size=(11,))
-
-    def function(*tensors):
-        return cltorch.conv1d(*tensors, **args, cl_device=device.index)
-
-    assert torch.autograd.gradcheck(function, (x, w, b) if bias else (x, w), eps=1e-6, atol=1e-7, rtol=1e-6,
-                                    fast_mode=True)
-
-
-@pytest.mark.parametrize("case", TORCH_CASES_1D)
-def test_conv1d_matches_torch_float32(case, device):
-    """Output and every gradient against torch.nn.functional.conv1d, judged like the kernels (see the 2-D test)."""
-    x, w, b, args = _layer_inputs(case, torch.float32, size=(11,))
-    assert_matches_torch(lambda *tensors, **a: cltorch.conv1d(*tensors, **a, cl_device=device.index),
-                         lambda *tensors, **a: _torch_reference_1d(*tensors, a), x, w, b, **args)
-
-
-def test_conv1d_only_requested_gradients_are_computed(device, monkeypatch):
-    calls = record_calls(monkeypatch, ("conv1d_grad_input", "conv1d_grad_weight", "conv1d_grad_bias"))
-    layer = cltorch.Conv1d(3, 4, 3, padding=1, cl_device=device.index)
-    layer.weight.requires_grad_(False)
-    x = torch.rand(2, 3, 9, requires_grad=True)
-    layer(x).sum().backward()
-    assert sorted(calls) == ["conv1d_grad_bias", "conv1d_grad_input"]
-    assert layer.memory["saved_for_backward_bytes"] == layer.weight.nelement() * 4
-    calls.clear()
-    layer.weight.requires_grad_(True)
-    layer(x.detach()).sum().backward()
-    assert sorted(calls) == ["conv1d_grad_bias", "conv1d_grad_weight"]
-    assert layer.memory["saved_for_backward_bytes"] == x.nelement() * 4
-
-
-def test_conv1d_layer_is_a_drop_in(device):
+@pytest.mark.parametrize("rank, kernel, x_shape", [(1, 5, (3, 4, 23)), (2, (3, 5), (2, 4, 9, 10)),
+                                                    (3, (3, 2, 3), (2, 4, 5, 4, 5))], ids=["1d", "2d", "3d"])
+def test_layer_is_a_drop_in(rank, kernel, x_shape, device):
+    plain_class = getattr(torch.nn, f"Conv{rank}d")
     torch.manual_seed(5)
-    plain = torch.nn.Conv1d(4, 6, 5, stride=2, padding=2, dilation=1, groups=2, bias=True)
+    plain = plain_class(4, 6, kernel, stride=2, padding=2, dilation=1, groups=2, bias=True)
     torch.manual_seed(5)
-    ours = cltorch.Conv1d(4, 6, 5, stride=2, padding=2, dilation=1, groups=2, bias=True, cl_device=device.index)
-    assert isinstance(ours, torch.nn.Conv1d)
+    ours = getattr(cltorch, f"Conv{rank}d")(4, 6, kernel, stride=2, padding=2, dilation=1, groups=2, bias=True,
+                                            cl_device=device.index)
+    assert isinstance(ours, plain_class)
     assert [n for n, _ in ours.named_parameters()] == ["weight", "bias"]
     for a, b in zip(plain.parameters(), ours.parameters()):
         assert torch.equal(a, b)  # same initialisation from the same seed
@@ -203,10 +168,8 @@ def test_conv1d_layer_is_a_drop_in(device):
     assert ours.state_dict().keys() == state.keys()
     assert all(torch.equal(ours.state_dict()[name], state[name]) for name in state)
     plain.load_state_dict(ours.state_dict())
-    x = torch.rand(3, 4, 23)
+    x = torch.rand(x_shape)
     assert torch.allclose(ours(x), plain(x), rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="padding_mode must be 'zeros'"):
-        cltorch.Conv1d(3, 4, 3, padding_mode="circular")
 
 
 def test_convert_swaps_conv1d_and_conv2d(device):
@@ -225,6 +188,119 @@ def test_convert_swaps_conv1d_and_conv2d(device):
     assert torch.allclose(model(x), expected, rtol=1e-5, atol=1e-5)
     model(x).sum().backward()
     assert [row["layer"] for row in cltorch.memory_report(model)] == ["0", "2.0", "4"]
+
+
+# -- 3-D and every rank -----------------------------------------------------------------------------------
+
+#: One layer of each kind: torch's class, its clconv drop-in, the constructor's arguments, x's shape.
+LAYERS_3D = [
+    pytest.param(torch.nn.Conv3d, cltorch.Conv3d, dict(in_channels=4, out_channels=6, kernel_size=(3, 2, 3),
+                                                       stride=(1, 2, 1), padding=(1, 0, 2), dilation=(2, 1, 1),
+                                                       groups=2), (2, 4, 5, 4, 3), id="conv3d"),
+    pytest.param(torch.nn.ConvTranspose3d, cltorch.ConvTranspose3d,
+                 dict(in_channels=4, out_channels=2, kernel_size=(2, 3, 3), stride=(2, 1, 2), padding=(0, 1, 1),
+                      output_padding=(1, 0, 1), groups=2, dilation=(1, 2, 1)), (2, 4, 3, 4, 3), id="transpose3d"),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("plain_class, ours_class, args, x_shape", LAYERS_3D)
+def test_3d_layers_match_torch(plain_class, ours_class, args, x_shape, dtype, device):
+    """A layer with the weights of torch's: output and the gradients of x, weight and bias, judged like the kernels
+    (see test_matches_torch_float32)."""
+    if dtype == torch.float64 and not device.fp64:
+        pytest.skip(f"{device.summary()} has no fp64")
+    torch.manual_seed(2)
+    plain = plain_class(**args, dtype=dtype)
+    ours = ours_class(**args, dtype=dtype, cl_device=device.index)
+    ours.load_state_dict(plain.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(ours.parameters(), plain.parameters()))
+    x = torch.rand(x_shape, dtype=dtype, requires_grad=True)
+
+    def call(layer):
+        return lambda x, w, b: torch.func.functional_call(layer, {"weight": w, "bias": b}, (x,))
+
+    assert_matches_torch(call(ours), call(plain), x, ours.weight, ours.bias)
+
+
+def test_conv3d_memory_report_counts_the_unfolded_input(device):
+    """A 3-D layer's device bytes come from the 3-D plan: the 2-D plan's workspace, plus the input unfolded along
+    depth (T times x at stride 1 and depth padding T // 2) and the swapped output."""
+    layer = cltorch.Conv3d(2, 3, 3, padding=1, cl_device=device.index)
+    x = torch.rand(2, 2, 4, 5, 5, requires_grad=True)
+    y = layer(x)
+    layer_params = params_3d.forward_params(x.detach().numpy(), layer.weight.detach().numpy(),
+                                            layer.bias.detach().numpy(), 1, 1, 1, 1)
+    plan = plan_3d.plan_for_3d(layer_params, platforms.resolve(device.index))
+    device_bytes = layer.memory["device_bytes"]
+    assert device_bytes == {name: layer_params.bytes_moved(name) + plan.workspace_bytes[name]
+                            for name in device_bytes}
+    unfolded_and_swapped = 3 * x.nelement() * 4 + y.nelement() * 4
+    assert device_bytes["forward"] >= layer_params.bytes_moved("forward") + unfolded_and_swapped
+    saved = (x.nelement() + layer.weight.nelement()) * 4  # both need a gradient
+    assert cltorch.memory_report(torch.nn.Sequential(layer)) == [
+        {"layer": "0", "saved_for_backward_bytes": saved,
+         **{f"{name}_device_bytes": n for name, n in device_bytes.items()}}]
+
+
+#: Every clconv layer, its rank, and the message refusing a padding_mode other than "zeros": clconv's own, or
+#: torch's, which the transposed layers keep.
+ALL_LAYERS = [pytest.param(ours, rank, message, id=ours.__name__)
+              for rank in (1, 2, 3)
+              for ours, message in ((getattr(cltorch, f"Conv{rank}d"), "padding_mode must be 'zeros'"),
+                                    (getattr(cltorch, f"ConvTranspose{rank}d"),
+                                     'Only "zeros" padding mode is supported'))]
+
+
+@pytest.mark.parametrize("layer_class, rank, padding_message", ALL_LAYERS)
+def test_what_clconv_does_not_run_is_refused_alike(layer_class, rank, padding_message, device):
+    """What PyTorch's layers accept and clconv does not is refused with the same errors at every rank."""
+    with pytest.raises(ValueError, match=padding_message):
+        layer_class(2, 2, 3, padding_mode="reflect")
+    with pytest.raises(ValueError, match="device must be a CPU device"):
+        layer_class(2, 2, 3, device="cuda")
+    layer = layer_class(2, 2, 3, cl_device=device.index)
+    with pytest.raises(ValueError, match=f"must be a {rank + 2}-D"):  # unbatched: torch's layers take it
+        layer(torch.rand((2,) + (5,) * rank))
+    with pytest.raises(TypeError, match="input must be float16, float32 or float64"):
+        layer.to(torch.bfloat16)(torch.rand((1, 2) + (5,) * rank, dtype=torch.bfloat16))
+
+
+class AllConvolutions(torch.nn.Module):
+    """One torch layer of each of the six kinds, each rank's output reshaped into the next rank's input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv3d = torch.nn.Conv3d(2, 3, 3, padding=1)
+        self.up3d = torch.nn.ConvTranspose3d(3, 2, 2, stride=2, groups=1, bias=False)
+        self.conv2d = torch.nn.Conv2d(8, 4, 3, stride=2, padding=1, groups=2)
+        self.up2d = torch.nn.ConvTranspose2d(4, 2, 3, stride=2, padding=1, output_padding=1)
+        self.conv1d = torch.nn.Conv1d(8, 4, 3, padding="same", dilation=2)
+        self.up1d = torch.nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        y = self.up3d(torch.relu(self.conv3d(x)))  # (N, 2, 4, 4, 4)
+        y = self.up2d(torch.relu(self.conv2d(y.flatten(1, 2))))  # (N, 2, 4, 4)
+        return self.up1d(torch.relu(self.conv1d(y.flatten(1, 2))))  # (N, 2, 7)
+
+
+def test_convert_swaps_all_six_layer_types(device):
+    torch.manual_seed(0)
+    plain = AllConvolutions()
+    ours = cltorch.convert(copy.deepcopy(plain), device.index)
+    for name, module in plain.named_children():
+        assert type(getattr(ours, name)) is cltorch._REPLACEMENTS[type(module)], name
+    x = torch.rand(2, 2, 2, 2, 2)
+    outputs, grads = [], []
+    for model in (plain, ours):
+        inputs = [x.clone().requires_grad_(), *model.parameters()]
+        y = model(inputs[0])
+        outputs.append(y)
+        grads.append(torch.autograd.grad(y, inputs, torch.linspace(-1, 1, y.nelement()).reshape(y.shape)))
+    assert torch.allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-5)
+    for name, ours_grad, plain_grad in zip(["x", *dict(plain.named_parameters())], grads[1], grads[0]):
+        assert torch.allclose(ours_grad, plain_grad, rtol=1e-4, atol=1e-5), name
+    assert [row["layer"] for row in cltorch.memory_report(ours)] == ["conv3d", "conv2d", "conv1d"]
 
 
 def test_training_steps_match_plain_torch(device):

@@ -1,4 +1,4 @@
-"""clconv.torch's transposed layers: autograd, drop-ins for torch.nn.ConvTranspose1d/2d, convert, and training."""
+"""clconv.torch's transposed layers: autograd, drop-ins for torch.nn.ConvTranspose1d/2d/3d, convert, and training."""
 
 import copy
 
@@ -13,7 +13,7 @@ import clconv.torch as cltorch  # noqa: E402
 
 F = torch.nn.functional
 
-# (x shape, weight shape, arguments): 2-D and 1-D, output_padding at stride > 1 and with dilation at stride 1.
+# (x shape, weight shape, arguments): 2-D, 1-D and 3-D, output_padding at stride > 1 and with dilation at stride 1.
 TORCH_CASES = [
     pytest.param((2, 4, 5, 6), (4, 3, 3, 3), dict(stride=2, padding=1, output_padding=1), id="3x3-s2-p1-op1"),
     pytest.param((2, 3, 4, 5), (3, 2, 3, 3), dict(dilation=2, output_padding=1), id="3x3-d2-op1"),
@@ -21,6 +21,11 @@ TORCH_CASES = [
                  id="3x2-s3x2-p2x0-op2x1-g2"),
     pytest.param((2, 4, 7), (4, 3, 3), dict(stride=2, padding=1, output_padding=1), id="1d-k3-s2-p1-op1"),
     pytest.param((2, 4, 6), (4, 1, 5), dict(dilation=2, output_padding=1, groups=2), id="1d-k5-d2-op1-g2"),
+    pytest.param((2, 4, 3, 4, 3), (4, 3, 3, 3, 3), dict(stride=2, padding=1, output_padding=1), id="3d-k3-s2-p1-op1"),
+    pytest.param((2, 2, 3, 3, 3), (2, 3, 2, 2, 2), dict(dilation=2, output_padding=1), id="3d-k2-d2-op1"),
+    pytest.param((2, 4, 3, 3, 4), (4, 1, 2, 3, 2), dict(stride=(2, 1, 2), padding=(0, 1, 1), output_padding=(1, 0, 0),
+                                                        groups=2, dilation=(1, 2, 1)),
+                 id="3d-2x3x2-s2x1x2-p0x1x1-op1x0x0-g2-d1x2x1"),
 ]
 
 
@@ -34,9 +39,8 @@ def _inputs(x_shape, w_shape, args, dtype, bias=True):
 
 
 def _functions(x_shape):
-    if len(x_shape) == 3:
-        return cltorch.conv_transpose1d, F.conv_transpose1d
-    return cltorch.conv_transpose2d, F.conv_transpose2d
+    name = f"conv_transpose{len(x_shape) - 2}d"
+    return getattr(cltorch, name), getattr(F, name)
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
@@ -64,25 +68,31 @@ def test_matches_torch_float32(x_shape, w_shape, args, device):
                          x, w, b, **args)
 
 
-def test_only_requested_gradients_are_computed(device, monkeypatch):
-    calls = record_calls(monkeypatch, ("conv_transpose2d_grad_input", "conv_transpose2d_grad_weight",
-                                       "conv_transpose2d_grad_bias"))
-    layer = cltorch.ConvTranspose2d(3, 4, 3, stride=2, cl_device=device.index)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_only_requested_gradients_are_computed(dims, device, monkeypatch):
+    grad_input, grad_weight, grad_bias = names = [f"conv_transpose{dims}d_grad_{name}"
+                                                  for name in ("input", "weight", "bias")]
+    calls = record_calls(monkeypatch, names)
+    layer = getattr(cltorch, f"ConvTranspose{dims}d")(3, 4, 3, stride=2, cl_device=device.index)
     layer.weight.requires_grad_(False)
-    x = torch.rand(2, 3, 5, 5, requires_grad=True)
+    x = torch.rand((2, 3) + (5, 5, 3)[:dims], requires_grad=True)
     layer(x).sum().backward()
-    assert sorted(calls) == ["conv_transpose2d_grad_bias", "conv_transpose2d_grad_input"]
+    assert sorted(calls) == sorted([grad_input, grad_bias])
     calls.clear()
     layer.weight.requires_grad_(True)
     layer.bias.requires_grad_(False)
     layer(x.detach()).sum().backward()
-    assert calls == ["conv_transpose2d_grad_weight"]
+    assert calls == [grad_weight]
 
 
-@pytest.mark.parametrize("dims", [1, 2])
+# Per rank: x's shape, an output_size some output_padding gives (stride 2: twice the size less 1, or that plus 1).
+DROP_IN_SHAPES = {1: ((2, 4, 5), [9]), 2: ((2, 4, 5, 6), [9, 12]), 3: ((2, 4, 3, 4, 3), [5, 8, 6])}
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
 def test_layer_is_a_drop_in(dims, device):
-    plain_class = torch.nn.ConvTranspose1d if dims == 1 else torch.nn.ConvTranspose2d
-    ours_class = cltorch.ConvTranspose1d if dims == 1 else cltorch.ConvTranspose2d
+    plain_class = getattr(torch.nn, f"ConvTranspose{dims}d")
+    ours_class = getattr(cltorch, f"ConvTranspose{dims}d")
     args = dict(stride=2, padding=1, output_padding=1, groups=2, bias=True, dilation=1)
     torch.manual_seed(3)
     plain = plain_class(4, 6, 3, **args)
@@ -93,10 +103,10 @@ def test_layer_is_a_drop_in(dims, device):
         assert torch.equal(a, b)  # same initialisation from the same seed
     ours.load_state_dict(plain.state_dict())
     assert ours.state_dict().keys() == plain.state_dict().keys()
-    x = torch.rand((2, 4, 5) if dims == 1 else (2, 4, 5, 6))
+    x_shape, size = DROP_IN_SHAPES[dims]
+    x = torch.rand(x_shape)
     assert torch.allclose(ours(x), plain(x), rtol=1e-5, atol=1e-5)
     # output_size picks the output_padding, as PyTorch's layers do, and refuses sizes no output_padding gives.
-    size = [9] if dims == 1 else [9, 12]
     assert ours(x, output_size=size).shape == plain(x, output_size=size).shape
     assert torch.allclose(ours(x, output_size=size), plain(x, output_size=size), rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="requested an output size of"):
@@ -134,14 +144,16 @@ def test_convert_swaps_transposed_layers(device):
 
 
 class TinyUNet(torch.nn.Module):
-    """Two encoder convolutions (the second strided), a transposed-convolution decoder and a skip connection."""
+    """Two encoder convolutions (the second strided), a transposed-convolution decoder and a skip connection, in
+    ``dims`` spatial dimensions."""
 
-    def __init__(self):
+    def __init__(self, dims: int):
         super().__init__()
-        self.encode1 = torch.nn.Conv2d(1, 4, 3, padding=1)
-        self.encode2 = torch.nn.Conv2d(4, 8, 3, stride=2, padding=1)
-        self.decode = torch.nn.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1)
-        self.head = torch.nn.Conv2d(8, 1, 1)
+        conv, conv_transpose = getattr(torch.nn, f"Conv{dims}d"), getattr(torch.nn, f"ConvTranspose{dims}d")
+        self.encode1 = conv(1, 4, 3, padding=1)
+        self.encode2 = conv(4, 8, 3, stride=2, padding=1)
+        self.decode = conv_transpose(8, 4, 3, stride=2, padding=1, output_padding=1)
+        self.head = conv(8, 1, 1)
 
     def forward(self, x):
         skip = torch.relu(self.encode1(x))
@@ -149,14 +161,16 @@ class TinyUNet(torch.nn.Module):
         return self.head(torch.cat([skip, up], dim=1))
 
 
-def test_unet_trains_like_plain_torch(device):
+@pytest.mark.parametrize("dims, image_shape", [(2, (4, 1, 8, 8)), (3, (2, 1, 4, 4, 4))], ids=["2d", "3d"])
+def test_unet_trains_like_plain_torch(dims, image_shape, device):
     torch.manual_seed(0)
-    plain = TinyUNet()
+    plain = TinyUNet(dims)
     ours = cltorch.convert(copy.deepcopy(plain), device.index)
-    assert isinstance(ours.decode, cltorch.ConvTranspose2d) and isinstance(ours.encode1, cltorch.Conv2d)
+    assert isinstance(ours.decode, getattr(cltorch, f"ConvTranspose{dims}d"))
+    assert isinstance(ours.encode1, getattr(cltorch, f"Conv{dims}d"))
     generator = torch.Generator().manual_seed(1)
-    images = torch.rand(4, 1, 8, 8, generator=generator)
-    targets = torch.rand(4, 1, 8, 8, generator=generator)
+    images = torch.rand(image_shape, generator=generator)
+    targets = torch.rand(image_shape, generator=generator)
     losses = {}
     for label, model in (("torch", plain), ("clconv", ours)):
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
