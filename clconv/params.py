@@ -403,49 +403,72 @@ def common_dtype(**arrays) -> np.dtype:
     return next(iter(dtypes.values()))
 
 
-def _require_ndim(name: str, shape, layout: str) -> None:
-    if len(shape) != 4:
-        raise ValueError(f"{name} must be a 4-D array {layout}, got shape {tuple(shape)}")
+@dataclasses.dataclass(frozen=True)
+class EntryPoints:
+    """The per-pass entry points of one kind of layer: the shapes of a call's arrays in, validated params out,
+    with errors in the layer's own terms (``x``, ``weight``, ``grad_output`` and ``bias``: how its layouts
+    name the axes). ``kind`` is the params class; its ``create`` takes (input_shape, weight_shape, then the
+    geometry arguments in the order the layer's functions take them, dtype, input_name=, weight_name=)."""
+
+    kind: type
+    x: str
+    weight: str
+    grad_output: str
+    bias: str = "(K,)"
+
+    def _require_ndim(self, name: str, shape, layout: str) -> None:
+        ndim = layout.count(",") + 1
+        if len(shape) != ndim:
+            raise ValueError(f"{name} must be a {ndim}-D array {layout}, got shape {tuple(shape)}")
+
+    def _check_grad_output(self, grad_output, layer) -> None:
+        if tuple(grad_output.shape) != layer.output_shape:
+            raise ValueError(f"grad_output must have the output shape {self.grad_output} = {layer.output_shape} "
+                             f"computed from {layer.describe()}, got {tuple(grad_output.shape)}")
+
+    def forward(self, x, weight, bias, *geometry):
+        dtype = common_dtype(x=x, weight=weight, bias=bias)
+        self._require_ndim("x", x.shape, self.x)
+        self._require_ndim("weight", weight.shape, self.weight)
+        layer = self.kind.create(x.shape, weight.shape, *geometry, dtype)
+        if bias is not None and tuple(bias.shape) != layer.bias_shape:
+            raise ValueError(f"bias must have shape {self.bias} = {layer.bias_shape}, got {tuple(bias.shape)}")
+        return layer
+
+    def grad_input(self, grad_output, weight, input_shape, *geometry):
+        dtype = common_dtype(grad_output=grad_output, weight=weight)
+        self._require_ndim("grad_output", grad_output.shape, self.grad_output)
+        self._require_ndim("weight", weight.shape, self.weight)
+        layer = self.kind.create(input_shape, weight.shape, *geometry, dtype, input_name="input_shape")
+        if layer.N != grad_output.shape[0]:
+            raise ValueError(f"input_shape[0]={layer.N} must equal the batch of grad_output, {grad_output.shape[0]}")
+        self._check_grad_output(grad_output, layer)
+        return layer
+
+    def grad_weight(self, x, grad_output, weight_shape, *geometry):
+        dtype = common_dtype(x=x, grad_output=grad_output)
+        self._require_ndim("x", x.shape, self.x)
+        self._require_ndim("grad_output", grad_output.shape, self.grad_output)
+        layer = self.kind.create(x.shape, weight_shape, *geometry, dtype, weight_name="weight_shape")
+        self._check_grad_output(grad_output, layer)
+        return layer
+
+    def grad_output_shape(self, grad_output) -> tuple[int, ...]:
+        """grad_output's shape, checked to be one of this kind's outputs (the bias gradient needs no more)."""
+        common_dtype(grad_output=grad_output)
+        self._require_ndim("grad_output", grad_output.shape, self.grad_output)
+        shape = tuple(int(d) for d in grad_output.shape)
+        if min(shape[1:]) < 1:
+            names = self.grad_output.strip("()").split(", ")[1:]
+            raise ValueError(f"grad_output must have {', '.join(names[:-1])} and {names[-1]} >= 1 (only N may be 0), "
+                             f"got {shape}")
+        return shape
 
 
-def forward_params(x, weight, bias, stride, padding, dilation, groups) -> Conv2DParams:
-    dtype = common_dtype(x=x, weight=weight, bias=bias)
-    _require_ndim("x", x.shape, "(N, C, H, W)")
-    _require_ndim("weight", weight.shape, "(K, C/groups, R, S)")
-    params = Conv2DParams.create(x.shape, weight.shape, stride, padding, dilation, groups, dtype)
-    if bias is not None and tuple(bias.shape) != (params.K,):
-        raise ValueError(f"bias must have shape (K,) = ({params.K},), got {tuple(bias.shape)}")
-    return params
-
-
-def _check_grad_output(grad_output, params: Conv2DParams) -> None:
-    if tuple(grad_output.shape) != params.output_shape:
-        raise ValueError(
-            f"grad_output must have the output shape (N, K, P, Q) = {params.output_shape} computed from "
-            f"{params.describe()}, got {tuple(grad_output.shape)}"
-        )
-
-
-def grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups) -> Conv2DParams:
-    dtype = common_dtype(grad_output=grad_output, weight=weight)
-    _require_ndim("grad_output", grad_output.shape, "(N, K, P, Q)")
-    _require_ndim("weight", weight.shape, "(K, C/groups, R, S)")
-    params = Conv2DParams.create(input_shape, weight.shape, stride, padding, dilation, groups, dtype,
-                                 input_name="input_shape")
-    if params.N != grad_output.shape[0]:
-        raise ValueError(f"input_shape[0]={params.N} must equal the batch of grad_output, {grad_output.shape[0]}")
-    _check_grad_output(grad_output, params)
-    return params
-
-
-def grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups) -> Conv2DParams:
-    dtype = common_dtype(x=x, grad_output=grad_output)
-    _require_ndim("x", x.shape, "(N, C, H, W)")
-    _require_ndim("grad_output", grad_output.shape, "(N, K, P, Q)")
-    params = Conv2DParams.create(x.shape, weight_shape, stride, padding, dilation, groups, dtype,
-                                 weight_name="weight_shape")
-    _check_grad_output(grad_output, params)
-    return params
+CONV2D = EntryPoints(Conv2DParams, "(N, C, H, W)", "(K, C/groups, R, S)", "(N, K, P, Q)")
+forward_params = CONV2D.forward
+grad_input_params = CONV2D.grad_input
+grad_weight_params = CONV2D.grad_weight
 
 
 def grad_bias_params(grad_output) -> Conv2DParams:
@@ -454,12 +477,9 @@ def grad_bias_params(grad_output) -> Conv2DParams:
     It is described as the 1x1 depthwise layer whose output has exactly that shape, so it
     shares the params type (and plan cache) of the other passes.
     """
-    dtype = common_dtype(grad_output=grad_output)
-    _require_ndim("grad_output", grad_output.shape, "(N, K, P, Q)")
-    N, K, P, Q = (int(d) for d in grad_output.shape)
-    if K < 1 or P < 1 or Q < 1:
-        raise ValueError(f"grad_output must have K, P and Q >= 1 (only N may be 0), got {(N, K, P, Q)}")
-    return Conv2DParams.create((N, K, P, Q), (K, 1, 1, 1), groups=K, dtype=dtype, input_name="grad_output")
+    N, K, P, Q = CONV2D.grad_output_shape(grad_output)
+    return Conv2DParams.create((N, K, P, Q), (K, 1, 1, 1), groups=K, dtype=grad_output.dtype,
+                               input_name="grad_output")
 
 
 # -- transposed convolution ---------------------------------------------------------------------------
@@ -605,43 +625,8 @@ class ConvTranspose2DParams:
                 f"dilation={self.conv.dilation} groups={self.conv.groups} {dtype_name(self.dtype)}")
 
 
-def transpose_forward_params(x, weight, bias, stride, padding, output_padding, groups,
-                             dilation) -> ConvTranspose2DParams:
-    dtype = common_dtype(x=x, weight=weight, bias=bias)
-    _require_ndim("x", x.shape, "(N, C_in, H, W)")
-    _require_ndim("weight", weight.shape, "(C_in, C_out/groups, kH, kW)")
-    params = ConvTranspose2DParams.create(x.shape, weight.shape, stride, padding, output_padding, groups, dilation,
-                                          dtype)
-    if bias is not None and tuple(bias.shape) != params.bias_shape:
-        raise ValueError(f"bias must have shape (C_out,) = {params.bias_shape}, got {tuple(bias.shape)}")
-    return params
-
-
-def _check_transposed_grad_output(grad_output, params: ConvTranspose2DParams) -> None:
-    if tuple(grad_output.shape) != params.output_shape:
-        raise ValueError(f"grad_output must have the output shape (N, C_out, H_out, W_out) = {params.output_shape} "
-                         f"computed from {params.describe()}, got {tuple(grad_output.shape)}")
-
-
-def transpose_grad_input_params(grad_output, weight, input_shape, stride, padding, output_padding, groups,
-                                dilation) -> ConvTranspose2DParams:
-    dtype = common_dtype(grad_output=grad_output, weight=weight)
-    _require_ndim("grad_output", grad_output.shape, "(N, C_out, H_out, W_out)")
-    _require_ndim("weight", weight.shape, "(C_in, C_out/groups, kH, kW)")
-    params = ConvTranspose2DParams.create(input_shape, weight.shape, stride, padding, output_padding, groups,
-                                          dilation, dtype, input_name="input_shape")
-    if params.conv.N != grad_output.shape[0]:
-        raise ValueError(f"input_shape[0]={params.conv.N} must equal the batch of grad_output, {grad_output.shape[0]}")
-    _check_transposed_grad_output(grad_output, params)
-    return params
-
-
-def transpose_grad_weight_params(x, grad_output, weight_shape, stride, padding, output_padding, groups,
-                                 dilation) -> ConvTranspose2DParams:
-    dtype = common_dtype(x=x, grad_output=grad_output)
-    _require_ndim("x", x.shape, "(N, C_in, H, W)")
-    _require_ndim("grad_output", grad_output.shape, "(N, C_out, H_out, W_out)")
-    params = ConvTranspose2DParams.create(x.shape, weight_shape, stride, padding, output_padding, groups, dilation,
-                                          dtype, weight_name="weight_shape")
-    _check_transposed_grad_output(grad_output, params)
-    return params
+TRANSPOSED2D = EntryPoints(ConvTranspose2DParams, "(N, C_in, H, W)", "(C_in, C_out/groups, kH, kW)",
+                           "(N, C_out, H_out, W_out)", "(C_out,)")
+transpose_forward_params = TRANSPOSED2D.forward
+transpose_grad_input_params = TRANSPOSED2D.grad_input
+transpose_grad_weight_params = TRANSPOSED2D.grad_weight

@@ -183,57 +183,16 @@ class Conv1DParams:
 
 # -- per-pass entry points: the call's arrays in, validated params out (as params.forward_params etc.) ----
 
-def _require_ndim(name: str, shape, layout: str) -> None:
-    if len(shape) != 3:
-        raise ValueError(f"{name} must be a 3-D array {layout}, got shape {tuple(shape)}")
-
-
-def _check_grad_output(grad_output, p: Conv1DParams) -> None:
-    if tuple(grad_output.shape) != p.output_shape:
-        raise ValueError(f"grad_output must have the output shape (N, K, L_out) = {p.output_shape} computed from "
-                         f"{p.describe()}, got {tuple(grad_output.shape)}")
-
-
-def forward_params(x, weight, bias, stride, padding, dilation, groups) -> Conv1DParams:
-    dtype = params.common_dtype(x=x, weight=weight, bias=bias)
-    _require_ndim("x", x.shape, "(N, C, L)")
-    _require_ndim("weight", weight.shape, "(K, C/groups, S)")
-    p = Conv1DParams.create(x.shape, weight.shape, stride, padding, dilation, groups, dtype)
-    if bias is not None and tuple(bias.shape) != (p.K,):
-        raise ValueError(f"bias must have shape (K,) = ({p.K},), got {tuple(bias.shape)}")
-    return p
-
-
-def grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups) -> Conv1DParams:
-    dtype = params.common_dtype(grad_output=grad_output, weight=weight)
-    _require_ndim("grad_output", grad_output.shape, "(N, K, L_out)")
-    _require_ndim("weight", weight.shape, "(K, C/groups, S)")
-    p = Conv1DParams.create(input_shape, weight.shape, stride, padding, dilation, groups, dtype,
-                            input_name="input_shape")
-    if p.N != grad_output.shape[0]:
-        raise ValueError(f"input_shape[0]={p.N} must equal the batch of grad_output, {grad_output.shape[0]}")
-    _check_grad_output(grad_output, p)
-    return p
-
-
-def grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups) -> Conv1DParams:
-    dtype = params.common_dtype(x=x, grad_output=grad_output)
-    _require_ndim("x", x.shape, "(N, C, L)")
-    _require_ndim("grad_output", grad_output.shape, "(N, K, L_out)")
-    p = Conv1DParams.create(x.shape, weight_shape, stride, padding, dilation, groups, dtype,
-                            weight_name="weight_shape")
-    _check_grad_output(grad_output, p)
-    return p
+CONV1D = params.EntryPoints(Conv1DParams, "(N, C, L)", "(K, C/groups, S)", "(N, K, L_out)")
+forward_params = CONV1D.forward
+grad_input_params = CONV1D.grad_input
+grad_weight_params = CONV1D.grad_weight
 
 
 def grad_bias_params(grad_output) -> Conv1DParams:
     """The 1x1 depthwise layer whose output has grad_output's shape (N, K, L_out), as params.grad_bias_params."""
-    dtype = params.common_dtype(grad_output=grad_output)
-    _require_ndim("grad_output", grad_output.shape, "(N, K, L_out)")
-    N, K, L = (int(d) for d in grad_output.shape)
-    if K < 1 or L < 1:
-        raise ValueError(f"grad_output must have K and L_out >= 1 (only N may be 0), got {(N, K, L)}")
-    return Conv1DParams.create((N, K, L), (K, 1, 1), groups=K, dtype=dtype, input_name="grad_output")
+    N, K, L = CONV1D.grad_output_shape(grad_output)
+    return Conv1DParams.create((N, K, L), (K, 1, 1), groups=K, dtype=grad_output.dtype, input_name="grad_output")
 
 
 # -- running a 1-D pass as the 2-D one ----------------------------------------------------------------

@@ -180,57 +180,16 @@ class Conv3DParams:
 
 # -- per-pass entry points: the call's arrays in, validated params out (as params.forward_params etc.) ----
 
-def _require_ndim(name: str, shape, layout: str) -> None:
-    if len(shape) != 5:
-        raise ValueError(f"{name} must be a 5-D array {layout}, got shape {tuple(shape)}")
-
-
-def _check_grad_output(grad_output, p) -> None:
-    if tuple(grad_output.shape) != p.output_shape:
-        raise ValueError(f"grad_output must have the output shape {p.output_shape} computed from {p.describe()}, "
-                         f"got {tuple(grad_output.shape)}")
-
-
-def forward_params(x, weight, bias, stride, padding, dilation, groups) -> Conv3DParams:
-    dtype = params.common_dtype(x=x, weight=weight, bias=bias)
-    _require_ndim("x", x.shape, "(N, C, D, H, W)")
-    _require_ndim("weight", weight.shape, "(K, C/groups, T, R, S)")
-    p = Conv3DParams.create(x.shape, weight.shape, stride, padding, dilation, groups, dtype)
-    if bias is not None and tuple(bias.shape) != (p.K,):
-        raise ValueError(f"bias must have shape (K,) = ({p.K},), got {tuple(bias.shape)}")
-    return p
-
-
-def grad_input_params(grad_output, weight, input_shape, stride, padding, dilation, groups) -> Conv3DParams:
-    dtype = params.common_dtype(grad_output=grad_output, weight=weight)
-    _require_ndim("grad_output", grad_output.shape, "(N, K, D_out, P, Q)")
-    _require_ndim("weight", weight.shape, "(K, C/groups, T, R, S)")
-    p = Conv3DParams.create(input_shape, weight.shape, stride, padding, dilation, groups, dtype,
-                            input_name="input_shape")
-    if p.N != grad_output.shape[0]:
-        raise ValueError(f"input_shape[0]={p.N} must equal the batch of grad_output, {grad_output.shape[0]}")
-    _check_grad_output(grad_output, p)
-    return p
-
-
-def grad_weight_params(x, grad_output, weight_shape, stride, padding, dilation, groups) -> Conv3DParams:
-    dtype = params.common_dtype(x=x, grad_output=grad_output)
-    _require_ndim("x", x.shape, "(N, C, D, H, W)")
-    _require_ndim("grad_output", grad_output.shape, "(N, K, D_out, P, Q)")
-    p = Conv3DParams.create(x.shape, weight_shape, stride, padding, dilation, groups, dtype,
-                            weight_name="weight_shape")
-    _check_grad_output(grad_output, p)
-    return p
+CONV3D = params.EntryPoints(Conv3DParams, "(N, C, D, H, W)", "(K, C/groups, T, R, S)", "(N, K, D_out, P, Q)")
+forward_params = CONV3D.forward
+grad_input_params = CONV3D.grad_input
+grad_weight_params = CONV3D.grad_weight
 
 
 def grad_bias_params(grad_output) -> Conv2DParams:
     """The bias gradient of a 3-D layer is the 2-D one of grad_output (N, K, D_out, P, Q) read as
     (N, K, D_out*P, Q): the 1x1 depthwise 2-D layer of that shape (params.grad_bias_params)."""
-    params.common_dtype(grad_output=grad_output)
-    _require_ndim("grad_output", grad_output.shape, "(N, K, D_out, P, Q)")
-    N, K, D, P, Q = (int(d) for d in grad_output.shape)
-    if min(K, D, P, Q) < 1:
-        raise ValueError(f"grad_output must have K, D_out, P and Q >= 1 (only N may be 0), got {(N, K, D, P, Q)}")
+    N, K, D, P, Q = CONV3D.grad_output_shape(grad_output)
     return params.Conv2DParams.create((N, K, D * P, Q), (K, 1, 1, 1), groups=K, dtype=grad_output.dtype,
                                       input_name="grad_output")
 
@@ -298,42 +257,8 @@ class ConvTranspose3DParams(ConvTranspose2DParams):
                 f"{dtype_name(self.dtype)}")
 
 
-def _check_transposed_grad_output(grad_output, p: ConvTranspose3DParams) -> None:
-    if tuple(grad_output.shape) != p.output_shape:
-        raise ValueError(f"grad_output must have the output shape (N, C_out, D_out, H_out, W_out) = "
-                         f"{p.output_shape} computed from {p.describe()}, got {tuple(grad_output.shape)}")
-
-
-def transpose_forward_params(x, weight, bias, stride, padding, output_padding, groups,
-                             dilation) -> ConvTranspose3DParams:
-    dtype = params.common_dtype(x=x, weight=weight, bias=bias)
-    _require_ndim("x", x.shape, "(N, C_in, D, H, W)")
-    _require_ndim("weight", weight.shape, "(C_in, C_out/groups, kD, kH, kW)")
-    p = ConvTranspose3DParams.create(x.shape, weight.shape, stride, padding, output_padding, groups, dilation, dtype)
-    if bias is not None and tuple(bias.shape) != p.bias_shape:
-        raise ValueError(f"bias must have shape (C_out,) = {p.bias_shape}, got {tuple(bias.shape)}")
-    return p
-
-
-def transpose_grad_input_params(grad_output, weight, input_shape, stride, padding, output_padding, groups,
-                                dilation) -> ConvTranspose3DParams:
-    dtype = params.common_dtype(grad_output=grad_output, weight=weight)
-    _require_ndim("grad_output", grad_output.shape, "(N, C_out, D_out, H_out, W_out)")
-    _require_ndim("weight", weight.shape, "(C_in, C_out/groups, kD, kH, kW)")
-    p = ConvTranspose3DParams.create(input_shape, weight.shape, stride, padding, output_padding, groups, dilation,
-                                     dtype, input_name="input_shape")
-    if p.conv.N != grad_output.shape[0]:
-        raise ValueError(f"input_shape[0]={p.conv.N} must equal the batch of grad_output, {grad_output.shape[0]}")
-    _check_transposed_grad_output(grad_output, p)
-    return p
-
-
-def transpose_grad_weight_params(x, grad_output, weight_shape, stride, padding, output_padding, groups,
-                                 dilation) -> ConvTranspose3DParams:
-    dtype = params.common_dtype(x=x, grad_output=grad_output)
-    _require_ndim("x", x.shape, "(N, C_in, D, H, W)")
-    _require_ndim("grad_output", grad_output.shape, "(N, C_out, D_out, H_out, W_out)")
-    p = ConvTranspose3DParams.create(x.shape, weight_shape, stride, padding, output_padding, groups, dilation,
-                                     dtype, weight_name="weight_shape")
-    _check_transposed_grad_output(grad_output, p)
-    return p
+TRANSPOSED3D = params.EntryPoints(ConvTranspose3DParams, "(N, C_in, D, H, W)",
+                                  "(C_in, C_out/groups, kD, kH, kW)", "(N, C_out, D_out, H_out, W_out)", "(C_out,)")
+transpose_forward_params = TRANSPOSED3D.forward
+transpose_grad_input_params = TRANSPOSED3D.grad_input
+transpose_grad_weight_params = TRANSPOSED3D.grad_weight

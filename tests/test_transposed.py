@@ -1,4 +1,4 @@
-"""Transposed convolutions (2-D and 1-D; their passes against the oracle run in test_passes.py): bit-identical
+"""Transposed convolutions (1-D, 2-D and 3-D; their passes against the oracle run in test_passes.py): bit-identical
 to the convolution passes they are made of, out=, device arrays, bad arguments, and the oracle against PyTorch."""
 
 import numpy as np
@@ -17,7 +17,12 @@ def case_named(name):
     return next(case for case in CASES if case.name == name)
 
 
-# Every 2-D case whose output_padding stays below the stride: there the convolution functions take the same layer.
+def rank(case) -> int:
+    return len(case.input_shape) - 2
+
+
+# Every 2-D and 3-D case whose output_padding stays below the stride: there the convolution functions take the
+# same layer (a 1-D case's params are its 2-D layer of height 1).
 CONSISTENT = [case for case in CASES if not case.one_d
               and all(extra < step for extra, step in zip(case.params().output_padding, case.params().conv.stride))]
 
@@ -26,20 +31,22 @@ CONSISTENT = [case for case in CASES if not case.one_d
 @pytest.mark.parametrize("case", CONSISTENT, ids=lambda case: case.name)
 def test_transposed_passes_are_the_convolution_passes(case, algo, device):
     """Without bias, conv_transpose2d is conv2d_grad_input, bit for bit; its gradients are conv2d and
-    conv2d_grad_weight with the roles of x and grad_output swapped."""
+    conv2d_grad_weight with the roles of x and grad_output swapped (likewise in 3-D)."""
     t = case.params()
     inputs = case.random_inputs(np.float32)
     x, w, gy = inputs["x"], inputs["weight"], inputs["grad_output"]
-    top, bottom, left, right = t.padding
-    conv = dict(stride=t.conv.stride, padding=((top, bottom), (left, right)), dilation=t.conv.dilation,
-                groups=t.conv.groups, device=device.device, algo=algo)
+    conv = dict(t.conv.conv_args, device=device.device, algo=algo)
     transposed = dict(case.conv_args, device=device.device, algo=algo)
-    assert np.array_equal(clconv.conv_transpose2d(x, w, **transposed),
-                          clconv.conv2d_grad_input(x, w, t.output_shape, **conv))
-    assert np.array_equal(clconv.conv_transpose2d_grad_input(gy, w, x.shape, **transposed),
-                          clconv.conv2d(gy, w, **conv))
-    assert np.array_equal(clconv.conv_transpose2d_grad_weight(x, gy, w.shape, **transposed),
-                          clconv.conv2d_grad_weight(gy, x, w.shape, **conv))
+
+    def function(name):
+        return getattr(clconv, name.format(rank(case)))
+
+    assert np.array_equal(function("conv_transpose{}d")(x, w, **transposed),
+                          function("conv{}d_grad_input")(x, w, t.output_shape, **conv))
+    assert np.array_equal(function("conv_transpose{}d_grad_input")(gy, w, x.shape, **transposed),
+                          function("conv{}d")(gy, w, **conv))
+    assert np.array_equal(function("conv_transpose{}d_grad_weight")(x, gy, w.shape, **transposed),
+                          function("conv{}d_grad_weight")(gy, x, w.shape, **conv))
 
 
 def test_weight_gradient_is_bit_identical_across_runs(device):
@@ -121,11 +128,11 @@ torch_cases = [pytest.param(case, id=case.name) for case in CASES
 
 @pytest.mark.parametrize("case", torch_cases)
 def test_oracle_matches_torch(case):
-    """reference.conv_transpose1d/2d and their gradients against torch.nn.functional in float64."""
+    """reference.conv_transpose1d/2d/3d and their gradients against torch.nn.functional in float64."""
     torch = pytest.importorskip("torch")
     inputs = case.random_inputs(np.float64)
     x, w, b = (torch.tensor(inputs[name], requires_grad=True) for name in ("x", "weight", "bias"))
-    function = torch.nn.functional.conv_transpose1d if case.one_d else torch.nn.functional.conv_transpose2d
+    function = getattr(torch.nn.functional, f"conv_transpose{rank(case)}d")
     y = function(x, w, b, **case.conv_args)
     grad = torch.tensor(inputs["grad_output"])
     expected = dict(zip(("grad_input", "grad_weight", "grad_bias"), torch.autograd.grad(y, (x, w, b), grad)),
