@@ -126,6 +126,15 @@ def call_function(module, pass_name: str, layer, tensors: dict, calls: dict = PA
     return getattr(module, function)(*args, **geometry, **options)
 
 
+def layer_label(kernel, stride, padding, dilation, groups, dtype) -> str:
+    """A layer's readable id, ``3x3-s2-p1-d1-g1-fp32``: one number where every axis (and side) has the same,
+    the values joined by ``x`` where they differ."""
+    def spelled(values):
+        return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
+    return (f"{'x'.join(map(str, kernel))}-s{spelled(stride)}-p{spelled(padding)}-d{spelled(dilation)}-g{groups}"
+            f"-{dtype_name(dtype)}")
+
+
 def dtype_name(dtype) -> str:
     """Short dtype tag used in test ids and tables: fp16, fp32, fp64."""
     return f"fp{np.dtype(dtype).itemsize * 8}"
@@ -372,10 +381,7 @@ class Conv2DParams:
     @property
     def label(self) -> str:
         """Readable id such as ``3x3-s2-p1-d1-g1-fp32`` (asymmetric values spelled out)."""
-        def pair(values):
-            return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
-        return (f"{self.R}x{self.S}-s{pair(self.stride)}-p{pair(self.padding)}-d{pair(self.dilation)}"
-                f"-g{self.groups}-{dtype_name(self.dtype)}")
+        return layer_label((self.R, self.S), self.stride, self.padding, self.dilation, self.groups, self.dtype)
 
     def describe(self) -> str:
         return (f"x{self.input_shape} w{self.weight_shape} -> y{self.output_shape} stride={self.stride} "

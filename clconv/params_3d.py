@@ -167,10 +167,8 @@ class Conv3DParams:
     @property
     def label(self) -> str:
         """Readable id such as ``3x3x3-s1-p1-d1-g1-fp32`` (values that differ per axis spelled out)."""
-        def axes(values):
-            return str(values[0]) if len(set(values)) == 1 else "x".join(map(str, values))
-        return (f"{self.T}x{self.R}x{self.S}-s{axes(self.stride)}-p{axes(self.padding)}-d{axes(self.dilation)}"
-                f"-g{self.groups}-{dtype_name(self.dtype)}")
+        return params.layer_label((self.T, self.R, self.S), self.stride, self.padding, self.dilation, self.groups,
+                                  self.dtype)
 
     def describe(self) -> str:
         return (f"x{self.input_shape} w{self.weight_shape} -> y{self.output_shape} stride={self.stride} "
