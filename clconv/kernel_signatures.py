@@ -109,6 +109,20 @@ SwapAxesArgs = typing.NamedTuple("SwapAxesArgs", (
     ("A", np.int32), ("B", np.int32), ("M", np.int32), ("E", np.int32),
 ))
 
+SplitPhasesArgs = typing.NamedTuple("SplitPhasesArgs", (
+    ("in_", Buffer), ("in_offset", np.int32), ("phased", Buffer), ("phased_offset", np.int32),
+    ("N", np.int32), ("C", np.int32), ("H", np.int32), ("W", np.int32), ("Hp", np.int32), ("Wp", np.int32),
+    ("stride_h", np.int32), ("stride_w", np.int32), ("pad_top", np.int32), ("pad_left", np.int32),
+    ("phases_h", np.int32), ("phases_w", np.int32),
+))
+
+PhaseTapsArgs = typing.NamedTuple("PhaseTapsArgs", (
+    ("plain", Buffer), ("plain_offset", np.int32), ("phased", Buffer), ("phased_offset", np.int32),
+    ("to_phases", np.int32), ("KC", np.int32), ("R", np.int32), ("S", np.int32),
+    ("stride_h", np.int32), ("stride_w", np.int32), ("phases_h", np.int32), ("phases_w", np.int32),
+    ("Rp", np.int32), ("Sp", np.int32),
+))
+
 PeakFmaArgs = typing.NamedTuple("PeakFmaArgs", (
     ("out", Buffer), ("multiplier", Accumulator), ("addend", Accumulator), ("iterations", np.int32),
 ))
@@ -127,6 +141,8 @@ SIGNATURES = {
     "unfold_depth": UnfoldDepthArgs,
     "fold_depth": FoldDepthArgs,
     "swap_axes": SwapAxesArgs,
+    "split_phases": SplitPhasesArgs,
+    "phase_taps": PhaseTapsArgs,
     "peak_fma": PeakFmaArgs,
     "peak_copy": PeakCopyArgs,
 }

@@ -19,6 +19,7 @@ import pytest
 
 from clconv import check, kernel_check, platforms, tuner
 from clconv.algorithms import ALGORITHMS
+from clconv.algorithms.phases import phase_split
 from clconv.algorithms.tiled import KERNELS, default_config
 from clconv.params import PASSES
 from clconv.planning import Choice, Conv2DPlan
@@ -135,6 +136,31 @@ def test_simulated_functions_are_clean_and_correct(case, algo, dtype, simulator,
         got = check.run_pass(pass_name, case, inputs, device=simulator.device, algo=algo)
         result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
         assert result.passed, f"{pass_name} {case.params(dtype).describe()} ({algo}) on Oclgrind: {result.message}"
+
+
+# The tiled algorithm's phase-split tiles: the split input, the phased weight and weight gradient, and the
+# stride-1 kernels on them, for a complete layer (both passes) and an incomplete one (the weight gradient).
+PHASE_SPLIT_LAYERS = (
+    check.Case("4x4-s2-p1", (1, 2, 6, 7), (3, 2, 4, 4), stride=2, padding=1),
+    check.Case("3x3-s2-p1", (2, 2, 7, 6), (3, 2, 3, 3), stride=2, padding=1),
+)
+
+
+@pytest.mark.parametrize("case", PHASE_SPLIT_LAYERS, ids=lambda case: case.name)
+def test_simulated_phase_split_is_clean_and_correct(case, simulator, clean_log):
+    params = case.params(np.float32)
+    target = platforms.resolve(simulator.device)
+    inputs = check.random_inputs(case, np.float32)
+    for pass_name in ("forward", "grad_weight"):
+        split = phase_split(params, pass_name)
+        if split is None:
+            continue
+        config = dataclasses.replace(default_config(split.phased, simulator, pass_name), phase_split=True)
+        plan = Conv2DPlan(params, target, choices={
+            name: Choice("tiled", config if name == pass_name else None, "requested") for name in PASSES})
+        got = tuner.pass_runner(plan, pass_name, inputs)()
+        result = check.compare_with_oracle(pass_name, case, inputs, got, np.float32)
+        assert result.passed, f"{pass_name} {params.describe()} split on Oclgrind: {result.message}"
 
 
 @pytest.mark.parametrize("cpu", list(SIMULATED_CPUS))

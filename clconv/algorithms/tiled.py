@@ -20,6 +20,7 @@ from ..kernel_signatures import CorrelationArgs
 from ..params import Conv2DParams
 from .base import AlgorithmBase, accumulator_bytes, bias_args, div_up
 from .direct import DirectAlgorithm
+from .phases import PhaseRunner, phase_split
 
 # Vector widths OpenCL C has (2, 3, 4, 8, 16); 3 is left out because vload3 packs differently.
 VECTOR_WIDTHS = (2, 4, 8, 16)
@@ -34,6 +35,9 @@ class CorrelationConfig:
     # Output vectors per channel and work-item: on BLOCK_V consecutive rows, or consecutive on a whole plane.
     block_v: int = 2
     local: tuple = (1, 1, 4)
+    # Forward only: run a strided layer as the stride-1 layer on its input's phases, with this tile
+    # (algorithms/phases.py; workspace, so only the tuner picks it).
+    phase_split: bool = False
 
     def defines(self) -> dict:
         return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_V": self.block_v}
@@ -49,6 +53,9 @@ class GradWeightConfig:
     local: tuple = (1, 1, 1)  # the kernel runs on one axis: the first two are merged into it
     target_items: int = 64  # work-items the batch split aims for
     k_group: int = 1  # output-channel blocks that consecutive work-items take side by side
+    # Run a strided layer as the stride-1 layer on its input's phases, with this tile (algorithms/phases.py;
+    # workspace, so only the tuner picks it).
+    phase_split: bool = False
 
     def defines(self) -> dict:
         return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_C": self.block_c, "K_GROUP": self.k_group}
@@ -275,6 +282,9 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
         for vec, bk, bp, local in itertools.product(vectors, blocks, (1, 2, 3, 4), locals_):
             if bk * bp <= 32:
                 grid.append(CorrelationConfig(vec, min(bk, out_channels), bp, local))
+    split = phase_split(params, pass_name)
+    if split is not None:  # the phased layer's own heuristic tile
+        grid.append(dataclasses.replace(default_config(split.phased, info, pass_name), phase_split=True))
     for config in [heuristic] + grid:
         if config not in seen and fits(config):
             seen.append(config)
@@ -332,6 +342,31 @@ class TiledAlgorithm(AlgorithmBase):
         configs = configs or {}
         self.configs = {name: configs.get(name) or default_config(params, target.info, name) for name in KERNELS}
         self._direct = None  # the bias gradient's kernels, built on first use
+        self._phase_runners = {}  # pass name -> its PhaseRunner, or None where its tile does not split
+
+    def _phase_runner(self, pass_name: str) -> PhaseRunner | None:
+        """The phase split a pass runs through: where its tile asks for one, the layer has one, and it fits
+        max_workspace_bytes (else the pass runs unsplit)."""
+        config = self.configs.get(pass_name)
+        if not getattr(config, "phase_split", False):
+            return None
+        if pass_name not in self._phase_runners:
+            split = phase_split(self.params, pass_name)
+            runner = None
+            if split is not None:
+                cap = self.max_workspace_bytes
+                inner_cap = None if cap is None else max(0, cap - split.workspace_bytes(pass_name))
+                inner = TiledAlgorithm(split.phased, self.target,
+                                       {pass_name: dataclasses.replace(config, phase_split=False)}, inner_cap)
+                runner = PhaseRunner(self, split, inner)
+                if cap is not None and runner.workspace_bytes(pass_name) > cap:
+                    runner = None
+            self._phase_runners[pass_name] = runner
+        return self._phase_runners[pass_name]
+
+    def workspace_bytes(self, pass_name: str) -> int:
+        runner = self._phase_runner(pass_name)
+        return runner.workspace_bytes(pass_name) if runner is not None else super().workspace_bytes(pass_name)
 
     def reduction(self, pass_name: str):
         if pass_name == "grad_weight":
@@ -382,6 +417,9 @@ class TiledAlgorithm(AlgorithmBase):
         return self.launch(KERNELS[pass_name], self._pass_defines(pass_name, flat_plane), size, local, args, wait_for)
 
     def forward(self, x, weight, bias, y, wait_for=None):
+        runner = self._phase_runner("forward")
+        if runner is not None:
+            return runner.forward(x, weight, bias, y, wait_for)
         p = self.kernel_layer
         RS = p.R * p.S
         return self._correlate(
@@ -422,6 +460,9 @@ class TiledAlgorithm(AlgorithmBase):
         return event
 
     def grad_weight(self, x, grad_output, grad_weight, wait_for=None):
+        runner = self._phase_runner("grad_weight")
+        if runner is not None:
+            return runner.grad_weight(x, grad_output, grad_weight, wait_for)
         p = self.kernel_layer
         config = self.configs["grad_weight"]
         defines = self._pass_defines("grad_weight", whole_planes(p, "grad_weight"))
