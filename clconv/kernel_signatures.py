@@ -109,6 +109,12 @@ SwapAxesArgs = typing.NamedTuple("SwapAxesArgs", (
     ("A", np.int32), ("B", np.int32), ("M", np.int32), ("E", np.int32),
 ))
 
+# in: (N, S, C) channels-last memory, out: (N, C, S), S the product of the spatial sizes (clconv/channels_last.py).
+ChannelsFirstArgs = typing.NamedTuple("ChannelsFirstArgs", (
+    ("in_", Buffer), ("in_offset", np.int32), ("out", Buffer), ("out_offset", np.int32),
+    ("N", np.int32), ("S", np.int32), ("C", np.int32),
+))
+
 PeakFmaArgs = typing.NamedTuple("PeakFmaArgs", (
     ("out", Buffer), ("multiplier", Accumulator), ("addend", Accumulator), ("iterations", np.int32),
 ))
@@ -127,6 +133,7 @@ SIGNATURES = {
     "unfold_depth": UnfoldDepthArgs,
     "fold_depth": FoldDepthArgs,
     "swap_axes": SwapAxesArgs,
+    "channels_first": ChannelsFirstArgs,
     "peak_fma": PeakFmaArgs,
     "peak_copy": PeakCopyArgs,
 }
