@@ -47,10 +47,11 @@ from .api import (
     conv_transpose3d_grad_input,
     conv_transpose3d_grad_weight,
 )
+from .kernel_check import KernelFallbackWarning
 from .params import Conv2DParams, ConvTranspose2DParams
 from .params_1d import Conv1DParams
 from .params_3d import Conv3DParams, ConvTranspose3DParams
-from .planning import Conv2DPlan, KernelFallbackWarning, plan
+from .planning import Conv2DPlan, plan
 from .platforms import DeviceInfo, default_device, devices, select_device
 
 __all__ = [

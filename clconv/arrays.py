@@ -2,7 +2,9 @@
 
 NumPy arrays (any memory order, strides or byte order) are uploaded, or read in place on devices that
 compute in host memory; ``pyopencl.array.Array`` inputs are used in place and decide where the call
-runs. Results come back as NumPy when every input was NumPy, and stay on the device otherwise.
+runs. Channels-last inputs of either kind are converted into the kernels' layout on the device
+(clconv.channels_last). Results come back as NumPy when every input was NumPy, and stay on the device
+otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cl_array
 
-from . import platforms
+from . import channels_last, platforms
 from .algorithms import DeviceTensor
 
 #: What the public functions take and return: a NumPy array, or a pyopencl array on a device.
@@ -48,11 +50,16 @@ def check_array_types(**arrays) -> None:
             raise TypeError(f"{name} must be a numpy.ndarray or pyopencl.array.Array, got {type(array).__name__}")
 
 
-def check_device_layout(**arrays) -> None:
-    """The kernels read device arrays in place: they must be C-contiguous."""
-    for name, array in arrays.items():
-        if isinstance(array, cl_array.Array) and not array.flags.c_contiguous:
-            raise ValueError(f"{name} must be a C-contiguous device array (got strides {array.strides})")
+def check_device_layout(out=None, **inputs) -> None:
+    """The kernels read device arrays in place: inputs must be C-contiguous or channels-last views of a
+    C-contiguous array (converted on the device, see clconv.channels_last), and ``out`` C-contiguous."""
+    for name, array in inputs.items():
+        if (isinstance(array, cl_array.Array) and not array.flags.c_contiguous
+                and not channels_last.is_channels_last(array)):
+            raise ValueError(f"{name} must be a C-contiguous device array or a channels-last view of one "
+                             f"(got strides {array.strides})")
+    if isinstance(out, cl_array.Array) and not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous device array (got strides {out.strides})")
 
 
 def check_dtype_supported(info: platforms.DeviceInfo, dtype) -> None:
@@ -103,11 +110,16 @@ class CallArrays:
         return buffer
 
     def device_tensor(self, name: str) -> DeviceTensor | None:
+        """Input ``name`` as the kernels read it: C-contiguous (N, C, *spatial) memory on the call's device
+        (None when the call has no such input). A channels-last input, NumPy or device, is converted on the
+        device (:meth:`_channels_first`); any other NumPy layout is made C-contiguous on the host first."""
         array = self.arrays.get(name)
         if array is None:
             return None
         if array.size == 0:
             return DeviceTensor(None, 0)
+        if not array.flags.c_contiguous and array.dtype.isnative and channels_last.is_channels_last(array):
+            return self._channels_first(name, array)
         if isinstance(array, np.ndarray):
             check_allocation(self.target.info, name, array.shape, array.dtype)
             host = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
@@ -116,6 +128,34 @@ class CallArrays:
             array = cl_array.to_device(self.target.queue, host)
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
         return DeviceTensor(array.base_data, array.offset // array.dtype.itemsize)
+
+    def _channels_first(self, name: str, array: Array) -> DeviceTensor:
+        """A channels-last input converted into a fresh C-contiguous device array, which stands for it in the
+        rest of the call (a second request returns it as is).
+
+        The device reads the array's memory, the C-contiguous (N, *spatial, C) array, as it is: a NumPy one
+        wrapped in place when computing in host memory, else uploaded; a device one where it lies, once its
+        events are complete. The conversion's event joins ``wait_for``, which every kernel reading the
+        input waits for.
+        """
+        if isinstance(array, np.ndarray):
+            check_allocation(self.target.info, name, array.shape, array.dtype)
+            memory = np.moveaxis(array, 1, -1)
+            if self.in_place:
+                source, events = DeviceTensor(self._wrap(memory, cl.mem_flags.READ_ONLY), 0), []
+            else:
+                upload = cl_array.to_device(self.target.queue, memory)
+                self._wrapped.append((memory, upload.base_data))  # alive until the conversion has read it
+                source, events = output_tensor(upload), upload.events
+        else:
+            source, events = DeviceTensor(array.base_data, array.offset // array.dtype.itemsize), array.events
+        converted = cl_array.empty(self.target.queue, array.shape, array.dtype)
+        event = channels_last.channels_first(self.target, array.dtype).convert(
+            source, output_tensor(converted), array.shape, events)
+        converted.add_event(event)
+        self.wait_for.append(event)
+        self.arrays[name] = converted
+        return output_tensor(converted)
 
     def result_array(self, name: str, shape, dtype) -> cl_array.Array:
         """The device array the kernels write the result into: the caller's device ``out``, a buffer

@@ -114,6 +114,26 @@ class KernelVariantFailed(RuntimeError):
             f"{verdict.get('detail', '')}")
 
 
+class KernelFallbackWarning(RuntimeWarning):
+    """A kernel variant failed its check in a child process on this device; clconv runs the next-best one."""
+
+
+_warned: set = set()
+_warned_lock = threading.Lock()
+
+
+def warn_fallback(failure: KernelVariantFailed, instead: str, stacklevel: int) -> None:
+    """Warn once per device and variant that ``failure``'s variant gives way to what ``instead`` says (a
+    sentence: "The forward pass runs direct instead")."""
+    key = (device_key(failure.info), failure.variant)
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    warnings.warn(f"clconv: {failure}. {instead}; that variant stays unused on this device (verdict kept in "
+                  f"{verdicts_path()}).", KernelFallbackWarning, stacklevel=stacklevel)
+
+
 def _enabled() -> bool:
     return os.environ.get(ENABLE_ENV_VAR, "1").strip().lower() not in ("0", "no", "off", "false")
 

@@ -123,6 +123,12 @@ PhaseTapsArgs = typing.NamedTuple("PhaseTapsArgs", (
     ("Rp", np.int32), ("Sp", np.int32),
 ))
 
+# in: (N, S, C) channels-last memory, out: (N, C, S), S the product of the spatial sizes (clconv/channels_last.py).
+ChannelsFirstArgs = typing.NamedTuple("ChannelsFirstArgs", (
+    ("in_", Buffer), ("in_offset", np.int32), ("out", Buffer), ("out_offset", np.int32),
+    ("N", np.int32), ("S", np.int32), ("C", np.int32),
+))
+
 PeakFmaArgs = typing.NamedTuple("PeakFmaArgs", (
     ("out", Buffer), ("multiplier", Accumulator), ("addend", Accumulator), ("iterations", np.int32),
 ))
@@ -143,6 +149,7 @@ SIGNATURES = {
     "swap_axes": SwapAxesArgs,
     "split_phases": SplitPhasesArgs,
     "phase_taps": PhaseTapsArgs,
+    "channels_first": ChannelsFirstArgs,
     "peak_fma": PeakFmaArgs,
     "peak_copy": PeakCopyArgs,
 }

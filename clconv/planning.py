@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import threading
-import warnings
 from typing import Sequence
 
 import numpy as np
@@ -38,14 +36,6 @@ class Choice:
     source: str
 
 
-class KernelFallbackWarning(RuntimeWarning):
-    """A kernel variant failed its check in a child process on this device; a plan runs the next-best one."""
-
-
-_warned: set = set()
-_warned_lock = threading.Lock()
-
-
 def fallback_choice(choice: Choice, config) -> Choice | None:
     """The next-best choice after one running tile ``config`` had a kernel fail its check: the algorithm's
     narrower variant of the tile (the tiled one's: the same tile with half the vector lanes), then (unless
@@ -59,15 +49,8 @@ def fallback_choice(choice: Choice, config) -> Choice | None:
 
 
 def _warn_fallback(failure: kernel_check.KernelVariantFailed, pass_name: str, replacement: Choice) -> None:
-    key = (kernel_check.device_key(failure.info), failure.variant)
-    with _warned_lock:
-        if key in _warned:
-            return
-        _warned.add(key)
     instead = replacement.algo if replacement.config is None else f"{replacement.algo} {replacement.config}"
-    warnings.warn(f"clconv: {failure}. The {pass_name} pass runs {instead} instead; that variant stays unused on "
-                  f"this device (verdict kept in {kernel_check.verdicts_path()}).", KernelFallbackWarning,
-                  stacklevel=5)
+    kernel_check.warn_fallback(failure, f"The {pass_name} pass runs {instead} instead", stacklevel=6)
 
 
 def choose(params: Conv2DParams, info, pass_name: str, algo: str = "auto") -> Choice:

@@ -2,8 +2,8 @@
 :mod:`clconv.api` and :mod:`clconv.reference` mapped onto their 2-D transposed functions.
 
 Layouts: x (N, C_in, L), weight (C_in, C_out/groups, k), y (N, C_out, L_out). Arrays gain a height axis of 1
-as views (NumPy: any strides; device arrays: C-contiguous ones, which is all the kernels take), so nothing is
-copied. stride, output_padding and dilation: an int or a 1-tuple; padding: an int, a 1-tuple, or a
+as views (NumPy: any strides; device arrays: C-contiguous ones or channels-last views, which is what the kernels
+take), so nothing is copied. stride, output_padding and dilation: an int or a 1-tuple; padding: an int, a 1-tuple, or a
 (left, right) pair.
 """
 

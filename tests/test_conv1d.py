@@ -176,6 +176,8 @@ def test_out_overlapping_an_input_is_refused(device):
 
 def test_non_contiguous_device_array_is_named_in_1d(device):
     queue = platforms.resolve(device.device).queue
-    x = cl_array.to_device(queue, np.ones((2, 8, 4), np.float32)).transpose((0, 2, 1))
-    with pytest.raises(ValueError, match=r"x must be a C-contiguous device array \(got strides \(128, 4, 16\)\)"):
+    # N and C swapped (a channels-last view, (N, L, C) memory, would be read as it lies)
+    x = cl_array.to_device(queue, np.ones((4, 2, 8), np.float32)).transpose((1, 0, 2))
+    with pytest.raises(ValueError, match=r"x must be a C-contiguous device array or a channels-last view of one "
+                                         r"\(got strides \(32, 64, 4\)\)"):
         clconv.conv1d(x, np.ones((3, 4, 3), np.float32))

@@ -17,7 +17,7 @@ import numpy as np
 import pyopencl as cl
 import pytest
 
-from clconv import check, kernel_check, platforms, tuner
+from clconv import channels_last, check, kernel_check, platforms, tuner
 from clconv.algorithms import ALGORITHMS
 from clconv.algorithms.phases import phase_split
 from clconv.algorithms.tiled import KERNELS, default_config
@@ -173,6 +173,31 @@ def test_simulated_transposed_forward_with_cpu_tiles(cpu, simulator, clean_log):
     got = plan.grad_input(inputs["x"], inputs["weight"], bias=inputs["bias"])
     result = check.compare_with_oracle("forward", case, inputs, got, np.float32)
     assert result.passed, f"forward {params.describe()} ({cpu}) on Oclgrind: {result.message}"
+
+
+# Channels-last inputs, converted on the device (cl/channels_first.cl): x with a whole 8x8 block and blocks cut
+# at the edges of C and S, a weight and a grad_output with edge blocks only.
+CHANNELS_LAST_LAYER = check.Case("3x3-c9-channels-last", (2, 9, 3, 5), (4, 9, 3, 3), padding=1)
+
+
+@pytest.mark.parametrize("vector_transpose", [1, 0])
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+def test_simulated_channels_last_inputs_are_clean_and_correct(dtype, vector_transpose, simulator, clean_log,
+                                                               monkeypatch):
+    target = platforms.resolve(simulator.device)
+    converter = channels_last.ChannelsFirst(target, np.dtype(dtype))
+    converter.variants = tuple(v for v in converter.variants if v["VECTOR_TRANSPOSE"] == vector_transpose)
+    conversions = []
+    monkeypatch.setattr(channels_last, "channels_first", lambda target, dtype: conversions.append(dtype) or converter)
+    inputs = check.random_inputs(CHANNELS_LAST_LAYER, dtype)
+    moved = {name: np.moveaxis(np.ascontiguousarray(np.moveaxis(value, 1, -1)), -1, 1) if value.ndim == 4 else value
+             for name, value in inputs.items()}
+    for pass_name in PASSES:
+        got = check.run_pass(pass_name, CHANNELS_LAST_LAYER, moved, device=simulator.device)
+        result = check.compare_with_oracle(pass_name, CHANNELS_LAST_LAYER, inputs, got, dtype)
+        assert result.passed, f"{pass_name} with channels-last inputs on Oclgrind: {result.message}"
+    # forward: x and weight; grad_input: grad_output and weight; grad_weight: x and grad_output; grad_bias: grad_output
+    assert len(conversions) == 7
 
 
 def test_the_tier_sees_an_out_of_bounds_read(simulator):

@@ -29,15 +29,19 @@ def inputs():
     return check.random_inputs(CASE, np.float32)
 
 
-@pytest.mark.parametrize("layout", ["c-order", "fortran-order", "offset-view", "every-other-element"])
+@pytest.mark.parametrize("layout", ["c-order", "fortran-order", "offset-view", "every-other-element", "channels-last"])
 @pytest.mark.parametrize("pass_name", PASSES)
 @pytest.mark.parametrize("case", OUT_CASES)
 def test_numpy_out_receives_the_result(device, case, pass_name, layout):
     inputs = check.random_inputs(case, np.float32)
     expected = check.run_pass(pass_name, case, inputs, device=device.device)
     shape = result_shape(pass_name, case)
-    if layout == "c-order":
+    if layout == "c-order" or (layout == "channels-last" and len(shape) < 3):
         out = np.full(shape, np.nan, np.float32)
+    elif layout == "channels-last":  # (N, *spatial, C) memory; the inputs are channels-last too
+        out = np.moveaxis(np.full((shape[0],) + shape[2:] + (shape[1],), np.nan, np.float32), -1, 1)
+        inputs = {name: np.moveaxis(np.ascontiguousarray(np.moveaxis(value, 1, -1)), -1, 1) if value.ndim >= 3
+                  else value for name, value in inputs.items()}
     elif layout == "fortran-order":
         out = np.full(shape, np.nan, np.float32, order="F")
     elif layout == "offset-view":

@@ -115,7 +115,7 @@ def test_non_contiguous_device_arrays_are_refused_by_name(device):
     x = cl_array.to_device(queue, np.ones((2, 4, 5, 5), np.float32)).transpose((0, 1, 3, 2))
     with pytest.raises(ValueError, match="x must be a C-contiguous device array"):
         clconv.conv_transpose2d(x, W, stride=2)
-    x1 = cl_array.to_device(queue, np.ones((2, 5, 4), np.float32)).transpose((0, 2, 1))
+    x1 = cl_array.to_device(queue, np.ones((4, 2, 5), np.float32)).transpose((1, 0, 2))  # N and C swapped
     with pytest.raises(ValueError, match="x must be a C-contiguous device array"):
         clconv.conv_transpose1d(x1, W1, stride=2)
 

@@ -78,23 +78,16 @@ def conv_geometry(p: Conv2DParams) -> ConvGeometry:
                         dil_h=p.dilation[0], dil_w=p.dilation[1], groups=p.groups)
 
 
-class AlgorithmBase:
-    """Holds the target, builds kernels with the dtype's defines, and launches them one at a time."""
+class KernelLauncher:
+    """Builds kernels of ``cl/`` with one dtype's defines for one target and launches them one at a time; each
+    kernel variant is checked in a child process before its first build here (kernel_check)."""
 
-    name: str  # each algorithm's, as ALGORITHMS and the tuning records know it
-
-    def __init__(self, params: Conv2DParams, target, max_workspace_bytes: int | None = None):
-        self.params = params
+    def __init__(self, target, dtype):
         self.target = target
-        self.max_workspace_bytes = max_workspace_bytes
-        self.dtype_defines = programs.dtype_defines(params.dtype, target.info)
-        self.geometry = conv_geometry(params)
-        # A Kernel holds its arguments between set_args and enqueue: one launch at a time per plan.
+        self.dtype_defines = programs.dtype_defines(dtype, target.info)
+        # A Kernel holds its arguments between set_args and enqueue: one launch at a time per launcher.
         self._launch_lock = threading.Lock()
         self._kernels = {}
-        # pass name -> (its scratch buffer of split partial sums, the event of the last launch that read it)
-        self._partials = {}
-        self._partials_lock = threading.Lock()
 
     def launch(self, name: str, defines: dict, size, local, args: tuple, wait_for):
         """Run kernel ``name`` built with ``defines`` over at least ``size`` work-items in work-groups of
@@ -127,6 +120,25 @@ class AlgorithmBase:
                     f"{info.device.max_work_group_size})")
             self._kernels[key] = kernel
         return self._kernels[key]
+
+    @property
+    def local_width(self) -> int:
+        return 32 if self.target.info.type == "GPU" else 8
+
+
+class AlgorithmBase(KernelLauncher):
+    """A launcher for one layer's passes: the layer's geometry, its workspace and the deterministic batch split."""
+
+    name: str  # each algorithm's, as ALGORITHMS and the tuning records know it
+
+    def __init__(self, params: Conv2DParams, target, max_workspace_bytes: int | None = None):
+        super().__init__(target, params.dtype)
+        self.params = params
+        self.max_workspace_bytes = max_workspace_bytes
+        self.geometry = conv_geometry(params)
+        # pass name -> (its scratch buffer of split partial sums, the event of the last launch that read it)
+        self._partials = {}
+        self._partials_lock = threading.Lock()
 
     def reduction(self, pass_name: str):
         """(work-items per batch chunk, work-items wanted, values summed) of a pass that sums over the
@@ -189,7 +201,3 @@ class AlgorithmBase:
             read = self.launch("reduce_partials", {}, (count,), (self.local_width,), args, [event])
             self._partials[pass_name] = (partial, read)
             return read
-
-    @property
-    def local_width(self) -> int:
-        return 32 if self.target.info.type == "GPU" else 8

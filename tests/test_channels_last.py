@@ -1,0 +1,276 @@
+"""Channels-last inputs (NLC, NHWC, NDHWC memory seen as (N, C, *spatial)): converted on the device by
+cl/channels_first.cl, with the same bytes out as channels-first inputs, no host copy, the events kept in order,
+and a kernel variant that fails its check giving way to the next."""
+
+import time
+
+import numpy as np
+import pyopencl as cl
+import pyopencl.array as cl_array
+import pytest
+
+import clconv
+from clconv import arrays, channels_last, check, kernel_check, platforms
+from clconv.algorithms.base import DeviceTensor
+from clconv.params import PASSES
+
+# Channel counts and spatial sizes off the 8x8 blocks (and on them: K = 16), strides, groups, and a transposed
+# layer, whose forward pass reads x as the input gradient's grad_output.
+CASES = [
+    pytest.param(check.Case("1d-k3-c12", (2, 12, 37), (10, 12, 3), padding=1), id="1d"),
+    pytest.param(check.Case("2d-3x3-s2-c19-k16-g1", (2, 19, 9, 11), (16, 19, 3, 3), stride=(2, 1), padding=1),
+                 id="2d"),
+    pytest.param(check.Case("3d-3x3x3-c10-g2", (2, 10, 3, 5, 6), (12, 5, 3, 3, 3), padding=1, groups=2), id="3d"),
+    pytest.param(check.TransposedCase("2d-t-3x3-s2-c9", (2, 9, 5, 6), (9, 11, 3, 3), stride=2, padding=1,
+                                      output_padding=1), id="2d-transposed"),
+]
+DTYPES = [pytest.param(dtype, id=np.dtype(dtype).name) for dtype in check.DTYPES]
+
+
+def to_channels_last(array: np.ndarray) -> np.ndarray:
+    """The same values with channels-last memory: the C-contiguous (N, *spatial, C) array, moved back."""
+    return np.moveaxis(np.ascontiguousarray(np.moveaxis(array, 1, -1)), -1, 1)
+
+
+def channels_last_inputs(inputs: dict) -> dict:
+    """Every input of at least three axes (x, weight, grad_output) in channels-last memory; the bias as it is."""
+    converted = {name: to_channels_last(value) if value.ndim >= 3 else value for name, value in inputs.items()}
+    for name, value in converted.items():
+        assert value.ndim < 3 or channels_last.is_channels_last(value), name
+    return converted
+
+
+def device_channels_last(queue, array: np.ndarray, spare_images: int = 0) -> cl_array.Array:
+    """A channels-last view of a device array holding ``array``'s values, after ``spare_images`` images of
+    other data in the same buffer (so that the view starts at an offset)."""
+    memory = np.moveaxis(array, 1, -1)
+    spare = np.full((spare_images,) + memory.shape[1:], -9, array.dtype)
+    whole = cl_array.to_device(queue, np.ascontiguousarray(np.concatenate([spare, memory])))
+    view = whole[spare_images:]
+    return view.transpose((0, array.ndim - 1) + tuple(range(1, array.ndim - 1)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pass_name", PASSES)
+@pytest.mark.parametrize("case", CASES)
+def test_numpy_channels_last_gives_the_same_bytes(device, case, pass_name, dtype):
+    if dtype == np.float64 and not device.fp64:
+        pytest.skip("no cl_khr_fp64")
+    inputs = check.random_inputs(case, dtype)
+    expected = check.run_pass(pass_name, case, inputs, device=device.device)
+    got = check.run_pass(pass_name, case, channels_last_inputs(inputs), device=device.device)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert got.tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("pass_name", PASSES)
+@pytest.mark.parametrize("case", CASES)
+def test_device_channels_last_views_give_the_same_bytes(device, case, pass_name):
+    """Views at an offset into their buffer, results left on the device."""
+    inputs = check.random_inputs(case, np.float32)
+    expected = check.run_pass(pass_name, case, inputs, device=device.device)
+    queue = platforms.resolve(device.device).queue
+    on_device = {name: device_channels_last(queue, value, spare_images=1) if value.ndim >= 3
+                 else cl_array.to_device(queue, value) for name, value in inputs.items()}
+    assert all(not value.flags.c_contiguous for value in on_device.values() if value.ndim >= 3)
+    got = check.run_pass(pass_name, case, on_device)
+    assert isinstance(got, cl_array.Array) and got.flags.c_contiguous
+    assert got.get().tobytes() == expected.tobytes()
+
+
+@pytest.mark.parametrize("pass_name", ["forward", "grad_weight"])
+def test_numpy_channels_last_beside_a_device_array_is_uploaded(device, pass_name):
+    """A call with a device array keeps its result on the device: its NumPy inputs are uploaded as they lie,
+    then converted there (not wrapped in place: the call returns before its kernels end)."""
+    case = CASES[1].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    expected = check.run_pass(pass_name, case, inputs, device=device.device)
+    queue = platforms.resolve(device.device).queue
+    mixed = channels_last_inputs(inputs)
+    mixed["weight"] = cl_array.to_device(queue, inputs["weight"])
+    mixed["grad_output"] = cl_array.to_device(queue, inputs["grad_output"])
+    got = check.run_pass(pass_name, case, mixed)
+    assert isinstance(got, cl_array.Array)
+    assert got.get().tobytes() == expected.tobytes()
+
+
+class _NumPyWithoutHostGather:
+    """NumPy as clconv.arrays sees it, except that gathering an array into C order (a copy: not the
+    C-contiguous bias, which comes back as it is) fails the test."""
+
+    def __getattr__(self, name):
+        return getattr(np, name)
+
+    @staticmethod
+    def ascontiguousarray(array, *args, **kwargs):
+        if not array.flags.c_contiguous:
+            raise AssertionError(f"a host copy of an array with strides {array.strides}")
+        return np.ascontiguousarray(array, *args, **kwargs)
+
+
+@pytest.mark.parametrize("case", CASES[:3])
+def test_numpy_channels_last_is_not_copied_on_the_host(monkeypatch, device, case):
+    """Every pass reads channels-last NumPy inputs as they lie: no gather into C order, and (every input
+    page-aligned, as Intel's runtime wants it for in-place use) no aligned copy either."""
+    inputs = check.random_inputs(case, np.float32)
+    expected = {name: check.run_pass(name, case, inputs, device=device.device) for name in PASSES}
+    aligned = {}
+    for name, value in inputs.items():
+        memory = np.moveaxis(value, 1, -1) if value.ndim >= 3 else value
+        page_aligned = arrays.aligned_empty(memory.shape, value.dtype, 4096)
+        page_aligned[...] = memory
+        aligned[name] = np.moveaxis(page_aligned, -1, 1) if value.ndim >= 3 else page_aligned
+    monkeypatch.setattr(arrays, "np", _NumPyWithoutHostGather())
+    monkeypatch.setattr(arrays, "aligned_copy", lambda *args: pytest.fail("an aligned host copy"))
+    for name in PASSES:
+        assert check.run_pass(name, case, aligned, device=device.device).tobytes() == expected[name].tobytes(), name
+
+
+def test_other_numpy_layouts_are_still_gathered_on_the_host(monkeypatch, device):
+    """Only channels-last memory goes to the device as it lies; a Fortran-order input is gathered first."""
+    case = CASES[1].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    expected = check.run_pass("forward", case, inputs, device=device.device)
+    gathered = []
+
+    class CountingNumPy(_NumPyWithoutHostGather):
+        @staticmethod
+        def ascontiguousarray(array, *args, **kwargs):
+            gathered.append(array.strides)
+            return np.ascontiguousarray(array, *args, **kwargs)
+
+    monkeypatch.setattr(arrays, "np", CountingNumPy())
+    fortran = dict(inputs, x=np.asfortranarray(inputs["x"]))
+    assert check.run_pass("forward", case, fortran, device=device.device).tobytes() == expected.tobytes()
+    assert fortran["x"].strides in gathered
+
+
+def test_conversion_waits_for_the_array_and_the_call_waits_for_the_conversion(device):
+    """The conversion waits for the events of the device array it reads, and its own event is among those
+    every kernel of the call waits for; a second request of the input reuses the conversion."""
+    target = platforms.resolve(device.device)
+    values = np.arange(2 * 11 * 3 * 5, dtype=np.float32).reshape(2, 11, 3, 5)
+    x = device_channels_last(target.queue, values)
+    gate = cl.UserEvent(target.context)
+    x.add_event(gate)
+    call = arrays.CallArrays(target, x=x)
+    try:
+        tensor = call.device_tensor("x")
+        conversion = call.wait_for[-1]
+        assert gate in call.wait_for and conversion is not gate
+        time.sleep(0.05)
+        assert conversion.command_execution_status != cl.command_execution_status.COMPLETE
+    finally:
+        gate.set_status(cl.command_execution_status.COMPLETE)
+    conversion.wait()
+    converted = call.arrays["x"]
+    assert converted.flags.c_contiguous and conversion in converted.events
+    assert (converted.base_data, converted.offset // 4) == tensor
+    assert np.array_equal(converted.get(), values)
+    assert call.device_tensor("x") == tensor and call.wait_for[-1] is conversion
+
+
+# (N, S, C): one element; channels and positions below, on and off the 8 (or 4) lanes of a block.
+ODD_SHAPES = [(1, 1, 1), (2, 7, 3), (3, 9, 17), (2, 64, 16), (1, 23, 8), (2, 8, 23), (1, 5, 40)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_variant_converts_odd_sizes(device, dtype):
+    """Each kernel variant, at offsets into both buffers, moves exactly the tensor and nothing around it."""
+    if dtype == np.float64 and not device.fp64:
+        pytest.skip("no cl_khr_fp64")
+    target = platforms.resolve(device.device)
+    limit = target.info.vector_bits_limit
+    for variant in ({"LANES": 8, "VECTOR_TRANSPOSE": 1}, {"LANES": 4, "VECTOR_TRANSPOSE": 1},
+                    {"LANES": 8, "VECTOR_TRANSPOSE": 0}):
+        if variant == {"LANES": 8, "VECTOR_TRANSPOSE": 1} and dtype == np.float64 and limit is not None:
+            continue  # 8 lanes of double, which a device with a vector limit cannot build (ChannelsFirst knows)
+        converter = channels_last.ChannelsFirst(target, np.dtype(dtype))
+        converter.variants = (variant,)
+        for N, S, C in ODD_SHAPES:
+            values = np.random.default_rng(S * C).uniform(-1, 1, (N, S, C)).astype(dtype)
+            source = cl_array.to_device(target.queue, np.concatenate([np.full(5, 7, dtype), values.ravel()]))
+            target_array = cl_array.to_device(target.queue, np.full(3 + values.size + 4, -1, dtype))
+            event = converter.convert(DeviceTensor(source.base_data, 5), DeviceTensor(target_array.base_data, 3),
+                                      (N, C, S), [])
+            event.wait()
+            result = target_array.get()
+            assert np.all(result[:3] == -1) and np.all(result[-4:] == -1), (variant, N, S, C)
+            assert result[3:-4].tobytes() == np.moveaxis(values, -1, 1).tobytes(), (variant, N, S, C)
+
+
+def test_a_failed_variant_gives_way_to_the_next(monkeypatch, device):
+    """A vector variant that fails its check is replaced by the element-by-element one, with a warning; when
+    none is left the call says so."""
+    target = platforms.resolve(device.device)
+    original = kernel_check.checked_kernel
+    failing = set()
+
+    def checked_kernel(target, name, defines, local, args):
+        if name == "channels_first" and defines["VECTOR_TRANSPOSE"] in failing:
+            variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
+            raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
+        return original(target, name, defines, local, args)
+
+    monkeypatch.setattr(kernel_check, "checked_kernel", checked_kernel)
+    monkeypatch.setattr(kernel_check, "_warned", set())
+    values = np.random.default_rng(3).standard_normal((2, 5, 4, 6)).astype(np.float32)
+    weight = np.random.default_rng(4).standard_normal((3, 5, 3, 3)).astype(np.float32)
+    expected = clconv.conv2d(values, weight, device=device.device)
+    converters = []
+    monkeypatch.setattr(channels_last, "channels_first", lambda target, dtype: converters[-1])
+
+    failing.add(1)
+    converters.append(channels_last.ChannelsFirst(target, np.dtype(np.float32)))
+    with pytest.warns(clconv.KernelFallbackWarning, match="moved element by element instead"):
+        got = clconv.conv2d(to_channels_last(values), weight, device=device.device)
+    assert got.tobytes() == expected.tobytes()
+    assert [variant["VECTOR_TRANSPOSE"] for variant in converters[-1].variants] == [0]
+
+    failing.add(0)
+    converters.append(channels_last.ChannelsFirst(target, np.dtype(np.float32)))
+    with pytest.raises(RuntimeError, match="no other kernel variant to fall back to"):
+        clconv.conv2d(to_channels_last(values), weight, device=device.device)
+
+
+@pytest.mark.parametrize("shape, axes", [
+    ((2, 3, 4, 5), (0, 3, 1, 2)),     # NHWC memory: channels-last
+    ((2, 6, 3), (0, 2, 1)),           # NLC
+    ((2, 3, 4, 5, 6), (0, 4, 1, 2, 3)),  # NDHWC
+    ((1, 4, 5, 3), (0, 3, 1, 2)),     # one image
+    ((2, 1, 5, 3), (0, 3, 1, 2)),     # one row
+    ((2, 3, 4, 5), (0, 1, 3, 2)),     # W and H swapped: not channels-last
+    ((3, 2, 4, 5), (1, 0, 2, 3)),     # N and C swapped
+    ((5, 4, 3, 2), (3, 2, 1, 0)),     # Fortran order
+    ((2, 3, 4, 5), (0, 1, 2, 3)),     # C order
+    ((2, 3, 4, 1), (0, 3, 1, 2)),     # one channel: C-contiguous as well
+])
+def test_channels_last_is_what_numpy_strides_say(device, shape, axes):
+    """is_channels_last agrees with NumPy's flags (np.moveaxis(a, 1, -1) C-contiguous, a not), and says the
+    same of a device array of the same strides."""
+    array = np.zeros(shape, np.float32).transpose(axes)
+    expected = np.moveaxis(array, 1, -1).flags.c_contiguous and not array.flags.c_contiguous
+    assert channels_last.is_channels_last(array) == expected
+    queue = platforms.resolve(device.device).queue
+    on_device = cl_array.to_device(queue, np.zeros(shape, np.float32)).transpose(axes)
+    assert on_device.strides == array.strides
+    assert channels_last.is_channels_last(on_device) == expected
+
+
+def test_device_views_that_are_not_channels_last_are_refused(device):
+    queue = platforms.resolve(device.device).queue
+    x = cl_array.to_device(queue, np.ones((2, 4, 8, 8), np.float32)).transpose((0, 1, 3, 2))
+    with pytest.raises(ValueError, match=r"x must be a C-contiguous device array or a channels-last view of one"):
+        clconv.conv2d(x, np.ones((3, 4, 3, 3), np.float32))
+    every_other_row = device_channels_last(queue, np.ones((2, 4, 8, 8), np.float32))[:, :, ::2]
+    with pytest.raises(ValueError, match=r"x must be a C-contiguous device array or a channels-last view"):
+        clconv.conv2d(every_other_row, np.ones((3, 4, 3, 3), np.float32))
+
+
+def test_a_channels_last_device_out_is_refused(device):
+    """The kernels write channels-first results: ``out`` must be C-contiguous."""
+    queue = platforms.resolve(device.device).queue
+    x = np.ones((2, 4, 6, 6), np.float32)
+    out = device_channels_last(queue, np.zeros((2, 3, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"out must be a C-contiguous device array \(got strides"):
+        clconv.conv2d(cl_array.to_device(queue, x), np.ones((3, 4, 3, 3), np.float32), out=out)
