@@ -26,7 +26,7 @@ import pyopencl as cl
 import pyopencl.array as cl_array
 
 from . import arrays, platforms
-from .algorithms.base import AlgorithmBase, DeviceTensor, bias_args
+from .algorithms.base import DeviceTensor, KernelLauncher, bias_args
 from .arrays import Array, output_tensor
 from .kernel_signatures import DepthGeometry, FoldDepthArgs, SwapAxesArgs, UnfoldDepthArgs
 from .params import PASSES, Conv2DParams
@@ -34,14 +34,11 @@ from .params_3d import Conv3DParams
 from .planning import call_arrays, check_array, plan_for
 
 
-class DepthKernels(AlgorithmBase):
+class DepthKernels(KernelLauncher):
     """Launches the depth-axis kernels of one 3-D layer (checked, built once, as the algorithms' kernels)."""
 
-    name = "depth"
-
     def __init__(self, params: Conv3DParams, target: platforms.Target):
-        super().__init__(params.layer, target)
-        self.layer = params
+        super().__init__(target, params.dtype)
         plane = params.H * params.W
         self.unfold_geometry = DepthGeometry(N=params.N, C=params.C, D=params.D, T=params.T, D_out=params.D_out,
                                              plane=plane, stride_d=params.stride[0], pad_front=params.padding[0],
