@@ -13,11 +13,16 @@
  * With FLAT_PLANE (stride 1 and Q == W, as in every "same" convolution) the vectors run along whole
  * planes instead of rows, so short rows (7, 14 columns) still fill 16-lane vectors.
  *
+ * With TAP_PAIR (column stride 2, dilation 1 along the row) a work-item owns two neighbouring taps (s, s+1)
+ * of its row r: at stride 2, tap s reads the even elements of two consecutive vectors and tap s+1 the odd
+ * ones, so one pair of loads feeds both, where a single tap needs the same two loads and a shuffle for half
+ * of what they hold. The last tap of an odd S has no partner; its work-item skips the second half.
+ *
  * As in the direct kernel the batch is cut into `splits` fixed chunks of `n_per_split` images; with one
  * chunk the result goes straight to grad_weight, otherwise acc_t partials [split][K][Cg][R][S] are added in
  * split order by reduce_partials.cl. No atomics: repeated runs are bit-identical.
  *
- * NDRange: dim0 = ceil(Cg / BLOCK_C) * R * S * groups * ceil(Kg / BLOCK_K), dim1 = 1, dim2 = splits
+ * NDRange: dim0 = ceil(Cg / BLOCK_C) * R * ceil(S / ROW_TAPS) * groups * ceil(Kg / BLOCK_K), dim1 = 1, dim2 = splits
  * (each rounded up to the work-group shape).
  */
 #include "common.h"
@@ -37,6 +42,14 @@
 #ifndef K_GROUP
 #define K_GROUP 1
 #endif
+#ifndef TAP_PAIR
+#define TAP_PAIR 0
+#endif
+/* Taps of one row per work-item. */
+#define ROW_TAPS (TAP_PAIR ? 2 : 1)
+#if TAP_PAIR && (FLAT_PLANE || COL_STRIDE != 2)
+#error "TAP_PAIR needs rows read at a column stride of 2 (COL_STRIDE 2, no FLAT_PLANE)"
+#endif
 
 #include "vector.h"
 
@@ -47,7 +60,8 @@ __kernel void conv2d_grad_weight_tiled(
     const int Kg = K / groups;
     const int c_blocks = DIV_UP(Cg, BLOCK_C);
     const int k_blocks = DIV_UP(Kg, BLOCK_K);
-    const int tap_blocks = c_blocks * R * S;
+    const int S_blocks = DIV_UP(S, ROW_TAPS);
+    const int tap_blocks = c_blocks * R * S_blocks;
     const int kg_blocks = groups * k_blocks;
     const int t = get_global_id(0);
     if (t >= tap_blocks * kg_blocks)
@@ -60,8 +74,8 @@ __kernel void conv2d_grad_weight_tiled(
     const int in_group = t - group_first * tap_blocks;
     const int gk = group_first + in_group % group_size;
     int z = in_group / group_size;
-    const int s = z % S;
-    z /= S;
+    const int s = (z % S_blocks) * ROW_TAPS;
+    z /= S_blocks;
     const int r = z % R;
     const int c0 = (z / R) * BLOCK_C;
     const int g = gk / k_blocks;
@@ -76,6 +90,15 @@ __kernel void conv2d_grad_weight_tiled(
 #pragma unroll
         for (int j = 0; j < BLOCK_C; ++j)
             acc[i][j] = (accv_t)0;
+#if TAP_PAIR
+    accv_t acc_next[BLOCK_K][BLOCK_C];  /* tap s + 1 */
+#pragma unroll
+    for (int i = 0; i < BLOCK_K; ++i)
+#pragma unroll
+        for (int j = 0; j < BLOCK_C; ++j)
+            acc_next[i][j] = (accv_t)0;
+    const bool has_next = s + 1 < S;
+#endif
 
     /* Output rows whose tap r lands inside the input. */
     const int h_shift = r * dil_h - pad_top;
@@ -153,17 +176,44 @@ __kernel void conv2d_grad_weight_tiled(
                     grad[i] = interior ? load_lanes(grad_row + q0, 1)
                                        : load_lanes_masked(grad_row, q0, 1, Q, lanes_valid, grad_begin, grad_end);
                 }
+#if TAP_PAIR
+                accv_t input_next[BLOCK_C];
+#pragma unroll
+                for (int j = 0; j < BLOCK_C; ++j) {
+                    __global const real_t *x_row = x_begin + ((n * C + x_channel[j]) * H + h) * W;
+                    if (interior) {
+                        const accv_t low = VLOAD(VEC, x_row + col);
+                        const accv_t high = VLOAD(VEC, x_row + col + VEC);
+                        input[j] = (accv_t)(low.even, high.even);
+                        input_next[j] = (accv_t)(low.odd, high.odd);
+                    } else {
+                        input[j] = load_lanes_masked(x_row, col, 2, W, lanes_valid, x_begin, x_end);
+                        input_next[j] = has_next ? load_lanes_masked(x_row, col + 1, 2, W, lanes_valid, x_begin, x_end)
+                                                 : (accv_t)0;
+                    }
+                }
+#else
 #pragma unroll
                 for (int j = 0; j < BLOCK_C; ++j) {
                     __global const real_t *x_row = x_begin + ((n * C + x_channel[j]) * H + h) * W;
                     input[j] = interior ? load_lanes(x_row + col, col_stride)
                                         : load_lanes_masked(x_row, col, col_stride, W, lanes_valid, x_begin, x_end);
                 }
+#endif
 #pragma unroll
                 for (int i = 0; i < BLOCK_K; ++i)
 #pragma unroll
                     for (int j = 0; j < BLOCK_C; ++j)
                         acc[i][j] = MULADD(grad[i], input[j], acc[i][j]);
+#if TAP_PAIR
+                if (has_next) {
+#pragma unroll
+                    for (int i = 0; i < BLOCK_K; ++i)
+#pragma unroll
+                        for (int j = 0; j < BLOCK_C; ++j)
+                            acc_next[i][j] = MULADD(grad[i], input_next[j], acc_next[i][j]);
+                }
+#endif
             }
         }
     }
@@ -183,6 +233,15 @@ __kernel void conv2d_grad_weight_tiled(
                 STORE(total, grad_weight, grad_weight_offset + index);
             else
                 partial[split * weight_count + index] = total;
+#if TAP_PAIR
+            if (has_next) {
+                const acc_t next_total = lane_sum(acc_next[i][j]);
+                if (splits == 1)
+                    STORE(next_total, grad_weight, grad_weight_offset + index + 1);
+                else
+                    partial[split * weight_count + index + 1] = next_total;
+            }
+#endif
         }
     }
 }

@@ -196,6 +196,39 @@ def test_multi_item_work_groups(device, case_name, pass_name):
     assert result.passed, result.message
 
 
+# Stride-2 rows: 3 taps (the last one unpaired), 4 taps, 7 taps with groups, asymmetric padding, a row of a
+# 1-D layer; and stride 2 along H only, where the pairs do not apply.
+TAP_PAIR_CASES = ["3x3-s2-p1", "3x3-s2-d2-g3", "3x3-odd-s2x1", "11x11-s4-p2"]
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", [
+    *(next(c for c in check.CASES if c.name == name) for name in TAP_PAIR_CASES),
+    check.Case("4x4-s2-p1-k5", (2, 5, 10, 9), (5, 5, 4, 4), stride=2, padding=1),
+    check.Case("7x7-s2-p3-g2", (1, 4, 15, 17), (6, 2, 7, 7), stride=2, padding=((3, 2), (3, 3)), groups=2),
+    check.Case("1x3-row-s2", (2, 6, 1, 31), (4, 6, 1, 3), stride=(1, 2), padding=((0, 0), (1, 0))),
+], ids=lambda case: case.name)
+def test_weight_gradient_tap_pairs(device, case, dtype):
+    """Paired taps of a stride-2 row (tap_pair) on every device, whatever its own heuristic picks, in every dtype;
+    layers where pairs do not apply (stride 2 along H only, dilation 2, stride 4) run unpaired."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    params = case.params(dtype)
+    target = platforms.resolve(device.device)
+    config = dataclasses.replace(tiled.default_config(params, target.info, "grad_weight"), block_k=4, block_c=3,
+                                 tap_pair=True)
+    choices = {name: planning.Choice("tiled", config if name == "grad_weight" else None, "requested")
+               for name in PASSES}
+    plan = planning.Conv2DPlan(params, target, choices=choices)
+    algorithm = plan._implementation("grad_weight")
+    assert ("TAP_PAIR" in algorithm._pass_defines("grad_weight")) == tiled.tap_pairs_apply(params)
+    inputs = check.random_inputs(case, dtype)
+    result = check.compare_with_oracle("grad_weight", case, inputs, call_plan(plan, "grad_weight", inputs), dtype)
+    assert result.passed, f"{params.describe()} with paired taps on {device.summary()}: {result.message}"
+
+
 def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
     return dataclasses.replace(clconv.devices()[0], type="CPU", name=name, platform_name=platform_name,
                                native_float_lanes=lanes, device_version=device_version)
@@ -220,6 +253,13 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     assert (zen.block_k, zen.block_v) == (6, 4) and (xeon.block_k, xeon.block_v) == (14, 2)
     zen_weight = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "grad_weight")
     assert zen_weight.block_k * zen_weight.block_c == tiled.ZEN4_POCL_TILES.grad_weight_accumulators
+    # Paired taps where they were measured faster (PoCL on Zen 4), at stride 2 only; left to the tuner elsewhere.
+    strided = clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1)
+    zen_strided = tiled.default_config(strided, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "grad_weight")
+    assert zen_strided.tap_pair and 2 * zen_strided.block_k * zen_strided.block_c == 24
+    assert not zen_weight.tap_pair
+    for other in (_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl)):
+        assert not tiled.default_config(strided, other, "grad_weight").tap_pair
 
 
 def test_multiply_add_form_follows_the_implementation(device):

@@ -56,6 +56,9 @@ class GradWeightConfig:
     # Run a strided layer as the stride-1 layer on its input's phases, with this tile (algorithms/phases.py;
     # workspace, so only the tuner picks it).
     phase_split: bool = False
+    # Two neighbouring taps of a row per work-item, from the same loads, where rows are read at stride 2
+    # (TAP_PAIR in the kernel; ignored elsewhere, see row_taps).
+    tap_pair: bool = False
 
     def defines(self) -> dict:
         return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_C": self.block_c, "K_GROUP": self.k_group}
@@ -64,9 +67,21 @@ class GradWeightConfig:
     def merged_local(self) -> tuple:
         return one_axis(self.local)
 
+    def row_taps(self, p: Conv2DParams) -> int:
+        """Taps of one kernel row a work-item owns: 2 with ``tap_pair`` on a layer whose rows are read at column
+        stride 2 with dilation 1 and at least two taps, else 1."""
+        return 2 if self.tap_pair and tap_pairs_apply(p) else 1
+
     def items(self, p: Conv2DParams) -> int:
         """Work-items per batch chunk."""
-        return div_up(p.C_per_group, self.block_c) * p.R * p.S * p.groups * div_up(p.K_per_group, self.block_k)
+        return (div_up(p.C_per_group, self.block_c) * p.R * div_up(p.S, self.row_taps(p)) * p.groups
+                * div_up(p.K_per_group, self.block_k))
+
+
+def tap_pairs_apply(p: Conv2DParams) -> bool:
+    """Whether the weight gradient can pair neighbouring taps of a row (cl/conv2d_grad_weight_tiled.cl's
+    TAP_PAIR): rows read at column stride 2, dilation 1 along them, two taps or more."""
+    return p.stride[1] == 2 and p.dilation[1] == 1 and p.S >= 2
 
 
 def narrower_config(config):
@@ -99,7 +114,9 @@ class CpuTiles:
     accumulators: int  # accumulator vectors of a forward or input-gradient tile
     channels: int  # output channels of that tile (a listed block); the rest of it goes to rows or plane vectors
     pointwise_channels: int  # the same on 1x1 layers, whose single tap gives each input vector one use per channel
-    grad_weight_accumulators: int  # block_k * block_c of a weight-gradient tile
+    grad_weight_accumulators: int  # block_k * block_c (times 2 with tap pairs) of a weight-gradient tile
+    # Whether a stride-2 weight gradient pairs neighbouring taps of a row (GradWeightConfig.tap_pair).
+    grad_weight_tap_pairs: bool = False
 
     def listed_block(self, largest: int) -> int:
         """The largest listed channel block up to ``largest``."""
@@ -114,9 +131,14 @@ XEON_TILES = CpuTiles(accumulators=28, channels=14, pointwise_channels=14, grad_
 # accumulator in a register won (PoCL 3.1, interleaved in one process, `perf annotate` showing 6 x 6 weight
 # gradients reloading accumulators from the stack): forward 3x3 6 channels x 4 vectors 1.2-1.4x faster
 # than 14 x 2, 1x1 8 x 3 1.7x; weight gradient 4 x 6 1.15-1.4x faster than 6 x 6.
-ZEN4_POCL_TILES = CpuTiles(accumulators=24, channels=6, pointwise_channels=8, grad_weight_accumulators=24)
+# Paired taps in the stride-2 weight gradient (4 x 3 x 2 against 4 x 6, bench-style A/B on the suite's
+# strided layers, two runs): 0.94-1.01x on ResNet-18 layer2.0.conv1, 1.01-1.19x DCGAN main.9, 1.10x the RGB
+# stem, 1.16-1.25x wav2vec2's 1-D layer, 1.18x depthwise stride 2.
+ZEN4_POCL_TILES = CpuTiles(accumulators=24, channels=6, pointwise_channels=8, grad_weight_accumulators=24,
+                           grad_weight_tap_pairs=True)
 # Intel's runtime on the same CPU: forward 8 x 3 1.2-1.5x faster than 14 x 2; weight-gradient tiles within
-# noise of each other, so the Xeon's stay.
+# noise of each other, so the Xeon's stay. Paired taps measured 0.88-1.17x there (and 0.89-1.24x on PyPI's
+# PoCL 3.0, which takes the Xeon's tiles): left to the tuner.
 ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, grad_weight_accumulators=36)
 
 
@@ -218,9 +240,11 @@ def default_config(params: Conv2DParams, info, pass_name: str):
             width = params.P * params.Q
         # Fewer input channels (an RGB layer's 3) leave room for more output channels, up to 8: 8 x 3
         # measured 1.2x faster than 6 x 4 with one of the four channels wasted.
-        block_c = _channel_block(params.C_per_group, 6)
+        # Paired taps (stride 2) hold two accumulators per (output, input) channel: half the input channels.
+        row_taps = 2 if tiles.grad_weight_tap_pairs and tap_pairs_apply(params) else 1
+        block_c = _channel_block(params.C_per_group, 6 // row_taps)
         block_k = _channel_block(params.K_per_group,
-                                 tiles.listed_block(min(8, tiles.grad_weight_accumulators // block_c)))
+                                 tiles.listed_block(min(8, tiles.grad_weight_accumulators // (block_c * row_taps))))
         # Output-channel blocks side by side while their grad_output fits 256 KiB of cache: 4 measured up to
         # 1.2x faster than 1 on the benchmark's layers; 16 helped 1x1 layers a little and slowed 3x3 ones.
         block_bytes = block_k * params.N * params.P * params.Q * params.dtype.itemsize
@@ -229,7 +253,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         # (measured: LeNet conv1 and MobileNet's expand layer as fast or faster unsplit), so CPUs default to
         # no workspace for this pass.
         return GradWeightConfig(vec=_vector_width(width, widest), block_k=block_k, block_c=block_c,
-                                target_items=4 * info.compute_units, k_group=k_group)
+                                target_items=4 * info.compute_units, k_group=k_group, tap_pair=row_taps == 2)
     if gpu:
         return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_v=2, local=(16, 4, 1))
     tiles = cpu_tiles(info)
@@ -272,10 +296,11 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
     # CPU tiles up to the register file of AVX-512 (32 vectors) and a little past it: every CPU table of
     # cpu_tiles lies inside, and so do its neighbours.
     if pass_name == "grad_weight":
-        for vec, bk, bc, local in itertools.product(vectors, (2, 4, 6, 8), (2, 3, 4, 6), locals_):
-            if bk * bc <= 36:
+        pairs = (False, True) if tap_pairs_apply(params) and info.type != "GPU" else (False,)
+        for vec, bk, bc, local, pair in itertools.product(vectors, (2, 4, 6, 8), (2, 3, 4, 6), locals_, pairs):
+            if bk * bc * (2 if pair else 1) <= 36:
                 grid.append(GradWeightConfig(vec, min(bk, params.K_per_group), min(bc, params.C_per_group), local,
-                                             heuristic.target_items, heuristic.k_group))
+                                             heuristic.target_items, heuristic.k_group, tap_pair=pair))
     else:
         out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
         blocks = (2, 4, 8) if info.type == "GPU" else (6, 8, 14, 28)
@@ -377,9 +402,12 @@ class TiledAlgorithm(AlgorithmBase):
     def _pass_defines(self, pass_name: str, flat_plane: bool = False) -> dict:
         # The column stride is fixed at compile time when it is 1 or 2 (see cl/vector.h).
         stride = _column_stride(self.params, pass_name)
-        defines = dict(self.configs[pass_name].defines(), COL_STRIDE=stride if stride <= 2 else 0)
+        config = self.configs[pass_name]
+        defines = dict(config.defines(), COL_STRIDE=stride if stride <= 2 else 0)
         if flat_plane:
             defines["FLAT_PLANE"] = 1
+        if isinstance(config, GradWeightConfig) and config.row_taps(self.kernel_layer) == 2:
+            defines["TAP_PAIR"] = 1
         return defines
 
     def _correlate(self, pass_name, source, weight, bias, out, *, in_shape, grid, out_shape, placement, taps,
