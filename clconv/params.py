@@ -256,6 +256,19 @@ def _check_tensor_sizes(layer, input_name: str, weight_name: str) -> None:
             raise ValueError(f"{name} of shape {shape} has more than 2**31-1 elements; split the batch")
 
 
+def check_channels(C: int, K: int, Cg: int, groups: int, input_name: str, weight_name: str) -> None:
+    """groups must divide both channel counts, and the weight's C/groups must match the input's C."""
+    if C % groups:
+        raise ValueError(f"groups={groups} must divide the input channels C={C} ({input_name}.shape[1])")
+    if K % groups:
+        raise ValueError(f"groups={groups} must divide the output channels K={K} ({weight_name}.shape[0])")
+    if C != groups * Cg:
+        raise ValueError(
+            f"channel mismatch: {input_name} has C={C} channels but {weight_name}.shape[1]={Cg} "
+            f"with groups={groups} expects C = groups * {weight_name}.shape[1] = {groups * Cg}"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class Conv2DParams:
     """Everything that fixes the shape of a convolution and its three passes."""
@@ -286,15 +299,7 @@ class Conv2DParams:
             raise ValueError(f"{weight_name} must have every dimension >= 1 (K, C/groups, R, S), got {(K, Cg, R, S)}")
         if C < 1 or H < 1 or W < 1:
             raise ValueError(f"{input_name} must have C, H and W >= 1 (only N may be 0), got {(N, C, H, W)}")
-        if C % groups:
-            raise ValueError(f"groups={groups} must divide the input channels C={C} ({input_name}.shape[1])")
-        if K % groups:
-            raise ValueError(f"groups={groups} must divide the output channels K={K} ({weight_name}.shape[0])")
-        if C != groups * Cg:
-            raise ValueError(
-                f"channel mismatch: {input_name} has C={C} channels but {weight_name}.shape[1]={Cg} "
-                f"with groups={groups} expects C = groups * {weight_name}.shape[1] = {groups * Cg}"
-            )
+        check_channels(C, K, Cg, groups, input_name, weight_name)
         padding = normalize_padding(padding, (R, S), stride, dilation)
         dtype = _supported_dtype(dtype)
         params = cls(N, C, H, W, K, R, S, stride, padding, dilation, groups, dtype)

@@ -69,14 +69,7 @@ class Conv3DParams:
                              f"got {(K, Cg, T, R, S)}")
         if min(C, D, H, W) < 1:
             raise ValueError(f"{input_name} must have C, D, H and W >= 1 (only N may be 0), got {(N, C, D, H, W)}")
-        if C % groups:
-            raise ValueError(f"groups={groups} must divide the input channels C={C} ({input_name}.shape[1])")
-        if K % groups:
-            raise ValueError(f"groups={groups} must divide the output channels K={K} ({weight_name}.shape[0])")
-        if C != groups * Cg:
-            raise ValueError(
-                f"channel mismatch: {input_name} has C={C} channels but {weight_name}.shape[1]={Cg} "
-                f"with groups={groups} expects C = groups * {weight_name}.shape[1] = {groups * Cg}")
+        params.check_channels(C, K, Cg, groups, input_name, weight_name)
         padding = params.normalize_padding(padding, (T, R, S), stride, dilation, AXES)
         dtype = params._supported_dtype(dtype)
         layer = cls(N, C, D, H, W, K, T, R, S, stride, padding, dilation, groups, dtype)
