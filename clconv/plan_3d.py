@@ -103,8 +103,7 @@ class Conv3DPlan:
 
     # -- running --------------------------------------------------------------------------------
     def _begin(self, pass_name: str, out, out_shape, **named):
-        """Check the call's arrays and the workspace cap; (the call's arrays, the result array, the events to
-        wait for)."""
+        """Check the call's arrays and the workspace cap; (the call's arrays, the result array)."""
         call = call_arrays(self.params, self.target, pass_name, out, out_shape, **named)
         needed = self.depth_bytes(pass_name)
         if self.max_workspace_bytes is not None and needed > self.max_workspace_bytes:
