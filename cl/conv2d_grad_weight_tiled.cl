@@ -170,29 +170,58 @@ __kernel void conv2d_grad_weight_tiled(
                 const bool interior = lanes_valid == VEC && vector_stride && col >= 0 &&
                                       col + LOAD_SPAN(col_stride) <= W;
                 accv_t grad[BLOCK_K], input[BLOCK_C];
+#if TAP_PAIR
+                /* Short rows (16 output columns from 32 padded input ones) have no interior vectors at all:
+                 * there one pair of loads still feeds both taps, each half masked on its own columns. */
+                const bool full_lanes = lanes_valid == VEC;
+#pragma unroll
+                for (int i = 0; i < BLOCK_K; ++i) {
+                    __global const real_t *grad_row = grad_begin + ((n * K + grad_channel[i]) * P + p) * Q;
+                    grad[i] = full_lanes ? VLOAD(VEC, grad_row + q0)
+                                         : load_lanes_masked(grad_row, q0, 1, Q, lanes_valid, grad_begin, grad_end);
+                }
+                __global const real_t *x_row[BLOCK_C];
+#pragma unroll
+                for (int j = 0; j < BLOCK_C; ++j)
+                    x_row[j] = x_begin + ((n * C + x_channel[j]) * H + h) * W;
+                accv_t input_next[BLOCK_C];
+                if (interior) {
+#pragma unroll
+                    for (int j = 0; j < BLOCK_C; ++j) {
+                        const accv_t low = VLOAD(VEC, x_row[j] + col);
+                        const accv_t high = VLOAD(VEC, x_row[j] + col + VEC);
+                        input[j] = (accv_t)(low.even, high.even);
+                        input_next[j] = (accv_t)(low.odd, high.odd);
+                    }
+                } else {
+                    const maskv_t even_column = lane_index() * (maskv_t)2 + (maskv_t)col;
+                    const maskv_t lane_kept = lane_index() < (maskv_t)lanes_valid;
+                    const maskv_t keep = even_column >= (maskv_t)0 && even_column < (maskv_t)W && lane_kept;
+                    const maskv_t keep_next =
+                        has_next ? (even_column >= (maskv_t)-1 && even_column < (maskv_t)(W - 1) && lane_kept)
+                                 : (maskv_t)0;
+#pragma unroll
+                    for (int j = 0; j < BLOCK_C; ++j) {
+                        if (x_row[j] + col >= x_begin && x_row[j] + col + 2 * VEC <= x_end) {
+                            const accv_t low = VLOAD(VEC, x_row[j] + col);
+                            const accv_t high = VLOAD(VEC, x_row[j] + col + VEC);
+                            input[j] = select((accv_t)0, (accv_t)(low.even, high.even), keep);
+                            input_next[j] = select((accv_t)0, (accv_t)(low.odd, high.odd), keep_next);
+                        } else {
+                            input[j] = load_lanes_masked(x_row[j], col, 2, W, lanes_valid, x_begin, x_end);
+                            input_next[j] = has_next ? load_lanes_masked(x_row[j], col + 1, 2, W, lanes_valid,
+                                                                         x_begin, x_end)
+                                                     : (accv_t)0;
+                        }
+                    }
+                }
+#else
 #pragma unroll
                 for (int i = 0; i < BLOCK_K; ++i) {
                     __global const real_t *grad_row = grad_begin + ((n * K + grad_channel[i]) * P + p) * Q;
                     grad[i] = interior ? load_lanes(grad_row + q0, 1)
                                        : load_lanes_masked(grad_row, q0, 1, Q, lanes_valid, grad_begin, grad_end);
                 }
-#if TAP_PAIR
-                accv_t input_next[BLOCK_C];
-#pragma unroll
-                for (int j = 0; j < BLOCK_C; ++j) {
-                    __global const real_t *x_row = x_begin + ((n * C + x_channel[j]) * H + h) * W;
-                    if (interior) {
-                        const accv_t low = VLOAD(VEC, x_row + col);
-                        const accv_t high = VLOAD(VEC, x_row + col + VEC);
-                        input[j] = (accv_t)(low.even, high.even);
-                        input_next[j] = (accv_t)(low.odd, high.odd);
-                    } else {
-                        input[j] = load_lanes_masked(x_row, col, 2, W, lanes_valid, x_begin, x_end);
-                        input_next[j] = has_next ? load_lanes_masked(x_row, col + 1, 2, W, lanes_valid, x_begin, x_end)
-                                                 : (accv_t)0;
-                    }
-                }
-#else
 #pragma unroll
                 for (int j = 0; j < BLOCK_C; ++j) {
                     __global const real_t *x_row = x_begin + ((n * C + x_channel[j]) * H + h) * W;
