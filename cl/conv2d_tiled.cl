@@ -47,6 +47,17 @@
 #ifndef FLAT_PLANE
 #define FLAT_PLANE 0
 #endif
+#ifndef ALONG_ROW
+#define ALONG_ROW 0
+#endif
+/* Where vector b of a row tile lies: on row p0 + TILE_ROW(b), from column q0 + TILE_COL(b). */
+#if ALONG_ROW
+#define TILE_ROW(b) 0
+#define TILE_COL(b) ((b) * VEC)
+#else
+#define TILE_ROW(b) (b)
+#define TILE_COL(b) 0
+#endif
 
 #include "vector.h"
 
@@ -73,6 +84,11 @@ __kernel void conv2d_tiled(
     const int grid_plane = Hout * Win;
     const int f0 = get_global_id(0) * (VEC * BLOCK_V);
     if (f0 >= grid_plane || n >= N)
+        return;
+#elif ALONG_ROW
+    const int q0 = get_global_id(0) * (VEC * BLOCK_V);
+    const int p0 = get_global_id(1);
+    if (q0 >= Wout || p0 >= Hout || n >= N)
         return;
 #else
     const int q0 = get_global_id(0) * VEC;
@@ -152,13 +168,13 @@ __kernel void conv2d_tiled(
             int rows[BLOCK_V];
             #pragma unroll
             for (int b = 0; b < BLOCK_V; ++b)
-                rows[b] = (p0 + b) * stride_h + offset_h + r * dil_h;
+                rows[b] = (p0 + TILE_ROW(b)) * stride_h + offset_h + r * dil_h;
             for (int s = 0; s < S; ++s) {
-                const int col = col_first + s * dil_w;
-                const bool interior = vector_stride && col >= 0 && col + LOAD_SPAN(col_stride) <= Win;
                 accv_t x[BLOCK_V];
                 #pragma unroll
                 for (int b = 0; b < BLOCK_V; ++b) {
+                    const int col = col_first + TILE_COL(b) * col_stride + s * dil_w;
+                    const bool interior = vector_stride && col >= 0 && col + LOAD_SPAN(col_stride) <= Win;
                     if (rows[b] < 0 || rows[b] >= Hin)
                         x[b] = (accv_t)0;
                     else if (interior)
@@ -211,19 +227,20 @@ __kernel void conv2d_tiled(
 #else
 #pragma unroll
         for (int b = 0; b < BLOCK_V; ++b) {
-            const int p = p0 + b;
-            if (i >= co_count || p >= Hout)
+            const int p = p0 + TILE_ROW(b);
+            const int q = q0 + TILE_COL(b);
+            if (i >= co_count || p >= Hout || q >= Wout)
                 continue;
             __global real_t *out_row =
                 out + out_offset + ((n * out_channels + co) * out_height + p * out_step_h + out_start_h) * out_width;
             const accv_t result = acc[i][b] + (accv_t)bias_value;
-            if (out_step_w == 1 && q0 + VEC <= Wout) {
-                VSTORE(VEC, result, out_row + out_start_w + q0);
+            if (out_step_w == 1 && q + VEC <= Wout) {
+                VSTORE(VEC, result, out_row + out_start_w + q);
             } else {
                 acc_t lanes[VEC];
                 CAT(vstore, VEC)(result, 0, lanes);
-                for (int j = 0; j < min(VEC, Wout - q0); ++j)
-                    STORE(lanes[j], out_row, (q0 + j) * out_step_w + out_start_w);
+                for (int j = 0; j < min(VEC, Wout - q); ++j)
+                    STORE(lanes[j], out_row, (q + j) * out_step_w + out_start_w);
             }
         }
 #endif

@@ -229,6 +229,37 @@ def test_weight_gradient_tap_pairs(device, case, dtype):
     assert result.passed, f"{params.describe()} with paired taps on {device.summary()}: {result.message}"
 
 
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("pass_name", ["forward", "grad_input"])
+@pytest.mark.parametrize("case", [
+    check.Case("1d-k3-s2-long", (2, 5, 1, 83), (6, 5, 1, 3), stride=(1, 2)),
+    check.Case("3x3-s2-p1-rows", (2, 4, 9, 45), (5, 4, 3, 3), stride=2, padding=1),
+    check.Case("3x3-d2-g4-rows", (1, 4, 6, 40), (8, 1, 3, 3), padding=((1, 2), (2, 1)), dilation=2, groups=4),
+    check.Case("1x1-one-row", (2, 3, 1, 50), (7, 3, 1, 1)),
+], ids=lambda case: case.name)
+def test_row_tiles(device, case, pass_name, dtype):
+    """Tiles whose vectors lie side by side along a row (along_row) on every device, whatever its own heuristic
+    picks, in every dtype: several vectors per row with the last one partial, strides, padding, dilation,
+    groups, one and several rows."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    params = case.params(dtype)
+    target = platforms.resolve(device.device)
+    config = CorrelationConfig(vec=min(8, tiled.widest_vector(params, target.info)), block_k=3, block_v=3,
+                               along_row=True)
+    choices = {name: planning.Choice("tiled", config if name == pass_name else None, "requested")
+               for name in PASSES}
+    plan = planning.Conv2DPlan(params, target, choices=choices)
+    assert plan._implementation(pass_name).configs[pass_name] == config
+    assert not tiled.whole_planes(tiled.kernel_layer(params), pass_name)
+    inputs = check.random_inputs(case, dtype)
+    result = check.compare_with_oracle(pass_name, case, inputs, call_plan(plan, pass_name, inputs), dtype)
+    assert result.passed, f"{params.describe()} with row tiles on {device.summary()}: {result.message}"
+
+
 def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
     return dataclasses.replace(clconv.devices()[0], type="CPU", name=name, platform_name=platform_name,
                                native_float_lanes=lanes, device_version=device_version)
