@@ -85,12 +85,12 @@ class Conv3DPlan:
         return self.layer_plan.algorithms
 
     def depth_bytes(self, pass_name: str) -> int:
-        """Device bytes a pass needs for the unfolded input and the swapped tensor."""
+        """Device bytes a pass needs for the unfolded input and the swapped tensor (the output, or grad_output):
+        the same for the three passes that run the 2-D layer, none for the bias gradient, a view."""
+        if pass_name == "grad_bias":
+            return 0
         p = self.params
-        item = p.dtype.itemsize
-        unfolded, output = (int(np.prod(shape)) * item for shape in (p.unfolded_shape, p.output_shape))
-        return {"forward": unfolded + output, "grad_input": output + unfolded, "grad_weight": unfolded + output,
-                "grad_bias": 0}[pass_name]
+        return sum(int(np.prod(shape)) for shape in (p.unfolded_shape, p.output_shape)) * p.dtype.itemsize
 
     @property
     def workspace_bytes(self) -> dict:

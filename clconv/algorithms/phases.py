@@ -49,8 +49,9 @@ class PhaseSplit:
         return all(phases * taps == extent
                    for phases, taps, extent in zip(self.phases, self.taps, (self.layer.R, self.layer.S)))
 
-    def workspace_bytes(self, pass_name: str) -> int:
-        """The split input and the phased weight (forward) or weight gradient (grad_weight)."""
+    @property
+    def workspace_bytes(self) -> int:
+        """The split input and the phased weight (forward) or weight gradient (grad_weight): the same for both."""
         item = self.layer.dtype.itemsize
         return (int(np.prod(self.phased.input_shape)) + int(np.prod(self.phased.weight_shape))) * item
 
@@ -89,7 +90,7 @@ class PhaseRunner:
         self._lock = threading.Lock()
 
     def workspace_bytes(self, pass_name: str) -> int:
-        return self.split.workspace_bytes(pass_name) + self.inner.workspace_bytes(pass_name)
+        return self.split.workspace_bytes + self.inner.workspace_bytes(pass_name)
 
     def _buffers_and_wait(self, wait_for) -> tuple:
         if self._buffers is None:
