@@ -5,6 +5,7 @@ import dataclasses
 import json
 import re
 import time
+import types
 
 import numpy as np
 import pyopencl.array as cl_array
@@ -292,6 +293,27 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     for other in (_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl)):
         assert not tiled.default_config(strided, other, "grad_weight").tap_pair
 
+
+
+def test_weight_gradient_orders_its_work_by_what_streams_less():
+    """Output-channel blocks side by side (k_group) while their grad_output fits the cache; all of them where
+    it does not and the whole input, larger than the device's cache, would otherwise stream once per block
+    (a strided 1x1 layer); one at a time where the input stays cached or grad_output is the larger stream."""
+    from clconv.algorithms import tiled
+
+    cache = 32 << 20
+    info = dataclasses.replace(_cpu("pthread-skylake-avx512-AMD EPYC", "Portable Computing Language"),
+                               device=types.SimpleNamespace(global_mem_cache_size=cache))
+    small = clconv.Conv2DParams.create((2, 64, 14, 14), (64, 64, 3, 3), padding=1)
+    assert tiled.default_config(small, info, "grad_weight").k_group == 4
+    batch = 2 * cache // (64 * 56 * 56 * 4) + 1  # the input twice the cache
+    downsample = clconv.Conv2DParams.create((batch, 64, 56, 56), (128, 64, 1, 1), stride=2)
+    config = tiled.default_config(downsample, info, "grad_weight")
+    assert config.k_group == -(-128 // config.block_k)
+    cached = clconv.Conv2DParams.create((max(1, cache // (64 * 56 * 56 * 8)), 64, 56, 56), (128, 64, 1, 1), stride=2)
+    assert tiled.default_config(cached, info, "grad_weight").k_group == 1
+    same = clconv.Conv2DParams.create((batch, 64, 56, 56), (64, 64, 3, 3), padding=1)
+    assert tiled.default_config(same, info, "grad_weight").k_group == 1
 
 def test_multiply_add_form_follows_the_implementation(device):
     """PoCL gets the contracted a*b + c (its fma() is a library call on PyPI's PoCL 3.0); others fma()/mad()."""
