@@ -230,7 +230,6 @@ def test_weight_gradient_tap_pairs(device, case, dtype):
     assert result.passed, f"{params.describe()} with paired taps on {device.summary()}: {result.message}"
 
 
-
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("pass_name", ["forward", "grad_input"])
 @pytest.mark.parametrize("case", [
@@ -294,7 +293,6 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
         assert not tiled.default_config(strided, other, "grad_weight").tap_pair
 
 
-
 def test_weight_gradient_orders_its_work_by_what_streams_less():
     """Output-channel blocks side by side (k_group) while their grad_output fits the cache; all of them where
     it does not and the whole input, larger than the device's cache, would otherwise stream once per block
@@ -314,6 +312,7 @@ def test_weight_gradient_orders_its_work_by_what_streams_less():
     assert tiled.default_config(cached, info, "grad_weight").k_group == 1
     same = clconv.Conv2DParams.create((batch, 64, 56, 56), (64, 64, 3, 3), padding=1)
     assert tiled.default_config(same, info, "grad_weight").k_group == 1
+
 
 def test_multiply_add_form_follows_the_implementation(device):
     """PoCL gets the contracted a*b + c (its fma() is a library call on PyPI's PoCL 3.0); others fma()/mad()."""
