@@ -253,8 +253,10 @@ def test_row_tiles(device, case, pass_name, dtype):
     choices = {name: planning.Choice("tiled", config if name == pass_name else None, "requested")
                for name in PASSES}
     plan = planning.Conv2DPlan(params, target, choices=choices)
-    assert plan._implementation(pass_name).configs[pass_name] == config
+    algorithm = plan._implementation(pass_name)
+    assert algorithm.configs[pass_name] == config
     assert not tiled.whole_planes(tiled.kernel_layer(params), pass_name)
+    assert "ALONG_ROW" in algorithm._pass_defines(pass_name)
     inputs = check.random_inputs(case, dtype)
     result = check.compare_with_oracle(pass_name, case, inputs, call_plan(plan, pass_name, inputs), dtype)
     assert result.passed, f"{params.describe()} with row tiles on {device.summary()}: {result.message}"

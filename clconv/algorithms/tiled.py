@@ -43,7 +43,7 @@ class CorrelationConfig:
     along_row: bool = False
 
     def defines(self) -> dict:
-        return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_V": self.block_v, "ALONG_ROW": int(self.along_row)}
+        return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_V": self.block_v}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -326,7 +326,8 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
                                              heuristic.target_items, heuristic.k_group, tap_pair=pair))
     else:
         out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
-        one_row = (params.H if pass_name == "grad_input" else params.P) == 1
+        # Row tiles only where rows are what the kernel walks (on whole planes they would be the same tile).
+        one_row = (params.H if pass_name == "grad_input" else params.P) == 1 and not whole_planes(params, pass_name)
         blocks = (2, 4, 8) if info.type == "GPU" else (6, 8, 14, 28)
         for vec, bk, bp, local in itertools.product(vectors, blocks, (1, 2, 3, 4), locals_):
             if bk * bp <= 32:
@@ -430,6 +431,8 @@ class TiledAlgorithm(AlgorithmBase):
         defines = dict(config.defines(), COL_STRIDE=stride if stride <= 2 else 0)
         if flat_plane:
             defines["FLAT_PLANE"] = 1
+        elif isinstance(config, CorrelationConfig) and config.along_row:
+            defines["ALONG_ROW"] = 1
         if isinstance(config, GradWeightConfig) and config.row_taps(self.kernel_layer) == 2:
             defines["TAP_PAIR"] = 1
         return defines
