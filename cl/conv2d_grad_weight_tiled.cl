@@ -132,7 +132,15 @@ __kernel void conv2d_grad_weight_tiled(
     const maskv_t lane = lane_index();
     const maskv_t q_first = lane % (maskv_t)Q;
     const maskv_t q_step = (maskv_t)(VEC % Q);
+    /* Taps with no column shift (every tap of a 1x1 layer) read whole rows: their full vectors need no mask. */
+    const bool columns_inside = w_shift == 0;
+    const int plane = H * W;
+    const int f_last = f_begin + (DIV_UP(f_end - f_begin, VEC) - 1) * VEC;
     for (int n = n_begin; n < n_end; ++n) {
+        /* Whether every input vector of this image lies inside the buffer, checked once here and not at
+         * every load (channels ascend with j, so the first and the last bound them all). */
+        const bool loads_inside = (n * C + x_channel[0]) * plane + f_begin + shift >= 0 &&
+                                  (n * C + x_channel[BLOCK_C - 1]) * plane + f_last + shift + VEC <= N * C * plane;
         maskv_t q_lane = q_first;
         for (int f0 = f_begin; f0 < f_end; f0 += VEC) {
             const maskv_t column = q_lane + (maskv_t)w_shift;
@@ -146,8 +154,15 @@ __kernel void conv2d_grad_weight_tiled(
                 grad[i] = full ? VLOAD(VEC, grad_at) : load_lanes_kept(grad_at, in_range, grad_begin, grad_end);
             }
 #pragma unroll
-            for (int j = 0; j < BLOCK_C; ++j)
-                input[j] = load_lanes_kept(x_begin + (n * C + x_channel[j]) * H * W + f0 + shift, keep, x_begin, x_end);
+            for (int j = 0; j < BLOCK_C; ++j) {
+                __global const real_t *x_at = x_begin + (n * C + x_channel[j]) * plane + f0 + shift;
+                if (full && columns_inside)
+                    input[j] = VLOAD(VEC, x_at);
+                else if (loads_inside)
+                    input[j] = select((accv_t)0, VLOAD(VEC, x_at), keep);
+                else
+                    input[j] = load_lanes_kept(x_at, keep, x_begin, x_end);
+            }
 #pragma unroll
             for (int i = 0; i < BLOCK_K; ++i)
 #pragma unroll
