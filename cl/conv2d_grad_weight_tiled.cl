@@ -45,6 +45,9 @@
 #ifndef TAP_PAIR
 #define TAP_PAIR 0
 #endif
+#ifndef ACROSS_IMAGES
+#define ACROSS_IMAGES 0
+#endif
 /* Taps of one row per work-item. */
 #define ROW_TAPS (TAP_PAIR ? 2 : 1)
 #if TAP_PAIR && (FLAT_PLANE || COL_STRIDE != 2)
@@ -121,7 +124,81 @@ __kernel void conv2d_grad_weight_tiled(
     __global const real_t *grad_end = grad_begin + N * K * P * Q;
     const int n_begin = split * n_per_split;
     const int n_end = min(N, n_begin + n_per_split);
-#if FLAT_PLANE
+#if ACROSS_IMAGES
+    /* A pointwise layer (1x1, stride 1, no padding, its planes seen as one row) reads whole planes unshifted,
+     * so a channel's planes of consecutive images are read as one sequence: a plane that is not a whole
+     * number of vectors (7 x 7 = 49, 3.06 vectors of 16) leaves no mostly-masked vector at its end, only one
+     * vector per image that takes its lanes from two images. The host sets it only where a plane holds at
+     * least VEC elements, so that no vector spans three images. */
+    const int plane = P * Q;
+    const maskv_t lane = lane_index();
+    /* Channel offsets fixed here and one moving pointer per tensor, so that the loop adds no index
+     * arithmetic to its loads. */
+    int grad_offset[BLOCK_K], x_plane_offset[BLOCK_C];
+#pragma unroll
+    for (int i = 0; i < BLOCK_K; ++i)
+        grad_offset[i] = grad_channel[i] * plane;
+#pragma unroll
+    for (int j = 0; j < BLOCK_C; ++j)
+        x_plane_offset[j] = x_channel[j] * plane;
+    __global const real_t *grad_at = grad_begin + n_begin * K * plane;  /* element f of image n, channel 0 */
+    __global const real_t *x_at = x_begin + n_begin * C * plane;
+    int n = n_begin, f = 0;
+    while (n < n_end) {
+        const int here = plane - f;  /* lanes left in image n's plane */
+        accv_t grad[BLOCK_K], input[BLOCK_C];
+        if (here >= VEC) {
+#pragma unroll
+            for (int i = 0; i < BLOCK_K; ++i)
+                grad[i] = VLOAD(VEC, grad_at + grad_offset[i]);
+#pragma unroll
+            for (int j = 0; j < BLOCK_C; ++j)
+                input[j] = VLOAD(VEC, x_at + x_plane_offset[j]);
+        } else if (n + 1 < n_end) {
+            /* The vector crosses into the next image at lane `here`: its lanes below that from image n, the
+             * others from the next image's plane (lane j is its element j - here). Both loads lie inside the
+             * buffer, as the next image's plane holds at least VEC elements. The two halves are added, each
+             * masked to zero, rather than picked by one select(): PoCL 3.1 compiles a select() between two
+             * vload_half results into an aligned load, which faults on an unaligned address. */
+            const maskv_t in_first = lane < (maskv_t)here;
+            const maskv_t in_next = ~in_first;
+#pragma unroll
+            for (int i = 0; i < BLOCK_K; ++i) {
+                __global const real_t *at = grad_at + grad_offset[i];
+                grad[i] = select((accv_t)0, VLOAD(VEC, at), in_first) +
+                          select((accv_t)0, VLOAD(VEC, at + (K - 1) * plane), in_next);
+            }
+#pragma unroll
+            for (int j = 0; j < BLOCK_C; ++j) {
+                __global const real_t *at = x_at + x_plane_offset[j];
+                input[j] = select((accv_t)0, VLOAD(VEC, at), in_first) +
+                           select((accv_t)0, VLOAD(VEC, at + (C - 1) * plane), in_next);
+            }
+        } else {  /* the last image's last vector: lanes past its plane are zero */
+            const maskv_t in_first = lane < (maskv_t)here;
+#pragma unroll
+            for (int i = 0; i < BLOCK_K; ++i)
+                grad[i] = load_lanes_kept(grad_at + grad_offset[i], in_first, grad_begin, grad_end);
+#pragma unroll
+            for (int j = 0; j < BLOCK_C; ++j)
+                input[j] = load_lanes_kept(x_at + x_plane_offset[j], in_first, x_begin, x_end);
+        }
+#pragma unroll
+        for (int i = 0; i < BLOCK_K; ++i)
+#pragma unroll
+            for (int j = 0; j < BLOCK_C; ++j)
+                acc[i][j] = MULADD(grad[i], input[j], acc[i][j]);
+        f += VEC;
+        grad_at += VEC;
+        x_at += VEC;
+        if (f >= plane) {  /* on into the next image */
+            f -= plane;
+            ++n;
+            grad_at += (K - 1) * plane;
+            x_at += (C - 1) * plane;
+        }
+    }
+#elif FLAT_PLANE
     /* Stride 1 and Q == W: grad_output element f = p*Q + q meets input element f + shift of the same
      * plane, so both are read as whole planes in full vectors (rows p_begin <= p < p_end only). A lane is
      * kept where its input column q + w_shift lies inside the row; q per lane advances by VEC mod Q per

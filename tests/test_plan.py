@@ -231,6 +231,38 @@ def test_weight_gradient_tap_pairs(device, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("splits", ["whole-batch", "split-batch"])
+@pytest.mark.parametrize("case", [
+    check.Case("1x1-7x7", (3, 5, 7, 7), (7, 5, 1, 1)),
+    check.Case("1x1-whole-vectors", (3, 4, 2, 4), (3, 4, 1, 1)),
+    check.Case("1x1-5x3-g2", (4, 6, 5, 3), (4, 3, 1, 1), groups=2),
+], ids=lambda case: case.name)
+def test_weight_gradient_across_images(device, case, splits, dtype):
+    """A pointwise weight gradient reading a channel's planes of consecutive images as one sequence
+    (ACROSS_IMAGES) on every device, in every dtype: vectors that cross from one image into the next, planes
+    of whole vectors, the last image's partial vector, groups, and a batch split into chunks (each
+    chunk's last image ends its sequence)."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    params = case.params(dtype)
+    target = platforms.resolve(device.device)
+    vec = min(8 if params.H * params.W > 8 else 4, tiled.widest_vector(params, target.info))
+    config = dataclasses.replace(tiled.default_config(params, target.info, "grad_weight"), vec=vec, block_k=3,
+                                 block_c=2, target_items=1 if splits == "whole-batch" else 10 ** 6)
+    choices = {name: planning.Choice("tiled", config if name == "grad_weight" else None, "requested")
+               for name in PASSES}
+    plan = planning.Conv2DPlan(params, target, choices=choices)
+    algorithm = plan._implementation("grad_weight")
+    assert algorithm._pass_defines("grad_weight", flat_plane=True).get("ACROSS_IMAGES") == 1
+    assert (algorithm.split("grad_weight")[1] > 1) == (splits == "split-batch")
+    inputs = check.random_inputs(case, dtype)
+    result = check.compare_with_oracle("grad_weight", case, inputs, call_plan(plan, "grad_weight", inputs), dtype)
+    assert result.passed, f"{params.describe()} across images on {device.summary()}: {result.message}"
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("pass_name", ["forward", "grad_input"])
 @pytest.mark.parametrize("case", [
     check.Case("1d-k3-s2-long", (2, 5, 1, 83), (6, 5, 1, 3), stride=(1, 2)),

@@ -184,10 +184,22 @@ def kernel_layer(params: Conv2DParams) -> Conv2DParams:
     of H * W, along which the vectors run with a mask only on the last one (on whole planes, see
     ``whole_planes``, the shape of the plane does not matter; on rows a 7 x 7 plane would fill 8-lane
     vectors at 7/8 instead of 16-lane ones at 49/64)."""
-    pointwise = (params.R, params.S) == (1, 1) and params.stride == (1, 1) and not any(params.padding)
-    if not pointwise:
+    if not reads_planes_in_place(params):
         return params
     return dataclasses.replace(params, H=1, W=params.H * params.W, dilation=(1, 1))
+
+
+def reads_planes_in_place(params: Conv2DParams) -> bool:
+    """Whether a layer is pointwise (1x1, stride 1, no padding): each output element reads the input element
+    at its own plane index."""
+    return (params.R, params.S) == (1, 1) and params.stride == (1, 1) and not any(params.padding)
+
+
+def across_images(params: Conv2DParams, config: GradWeightConfig) -> bool:
+    """Whether the weight gradient reads a channel's planes of consecutive images as one sequence
+    (ACROSS_IMAGES in cl/conv2d_grad_weight_tiled.cl): pointwise layers whose planes hold at least one
+    vector. A 7 x 7 plane is 3.06 vectors of 16 lanes, which took 4 vectors one image at a time."""
+    return reads_planes_in_place(params) and params.H * params.W >= config.vec
 
 
 def whole_planes(params: Conv2DParams, pass_name: str) -> bool:
@@ -435,6 +447,8 @@ class TiledAlgorithm(AlgorithmBase):
             defines["ALONG_ROW"] = 1
         if isinstance(config, GradWeightConfig) and config.row_taps(self.kernel_layer) == 2:
             defines["TAP_PAIR"] = 1
+        if isinstance(config, GradWeightConfig) and flat_plane and across_images(self.params, config):
+            defines["ACROSS_IMAGES"] = 1
         return defines
 
     def _correlate(self, pass_name, source, weight, bias, out, *, in_shape, grid, out_shape, placement, taps,
