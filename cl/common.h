@@ -31,22 +31,34 @@
 #define CAT(a, b) CAT_(a, b)
 
 /* ACC_NAME is acc_t spelled as a macro, so that CAT(ACC_NAME, 8) names float8 or double8.
- * VLOAD/VSTORE move n consecutive elements between memory and an n-vector of acc_t. */
+ * VLOAD/VSTORE move n consecutive elements between memory and an n-vector of acc_t.
+ *
+ * Global float and double vectors are loaded and stored through vector types aligned to their element
+ * (TYPEn_u; vloadn asks no more of its address), not with vloadn/vstoren: PyPI's PoCL 3.0 calls its kernel
+ * library for every one of those, spilling the register tile around each call (weight gradients 1.4-1.9x
+ * slower there), where an access through such a type is one unaligned instruction on every compiler. */
+#define UNALIGNED_VECTORS(type, bytes) \
+    typedef type##2 type##2_u __attribute__((aligned(bytes))); \
+    typedef type##4 type##4_u __attribute__((aligned(bytes))); \
+    typedef type##8 type##8_u __attribute__((aligned(bytes))); \
+    typedef type##16 type##16_u __attribute__((aligned(bytes)));
+UNALIGNED_VECTORS(float, 4)
 #if REAL_BITS == 64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
+UNALIGNED_VECTORS(double, 8)
 typedef double real_t;
 #define ACC_NAME double
 #define LOAD(ptr, i) ((ptr)[i])
 #define STORE(value, ptr, i) ((ptr)[i] = (value))
-#define VLOAD(n, ptr) CAT(vload, n)(0, (ptr))
-#define VSTORE(n, value, ptr) CAT(vstore, n)((value), 0, (ptr))
+#define VLOAD(n, ptr) (*(__global const CAT(CAT(double, n), _u) *)(ptr))
+#define VSTORE(n, value, ptr) (*(__global CAT(CAT(double, n), _u) *)(ptr) = (value))
 #elif REAL_BITS == 32
 typedef float real_t;
 #define ACC_NAME float
 #define LOAD(ptr, i) ((ptr)[i])
 #define STORE(value, ptr, i) ((ptr)[i] = (value))
-#define VLOAD(n, ptr) CAT(vload, n)(0, (ptr))
-#define VSTORE(n, value, ptr) CAT(vstore, n)((value), 0, (ptr))
+#define VLOAD(n, ptr) (*(__global const CAT(CAT(float, n), _u) *)(ptr))
+#define VSTORE(n, value, ptr) (*(__global CAT(CAT(float, n), _u) *)(ptr) = (value))
 #elif REAL_BITS == 16
 typedef half real_t;
 #define ACC_NAME float

@@ -165,14 +165,14 @@ __kernel void conv2d_grad_weight_tiled(
 #pragma unroll
             for (int i = 0; i < BLOCK_K; ++i) {
                 __global const real_t *at = grad_at + grad_offset[i];
-                grad[i] = select((accv_t)0, VLOAD(VEC, at), in_first) +
-                          select((accv_t)0, VLOAD(VEC, at + (K - 1) * plane), in_next);
+                grad[i] = KEEP_LANES(VLOAD(VEC, at), in_first) +
+                          KEEP_LANES(VLOAD(VEC, at + (K - 1) * plane), in_next);
             }
 #pragma unroll
             for (int j = 0; j < BLOCK_C; ++j) {
                 __global const real_t *at = x_at + x_plane_offset[j];
-                input[j] = select((accv_t)0, VLOAD(VEC, at), in_first) +
-                           select((accv_t)0, VLOAD(VEC, at + (C - 1) * plane), in_next);
+                input[j] = KEEP_LANES(VLOAD(VEC, at), in_first) +
+                           KEEP_LANES(VLOAD(VEC, at + (C - 1) * plane), in_next);
             }
         } else {  /* the last image's last vector: lanes past its plane are zero */
             const maskv_t in_first = lane < (maskv_t)here;
@@ -236,7 +236,7 @@ __kernel void conv2d_grad_weight_tiled(
                 if (full && columns_inside)
                     input[j] = VLOAD(VEC, x_at);
                 else if (loads_inside)
-                    input[j] = select((accv_t)0, VLOAD(VEC, x_at), keep);
+                    input[j] = KEEP_LANES(VLOAD(VEC, x_at), keep);
                 else
                     input[j] = load_lanes_kept(x_at, keep, x_begin, x_end);
             }
@@ -246,7 +246,7 @@ __kernel void conv2d_grad_weight_tiled(
                 for (int j = 0; j < BLOCK_C; ++j)
                     acc[i][j] = MULADD(grad[i], input[j], acc[i][j]);
             q_lane += q_step;
-            q_lane = select(q_lane, q_lane - (maskv_t)Q, q_lane >= (maskv_t)Q);
+            q_lane = q_lane >= (maskv_t)Q ? q_lane - (maskv_t)Q : q_lane;
         }
     }
 #else
@@ -256,7 +256,7 @@ __kernel void conv2d_grad_weight_tiled(
         for (int p = p_begin; p < p_end; ++p) {
             const int h = p * stride_h + h_shift;
             for (int q0 = 0; q0 < Q; q0 += VEC) {
-                const int lanes_valid = min(VEC, Q - q0);
+                const int lanes_valid = q0 + VEC <= Q ? VEC : Q - q0;  /* min() is a library call on PoCL 3.0 */
                 const int col = q0 * col_stride + w_shift;
                 /* Whole vectors inside their rows need no lane masks: the common case on wide rows. */
                 const bool interior = lanes_valid == VEC && vector_stride && col >= 0 &&
@@ -297,8 +297,8 @@ __kernel void conv2d_grad_weight_tiled(
                         if (x_row[j] + col >= x_begin && x_row[j] + col + 2 * VEC <= x_end) {
                             const accv_t low = VLOAD(VEC, x_row[j] + col);
                             const accv_t high = VLOAD(VEC, x_row[j] + col + VEC);
-                            input[j] = select((accv_t)0, (accv_t)(low.even, high.even), keep);
-                            input_next[j] = select((accv_t)0, (accv_t)(low.odd, high.odd), keep_next);
+                            input[j] = KEEP_LANES((accv_t)(low.even, high.even), keep);
+                            input_next[j] = KEEP_LANES((accv_t)(low.odd, high.odd), keep_next);
                         } else {
                             input[j] = load_lanes_masked(x_row[j], col, 2, W, lanes_valid, x_begin, x_end);
                             input_next[j] = has_next ? load_lanes_masked(x_row[j], col + 1, 2, W, lanes_valid,

@@ -22,12 +22,25 @@ typedef CAT(ACC_NAME, VEC) accv_t;
 #endif
 typedef CAT(MASK_NAME, VEC) maskv_t;
 
-__constant int lane_ids[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+/* The lanes of value where keep is set, zero elsewhere: select((accv_t)0, value, keep), which the OpenCL C
+ * vector ?: is defined to equal, written as ?: because compilers turn that into one blend, where PyPI's
+ * PoCL 3.0 calls its kernel library for select() and spills the tile's registers around every call. */
+#define KEEP_LANES(value, keep) ((keep) ? (value) : (accv_t)0)
 
-/* The lane indices 0, 1, ..., VEC-1. */
+/* The lane indices 0, 1, ..., VEC-1, as a literal: built from a table with vloadn and convert_, they were
+ * two kernel-library calls per use on PyPI's PoCL 3.0, which does not inline those. */
+#if VEC == 2
+#define LANE_INDICES (maskv_t)(0, 1)
+#elif VEC == 4
+#define LANE_INDICES (maskv_t)(0, 1, 2, 3)
+#elif VEC == 8
+#define LANE_INDICES (maskv_t)(0, 1, 2, 3, 4, 5, 6, 7)
+#else
+#define LANE_INDICES (maskv_t)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+#endif
 inline maskv_t lane_index(void)
 {
-    return CAT(convert_, CAT(MASK_NAME, VEC))(CAT(vload, VEC)(0, lane_ids));
+    return LANE_INDICES;
 }
 
 /* COL_STRIDE, when 1 or 2, is the column stride fixed at compile time, so that the loads inside the hot
@@ -59,7 +72,7 @@ inline accv_t load_lanes_masked(__global const real_t *row, int col, int stride,
         const maskv_t lane = lane_index();
         const maskv_t column = lane * (maskv_t)stride + (maskv_t)col;
         const maskv_t keep = column >= (maskv_t)0 && column < (maskv_t)width && lane < (maskv_t)lanes_valid;
-        return select((accv_t)0, load_lanes(row + col, stride), keep);
+        return KEEP_LANES(load_lanes(row + col, stride), keep);
     }
     acc_t values[VEC];
     for (int j = 0; j < VEC; ++j) {
@@ -75,7 +88,7 @@ inline accv_t load_lanes_kept(__global const real_t *p, maskv_t keep,
                               __global const real_t *buffer_begin, __global const real_t *buffer_end)
 {
     if (p >= buffer_begin && p + VEC <= buffer_end)
-        return select((accv_t)0, VLOAD(VEC, p), keep);
+        return KEEP_LANES(VLOAD(VEC, p), keep);
     MASK_NAME kept[VEC];
     CAT(vstore, VEC)(keep, 0, kept);
     acc_t values[VEC];
