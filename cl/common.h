@@ -35,7 +35,7 @@
  *
  * Global float and double vectors are loaded and stored through vector types aligned to their element
  * (TYPEn_u; vloadn asks no more of its address), not with vloadn/vstoren: PyPI's PoCL 3.0 calls its kernel
- * library for every one of those, spilling the register tile around each call (weight gradients 1.4-1.9x
+ * library for every one of those, spilling the register tile around each call (weight gradients 1.3-2.3x
  * slower there), where an access through such a type is one unaligned instruction on every compiler. */
 #define UNALIGNED_VECTORS(type, bytes) \
     typedef type##2 type##2_u __attribute__((aligned(bytes))); \
