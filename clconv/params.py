@@ -162,11 +162,6 @@ def normalize_axes(name: str, value, axes: str = "hw") -> tuple[int, ...]:
     return (_positive_int(name, value),) * len(axes)
 
 
-def normalize_pair(name: str, value) -> tuple[int, int]:
-    """An int or an (h, w) pair of ints, each >= 1 (stride, dilation)."""
-    return normalize_axes(name, value, "hw")
-
-
 def _pad_amount(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
@@ -256,6 +251,26 @@ def _check_tensor_sizes(layer, input_name: str, weight_name: str) -> None:
             raise ValueError(f"{name} of shape {shape} has more than 2**31-1 elements; split the batch")
 
 
+def layer_arguments(input_name: str, input_shape, input_layout: str, weight_name: str, weight_shape,
+                    weight_layout: str, stride, dilation, groups, axes: str):
+    """What every 2-D and 3-D layer's create() checks first, with messages naming the argument: the input and
+    weight shapes in their layouts ("(N, C, H, W)"; every weight dimension and every input one but N at least
+    1), stride and dilation (an int or one per axis of ``axes``) and groups. Returns (input dims, weight dims,
+    stride, dilation, groups)."""
+    ndim = len(axes) + 2
+    inputs = shape_ints(input_name, input_shape, ndim, input_layout)
+    weights = shape_ints(weight_name, weight_shape, ndim, weight_layout)
+    stride = normalize_axes("stride", stride, axes)
+    dilation = normalize_axes("dilation", dilation, axes)
+    groups = _positive_int("groups", groups)
+    if min(weights) < 1:
+        raise ValueError(f"{weight_name} must have every dimension >= 1 {weight_layout}, got {weights}")
+    if min(inputs[1:]) < 1:
+        *names, last = input_layout.strip("()").split(", ")[1:]
+        raise ValueError(f"{input_name} must have {', '.join(names)} and {last} >= 1 (only N may be 0), got {inputs}")
+    return inputs, weights, stride, dilation, groups
+
+
 def check_channels(C: int, K: int, Cg: int, groups: int, input_name: str, weight_name: str) -> None:
     """groups must divide both channel counts, and the weight's C/groups must match the input's C."""
     if C % groups:
@@ -290,15 +305,9 @@ class Conv2DParams:
     def create(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1,
                dtype=np.float32, input_name="x", weight_name="weight") -> "Conv2DParams":
         """Validate user arguments and build the params (raises ValueError/TypeError)."""
-        N, C, H, W = shape_ints(input_name, input_shape, 4, "(N, C, H, W)")
-        K, Cg, R, S = shape_ints(weight_name, weight_shape, 4, "(K, C/groups, R, S)")
-        stride = normalize_pair("stride", stride)
-        dilation = normalize_pair("dilation", dilation)
-        groups = _positive_int("groups", groups)
-        if K < 1 or Cg < 1 or R < 1 or S < 1:
-            raise ValueError(f"{weight_name} must have every dimension >= 1 (K, C/groups, R, S), got {(K, Cg, R, S)}")
-        if C < 1 or H < 1 or W < 1:
-            raise ValueError(f"{input_name} must have C, H and W >= 1 (only N may be 0), got {(N, C, H, W)}")
+        (N, C, H, W), (K, Cg, R, S), stride, dilation, groups = layer_arguments(
+            input_name, input_shape, "(N, C, H, W)", weight_name, weight_shape, "(K, C/groups, R, S)", stride,
+            dilation, groups, "hw")
         check_channels(C, K, Cg, groups, input_name, weight_name)
         padding = normalize_padding(padding, (R, S), stride, dilation)
         dtype = _supported_dtype(dtype)
@@ -557,16 +566,9 @@ class ConvTranspose2DParams:
     def create(cls, input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                dtype=np.float32, input_name="x", weight_name="weight") -> "ConvTranspose2DParams":
         """Validate user arguments and build the params (raises ValueError/TypeError naming the argument)."""
-        N, C_in, H, W = shape_ints(input_name, input_shape, 4, "(N, C_in, H, W)")
-        K, C_out_g, R, S = shape_ints(weight_name, weight_shape, 4, "(C_in, C_out/groups, kH, kW)")
-        stride = normalize_pair("stride", stride)
-        dilation = normalize_pair("dilation", dilation)
-        groups = _positive_int("groups", groups)
-        if K < 1 or C_out_g < 1 or R < 1 or S < 1:
-            raise ValueError(f"{weight_name} must have every dimension >= 1 (C_in, C_out/groups, kH, kW), "
-                             f"got {(K, C_out_g, R, S)}")
-        if C_in < 1 or H < 1 or W < 1:
-            raise ValueError(f"{input_name} must have C_in, H and W >= 1 (only N may be 0), got {(N, C_in, H, W)}")
+        (N, C_in, H, W), (K, C_out_g, R, S), stride, dilation, groups = layer_arguments(
+            input_name, input_shape, "(N, C_in, H, W)", weight_name, weight_shape, "(C_in, C_out/groups, kH, kW)",
+            stride, dilation, groups, "hw")
         if C_in % groups:
             raise ValueError(f"groups={groups} must divide the input channels C_in={C_in} ({_dim(input_name, 1)})")
         if K != C_in:

@@ -59,16 +59,9 @@ class Conv3DParams:
     def create(cls, input_shape, weight_shape, stride=1, padding=0, dilation=1, groups=1, dtype=np.float32,
                input_name="x", weight_name="weight") -> "Conv3DParams":
         """Validate user arguments and build the params (raises ValueError/TypeError naming the argument)."""
-        N, C, D, H, W = params.shape_ints(input_name, input_shape, 5, "(N, C, D, H, W)")
-        K, Cg, T, R, S = params.shape_ints(weight_name, weight_shape, 5, "(K, C/groups, T, R, S)")
-        stride = params.normalize_axes("stride", stride, AXES)
-        dilation = params.normalize_axes("dilation", dilation, AXES)
-        groups = params._positive_int("groups", groups)
-        if min(K, Cg, T, R, S) < 1:
-            raise ValueError(f"{weight_name} must have every dimension >= 1 (K, C/groups, T, R, S), "
-                             f"got {(K, Cg, T, R, S)}")
-        if min(C, D, H, W) < 1:
-            raise ValueError(f"{input_name} must have C, D, H and W >= 1 (only N may be 0), got {(N, C, D, H, W)}")
+        (N, C, D, H, W), (K, Cg, T, R, S), stride, dilation, groups = params.layer_arguments(
+            input_name, input_shape, "(N, C, D, H, W)", weight_name, weight_shape, "(K, C/groups, T, R, S)",
+            stride, dilation, groups, AXES)
         params.check_channels(C, K, Cg, groups, input_name, weight_name)
         padding = params.normalize_padding(padding, (T, R, S), stride, dilation, AXES)
         dtype = params._supported_dtype(dtype)
@@ -200,17 +193,9 @@ class ConvTranspose3DParams(ConvTranspose2DParams):
     def create(cls, input_shape, weight_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
                dtype=np.float32, input_name="x", weight_name="weight") -> "ConvTranspose3DParams":
         """Validate user arguments and build the params (raises ValueError/TypeError naming the argument)."""
-        N, C_in, D, H, W = params.shape_ints(input_name, input_shape, 5, "(N, C_in, D, H, W)")
-        K, C_out_g, T, R, S = params.shape_ints(weight_name, weight_shape, 5, "(C_in, C_out/groups, kD, kH, kW)")
-        stride = params.normalize_axes("stride", stride, AXES)
-        dilation = params.normalize_axes("dilation", dilation, AXES)
-        groups = params._positive_int("groups", groups)
-        if min(K, C_out_g, T, R, S) < 1:
-            raise ValueError(f"{weight_name} must have every dimension >= 1 (C_in, C_out/groups, kD, kH, kW), "
-                             f"got {(K, C_out_g, T, R, S)}")
-        if min(C_in, D, H, W) < 1:
-            raise ValueError(f"{input_name} must have C_in, D, H and W >= 1 (only N may be 0), "
-                             f"got {(N, C_in, D, H, W)}")
+        (N, C_in, D, H, W), (K, C_out_g, T, R, S), stride, dilation, groups = params.layer_arguments(
+            input_name, input_shape, "(N, C_in, D, H, W)", weight_name, weight_shape,
+            "(C_in, C_out/groups, kD, kH, kW)", stride, dilation, groups, AXES)
         if C_in % groups:
             raise ValueError(f"groups={groups} must divide the input channels C_in={C_in} "
                              f"({params._dim(input_name, 1)})")
