@@ -56,6 +56,12 @@
 
 #include "vector.h"
 
+/* acc[i][j] += grad[i] * input[j] over the tile: the multiply-adds of one step. */
+#define OUTER_PRODUCT_ADD(acc, grad, input) \
+    _Pragma("unroll") for (int i = 0; i < BLOCK_K; ++i) \
+        _Pragma("unroll") for (int j = 0; j < BLOCK_C; ++j) \
+            acc[i][j] = MULADD(grad[i], input[j], acc[i][j])
+
 __kernel void conv2d_grad_weight_tiled(
     GRAD_WEIGHT_PARAMS)
 {
@@ -183,11 +189,7 @@ __kernel void conv2d_grad_weight_tiled(
             for (int j = 0; j < BLOCK_C; ++j)
                 input[j] = load_lanes_kept(x_at + x_plane_offset[j], in_first, x_begin, x_end);
         }
-#pragma unroll
-        for (int i = 0; i < BLOCK_K; ++i)
-#pragma unroll
-            for (int j = 0; j < BLOCK_C; ++j)
-                acc[i][j] = MULADD(grad[i], input[j], acc[i][j]);
+        OUTER_PRODUCT_ADD(acc, grad, input);
         f += VEC;
         grad_at += VEC;
         x_at += VEC;
@@ -240,11 +242,7 @@ __kernel void conv2d_grad_weight_tiled(
                 else
                     input[j] = load_lanes_kept(x_at, keep, x_begin, x_end);
             }
-#pragma unroll
-            for (int i = 0; i < BLOCK_K; ++i)
-#pragma unroll
-                for (int j = 0; j < BLOCK_C; ++j)
-                    acc[i][j] = MULADD(grad[i], input[j], acc[i][j]);
+            OUTER_PRODUCT_ADD(acc, grad, input);
             q_lane += q_step;
             q_lane = q_lane >= (maskv_t)Q ? q_lane - (maskv_t)Q : q_lane;
         }
@@ -321,18 +319,10 @@ __kernel void conv2d_grad_weight_tiled(
                                         : load_lanes_masked(x_row, col, col_stride, W, lanes_valid, x_begin, x_end);
                 }
 #endif
-#pragma unroll
-                for (int i = 0; i < BLOCK_K; ++i)
-#pragma unroll
-                    for (int j = 0; j < BLOCK_C; ++j)
-                        acc[i][j] = MULADD(grad[i], input[j], acc[i][j]);
+                OUTER_PRODUCT_ADD(acc, grad, input);
 #if TAP_PAIR
                 if (has_next) {
-#pragma unroll
-                    for (int i = 0; i < BLOCK_K; ++i)
-#pragma unroll
-                        for (int j = 0; j < BLOCK_C; ++j)
-                            acc_next[i][j] = MULADD(grad[i], input_next[j], acc_next[i][j]);
+                    OUTER_PRODUCT_ADD(acc_next, grad, input_next);
                 }
 #endif
             }
