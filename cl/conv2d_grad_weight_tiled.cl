@@ -18,6 +18,13 @@
  * ones, so one pair of loads feeds both, where a single tap needs the same two loads and a shuffle for half
  * of what they hold. The last tap of an odd S has no partner; its work-item skips the second half.
  *
+ * With TAP_RUN > 1 (column stride 1) a work-item owns TAP_RUN consecutive taps (s, s+1, ...) of its row r:
+ * each grad_output vector then meets BLOCK_C * TAP_RUN input vectors (the same rows, shifted by one
+ * dilation per tap, which come from the cache), so layers with few input channels per group (LeNet-5
+ * conv1's one, depthwise layers' one) get tiles large enough to keep the multiply-adds ahead of the loads, and
+ * grad_output is streamed once per run of taps instead of once per tap. Taps of the last run past S are
+ * computed and not stored.
+ *
  * As in the direct kernel the batch is cut into `splits` fixed chunks of `n_per_split` images; with one
  * chunk the result goes straight to grad_weight, otherwise acc_t partials [split][K][Cg][R][S] are added in
  * split order by reduce_partials.cl. No atomics: repeated runs are bit-identical.
@@ -48,18 +55,26 @@
 #ifndef ACROSS_IMAGES
 #define ACROSS_IMAGES 0
 #endif
+#ifndef TAP_RUN
+#define TAP_RUN 1
+#endif
 /* Taps of one row per work-item. */
-#define ROW_TAPS (TAP_PAIR ? 2 : 1)
+#define ROW_TAPS (TAP_PAIR ? 2 : TAP_RUN)
 #if TAP_PAIR && (FLAT_PLANE || COL_STRIDE != 2)
 #error "TAP_PAIR needs rows read at a column stride of 2 (COL_STRIDE 2, no FLAT_PLANE)"
 #endif
+#if TAP_RUN > 1 && (TAP_PAIR || ACROSS_IMAGES || COL_STRIDE != 1)
+#error "TAP_RUN needs rows read at a column stride of 1 (COL_STRIDE 1), without TAP_PAIR or ACROSS_IMAGES"
+#endif
+/* Input vectors of one step, and the tile's second axis: BLOCK_C channels x TAP_RUN taps, channel-major. */
+#define BLOCK_J (BLOCK_C * TAP_RUN)
 
 #include "vector.h"
 
-/* acc[i][j] += grad[i] * input[j] over the tile: the multiply-adds of one step. */
-#define OUTER_PRODUCT_ADD(acc, grad, input) \
+/* acc[i][j] += grad[i] * input[j] over a tile of BLOCK_K x width: the multiply-adds of one step. */
+#define OUTER_PRODUCT_ADD(acc, grad, input, width) \
     _Pragma("unroll") for (int i = 0; i < BLOCK_K; ++i) \
-        _Pragma("unroll") for (int j = 0; j < BLOCK_C; ++j) \
+        _Pragma("unroll") for (int j = 0; j < (width); ++j) \
             acc[i][j] = MULADD(grad[i], input[j], acc[i][j])
 
 __kernel void conv2d_grad_weight_tiled(
@@ -93,11 +108,11 @@ __kernel void conv2d_grad_weight_tiled(
     if (split >= splits)
         return;
 
-    accv_t acc[BLOCK_K][BLOCK_C];
+    accv_t acc[BLOCK_K][BLOCK_J];
 #pragma unroll
     for (int i = 0; i < BLOCK_K; ++i)
 #pragma unroll
-        for (int j = 0; j < BLOCK_C; ++j)
+        for (int j = 0; j < BLOCK_J; ++j)
             acc[i][j] = (accv_t)0;
 #if TAP_PAIR
     accv_t acc_next[BLOCK_K][BLOCK_C];  /* tap s + 1 */
@@ -189,7 +204,7 @@ __kernel void conv2d_grad_weight_tiled(
             for (int j = 0; j < BLOCK_C; ++j)
                 input[j] = load_lanes_kept(x_at + x_plane_offset[j], in_first, x_begin, x_end);
         }
-        OUTER_PRODUCT_ADD(acc, grad, input);
+        OUTER_PRODUCT_ADD(acc, grad, input, BLOCK_C);
         f += VEC;
         grad_at += VEC;
         x_at += VEC;
@@ -212,37 +227,45 @@ __kernel void conv2d_grad_weight_tiled(
     const maskv_t q_first = lane % (maskv_t)Q;
     const maskv_t q_step = (maskv_t)(VEC % Q);
     /* Taps with no column shift (every tap of a 1x1 layer) read whole rows: their full vectors need no mask. */
-    const bool columns_inside = w_shift == 0;
+    const bool columns_inside = TAP_RUN == 1 && w_shift == 0;
     const int plane = H * W;
     const int f_last = f_begin + (DIV_UP(f_end - f_begin, VEC) - 1) * VEC;
     for (int n = n_begin; n < n_end; ++n) {
         /* Whether every input vector of this image lies inside the buffer, checked once here and not at
-         * every load (channels ascend with j, so the first and the last bound them all). */
+         * every load (channels ascend with j and taps with t, so the first and the last bound them all). */
+        const int last_tap = (TAP_RUN - 1) * dil_w;
         const bool loads_inside = (n * C + x_channel[0]) * plane + f_begin + shift >= 0 &&
-                                  (n * C + x_channel[BLOCK_C - 1]) * plane + f_last + shift + VEC <= N * C * plane;
+                                  (n * C + x_channel[BLOCK_C - 1]) * plane + f_last + shift + last_tap + VEC <=
+                                      N * C * plane;
         maskv_t q_lane = q_first;
         for (int f0 = f_begin; f0 < f_end; f0 += VEC) {
-            const maskv_t column = q_lane + (maskv_t)w_shift;
             const maskv_t in_range = lane < (maskv_t)(f_end - f0);
-            const maskv_t keep = column >= (maskv_t)0 && column < (maskv_t)W && in_range;
+            maskv_t keep[TAP_RUN];
+#pragma unroll
+            for (int t = 0; t < TAP_RUN; ++t) {
+                const maskv_t column = q_lane + (maskv_t)(w_shift + t * dil_w);
+                keep[t] = column >= (maskv_t)0 && column < (maskv_t)W && in_range;
+            }
             const bool full = f0 + VEC <= f_end;
-            accv_t grad[BLOCK_K], input[BLOCK_C];
+            accv_t grad[BLOCK_K], input[BLOCK_J];
 #pragma unroll
             for (int i = 0; i < BLOCK_K; ++i) {
                 __global const real_t *grad_at = grad_begin + (n * K + grad_channel[i]) * P * Q + f0;
                 grad[i] = full ? VLOAD(VEC, grad_at) : load_lanes_kept(grad_at, in_range, grad_begin, grad_end);
             }
 #pragma unroll
-            for (int j = 0; j < BLOCK_C; ++j) {
-                __global const real_t *x_at = x_begin + (n * C + x_channel[j]) * plane + f0 + shift;
+            for (int j = 0; j < BLOCK_J; ++j) {
+                const int t = j % TAP_RUN;
+                __global const real_t *x_at =
+                    x_begin + (n * C + x_channel[j / TAP_RUN]) * plane + f0 + shift + t * dil_w;
                 if (full && columns_inside)
                     input[j] = VLOAD(VEC, x_at);
                 else if (loads_inside)
-                    input[j] = KEEP_LANES(VLOAD(VEC, x_at), keep);
+                    input[j] = KEEP_LANES(VLOAD(VEC, x_at), keep[t]);
                 else
-                    input[j] = load_lanes_kept(x_at, keep, x_begin, x_end);
+                    input[j] = load_lanes_kept(x_at, keep[t], x_begin, x_end);
             }
-            OUTER_PRODUCT_ADD(acc, grad, input);
+            OUTER_PRODUCT_ADD(acc, grad, input, BLOCK_J);
             q_lane += q_step;
             q_lane = q_lane >= (maskv_t)Q ? q_lane - (maskv_t)Q : q_lane;
         }
@@ -258,8 +281,8 @@ __kernel void conv2d_grad_weight_tiled(
                 const int col = q0 * col_stride + w_shift;
                 /* Whole vectors inside their rows need no lane masks: the common case on wide rows. */
                 const bool interior = lanes_valid == VEC && vector_stride && col >= 0 &&
-                                      col + LOAD_SPAN(col_stride) <= W;
-                accv_t grad[BLOCK_K], input[BLOCK_C];
+                                      col + (TAP_RUN - 1) * dil_w + LOAD_SPAN(col_stride) <= W;
+                accv_t grad[BLOCK_K], input[BLOCK_J];
 #if TAP_PAIR
                 /* Short rows (16 output columns from 32 padded input ones) have no interior vectors at all:
                  * there one pair of loads still feeds both taps, each half masked on its own columns. */
@@ -313,16 +336,18 @@ __kernel void conv2d_grad_weight_tiled(
                                        : load_lanes_masked(grad_row, q0, 1, Q, lanes_valid, grad_begin, grad_end);
                 }
 #pragma unroll
-                for (int j = 0; j < BLOCK_C; ++j) {
-                    __global const real_t *x_row = x_begin + ((n * C + x_channel[j]) * H + h) * W;
-                    input[j] = interior ? load_lanes(x_row + col, col_stride)
-                                        : load_lanes_masked(x_row, col, col_stride, W, lanes_valid, x_begin, x_end);
+                for (int j = 0; j < BLOCK_J; ++j) {
+                    __global const real_t *x_row = x_begin + ((n * C + x_channel[j / TAP_RUN]) * H + h) * W;
+                    const int tap_col = col + (j % TAP_RUN) * dil_w;
+                    input[j] = interior ? load_lanes(x_row + tap_col, col_stride)
+                                        : load_lanes_masked(x_row, tap_col, col_stride, W, lanes_valid, x_begin,
+                                                            x_end);
                 }
 #endif
-                OUTER_PRODUCT_ADD(acc, grad, input);
+                OUTER_PRODUCT_ADD(acc, grad, input, BLOCK_J);
 #if TAP_PAIR
                 if (has_next) {
-                    OUTER_PRODUCT_ADD(acc_next, grad, input_next);
+                    OUTER_PRODUCT_ADD(acc_next, grad, input_next, BLOCK_C);
                 }
 #endif
             }
@@ -335,10 +360,11 @@ __kernel void conv2d_grad_weight_tiled(
 #pragma unroll
     for (int i = 0; i < BLOCK_K; ++i) {
 #pragma unroll
-        for (int j = 0; j < BLOCK_C; ++j) {
-            if (k0 + i >= Kg || c0 + j >= Cg)
+        for (int j = 0; j < BLOCK_J; ++j) {
+            const int c = c0 + j / TAP_RUN, tap = s + j % TAP_RUN;
+            if (k0 + i >= Kg || c >= Cg || tap >= S)
                 continue;
-            const int index = (((g * Kg + k0 + i) * Cg + c0 + j) * R + r) * S + s;
+            const int index = (((g * Kg + k0 + i) * Cg + c) * R + r) * S + tap;
             const acc_t total = lane_sum(acc[i][j]);
             if (splits == 1)
                 STORE(total, grad_weight, grad_weight_offset + index);

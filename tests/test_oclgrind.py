@@ -27,7 +27,8 @@ from clconv.planning import Choice, Conv2DPlan
 LOG = os.environ["OCLGRIND_LOG"]
 
 # Small enough to simulate in well under a second each; between them every path of the kernels: strides,
-# dilation, groups, depthwise, asymmetric padding, rows narrower than a vector, whole planes, 1x1 rows.
+# dilation, groups, depthwise, asymmetric padding, rows narrower than a vector, whole planes, 1x1 rows, runs of
+# taps (CPU tiles of the depthwise and one-channel weight gradients).
 LAYERS = (
     check.Case("3x3-p1", (2, 4, 6, 6), (4, 4, 3, 3), padding=1),
     check.Case("3x3-s2", (2, 3, 7, 7), (4, 3, 3, 3), stride=2, padding=1),
@@ -43,6 +44,10 @@ LAYERS = (
     check.Case("3x3-c16-planes", (1, 16, 10, 10), (16, 16, 3, 3), padding=1),
     # Whole planes with output rows narrower than the input's (the forward pass's wide grid).
     check.Case("5x5-c8-valid-planes", (1, 8, 9, 9), (4, 8, 5, 5)),
+    # One input channel: on CPUs the weight gradient takes a run of taps along rows narrower than the input's.
+    check.Case("5x5-c1-valid", (2, 1, 8, 11), (3, 1, 5, 5)),
+    # A whole plane in one vector, whose last tap of a run reads up to the end of the input buffer.
+    check.Case("3x3-depthwise-3x5", (1, 2, 3, 5), (2, 1, 3, 3), padding=1, groups=2),
 )
 
 

@@ -231,6 +231,42 @@ def test_weight_gradient_tap_pairs(device, case, dtype):
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("tap_run", [2, 3, 7])
+@pytest.mark.parametrize("case", [
+    check.Case("5x5-valid-c1", (2, 1, 12, 21), (3, 1, 5, 5)),
+    check.Case("3x3-p1-planes", (2, 3, 9, 9), (5, 3, 3, 3), padding=1),
+    check.Case("3x3-d2-asympad", (2, 3, 11, 12), (4, 3, 3, 3), padding=((1, 2), (0, 3)), dilation=2),
+    check.Case("3x3-depthwise", (2, 6, 9, 9), (6, 1, 3, 3), padding=1, groups=6),
+    check.Case("1x5-row", (2, 4, 1, 37), (3, 4, 1, 5), padding=(0, 1)),
+    # Two whole 16-lane vectors a row, the second one's later taps reaching into the right padding.
+    check.Case("1x5-rightpad-rows", (2, 2, 3, 34), (3, 2, 1, 5), padding=((0, 0), (0, 2))),
+    check.Case("3x3-s2-p1", (2, 3, 10, 9), (4, 3, 3, 3), stride=2, padding=1),
+], ids=lambda case: case.name)
+def test_weight_gradient_tap_runs(device, case, tap_run, dtype):
+    """Runs of consecutive taps of a row per work-item (tap_run) on every device, whatever its own heuristic
+    picks, in every dtype: on rows and on whole planes, runs that divide S and runs whose last one is partial or
+    longer than S, dilation, asymmetric padding, groups; at stride 2 they do not apply and the taps run one by
+    one."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    params = case.params(dtype)
+    target = platforms.resolve(device.device)
+    config = dataclasses.replace(tiled.default_config(params, target.info, "grad_weight"), block_k=2, block_c=2,
+                                 tap_pair=False, tap_run=tap_run)
+    choices = {name: planning.Choice("tiled", config if name == "grad_weight" else None, "requested")
+               for name in PASSES}
+    plan = planning.Conv2DPlan(params, target, choices=choices)
+    algorithm = plan._implementation("grad_weight")
+    expected = min(tap_run, params.S) if params.stride[1] == 1 else 1
+    assert algorithm._pass_defines("grad_weight").get("TAP_RUN", 1) == expected
+    inputs = check.random_inputs(case, dtype)
+    result = check.compare_with_oracle("grad_weight", case, inputs, call_plan(plan, "grad_weight", inputs), dtype)
+    assert result.passed, f"{params.describe()} with runs of {tap_run} taps on {device.summary()}: {result.message}"
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("splits", ["whole-batch", "split-batch"])
 @pytest.mark.parametrize("case", [
     check.Case("1x1-7x7", (3, 5, 7, 7), (7, 5, 1, 1)),
@@ -325,6 +361,15 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     assert not zen_weight.tap_pair
     for other in (_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl)):
         assert not tiled.default_config(strided, other, "grad_weight").tap_pair
+    # Runs of taps on every CPU where one or two input channels per group would leave the tile nearly empty.
+    one_channel = clconv.Conv2DParams.create((64, 1, 32, 32), (6, 1, 5, 5))
+    depthwise_7x7 = clconv.Conv2DParams.create((4, 32, 28, 28), (32, 1, 7, 7), padding=3, groups=32)
+    for cpu in (_cpu("pthread-skylake-avx512-AMD EPYC", pocl), _cpu("AMD EPYC 9R14", "Intel(R) OpenCL"),
+                _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl)):
+        assert tiled.default_config(one_channel, cpu, "grad_weight").tap_run == 5
+        assert tiled.default_config(depthwise_7x7, cpu, "grad_weight").tap_run == 4  # 7 taps: 4 + 3
+        assert tiled.default_config(layer, cpu, "grad_weight").tap_run == 1
+        assert tiled.default_config(strided, cpu, "grad_weight").tap_run == 1
 
 
 def test_weight_gradient_orders_its_work_by_what_streams_less():
