@@ -224,7 +224,7 @@ __kernel void conv2d_grad_weight_tiled(
     const int f_end = max(f_begin, p_end * Q);
     const int shift = h_shift * W + w_shift;
     const maskv_t lane = lane_index();
-    const maskv_t q_first = lane % (maskv_t)Q;
+    const maskv_t q_first = lanes_mod(0, Q);
     const maskv_t q_step = (maskv_t)(VEC % Q);
     /* Taps with no column shift (every tap of a 1x1 layer) read whole rows: their full vectors need no mask. */
     const bool columns_inside = TAP_RUN == 1 && w_shift == 0;

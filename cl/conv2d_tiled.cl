@@ -125,7 +125,7 @@ __kernel void conv2d_tiled(
 #pragma unroll
     for (int b = 0; b < BLOCK_V; ++b) {
         f_lane[b] = lane + (maskv_t)(f0 + b * VEC);
-        q_lane[b] = f_lane[b] % (maskv_t)Win;
+        q_lane[b] = lanes_mod(f0 + b * VEC, Win);
     }
     __global const real_t *in_first = in_begin + (n * groups + g) * Ci * plane;
     for (int r = 0; r < R; ++r) {

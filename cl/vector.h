@@ -43,6 +43,17 @@ inline maskv_t lane_index(void)
     return LANE_INDICES;
 }
 
+/* (start + j) % m in lane j, for start >= 0 and m >= 1: one scalar division and a conditional subtraction per
+ * m below VEC, where a vector % is a division per lane (16 of them at every work-item's start, which cost
+ * more than the main loop of a small weight gradient). */
+inline maskv_t lanes_mod(int start, int m)
+{
+    maskv_t q = lane_index() + (maskv_t)(start % m);
+    for (int k = 0; k * m < VEC - 1; ++k)
+        q = q >= (maskv_t)m ? q - (maskv_t)m : q;
+    return q;
+}
+
 /* COL_STRIDE, when 1 or 2, is the column stride fixed at compile time, so that the loads inside the hot
  * loops carry no branch on it; 0 means the kernel reads the stride from its argument. */
 #ifndef COL_STRIDE
