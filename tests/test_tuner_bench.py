@@ -73,6 +73,28 @@ def test_benchmark_measures_and_reports(device, tmp_path):
     assert any(row["implementation"] == "clconv" and row["gflops"] > 0 for row in rows)
 
 
+def test_benchmark_alternates_the_end_to_end_rounds_of_a_ratio(device, monkeypatch):
+    """clconv's and PyTorch's end-to-end times (the two sides of a ratio) get E2E_ROUNDS - 1 more medians, taken in
+    turn, and keep their best; the other peers keep their single measurement."""
+    if bench_peers.TorchPeer().skip_reason:
+        pytest.skip("PyTorch is not installed (pip install torch): there is no ratio to alternate")
+    monkeypatch.setattr(benchmark, "SETTLE_SECONDS", 0)
+    rounds = []
+
+    def counted(run, repeats):  # the alternating rounds' medians: each a call, and a time below any real one
+        run()
+        rounds.append(run)
+        return 1e-9
+
+    monkeypatch.setattr(benchmark, "_alternate_median", counted)
+    records = benchmark.run([TINY_LAYER], [device], passes=("forward",), repeats=1, flops_per_pass=1e6,
+                            progress=False)
+    by_implementation = {r.implementation: r for r in records}
+    assert by_implementation["clconv"].e2e_s == by_implementation["torch-cpu"].e2e_s == 1e-9
+    assert by_implementation["numpy-oracle"].e2e_s > 1e-9
+    assert len(rounds) == 2 * (benchmark.E2E_ROUNDS - 1)
+
+
 @pytest.mark.parametrize("layer", TINY_KINDS, ids=lambda layer: layer.kind)
 def test_benchmark_measures_every_kind_of_layer(device, layer, tmp_path, monkeypatch):
     """clconv and PyTorch compute each pass of the layer's own kind: a kind measured as another would not match
