@@ -100,6 +100,12 @@ def tap_pairs_apply(p: Conv2DParams) -> bool:
     return p.stride[1] == 2 and p.dilation[1] == 1 and p.S >= 2
 
 
+def tap_run_length(taps: int, most: int) -> int:
+    """The length of the runs of equal length, at most ``most``, that cover a kernel row of ``taps`` taps (the last
+    one may be shorter): 5 taps, at most 6: one run of 5; 7 taps: 4 and 3."""
+    return div_up(taps, div_up(taps, most))
+
+
 def narrower_config(config):
     """The same tile with half the vector lanes, or None at the narrowest: the next-best variant when a
     device's compiler cannot build a tile (kernel_check)."""
@@ -276,8 +282,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         # 1.2-1.7x on Intel's runtime, 1.5-1.6x on PoCL 3.0; LeNet-5 conv1's 1.3-1.5x at batch 64, 1.7-2.2x at 640.
         tap_run = 1
         if row_taps == 1 and params.stride[1] == 1 and params.C_per_group <= 2 and params.S > 1:
-            most = 6 // params.C_per_group
-            tap_run = row_taps = div_up(params.S, div_up(params.S, most))
+            tap_run = row_taps = tap_run_length(params.S, 6 // params.C_per_group)
         block_c = _channel_block(params.C_per_group, 6 // row_taps)
         block_k = _channel_block(params.K_per_group,
                                  tiles.listed_block(min(8, tiles.grad_weight_accumulators // (block_c * row_taps))))
@@ -364,7 +369,7 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
         if tap_pairs_apply(params) and info.type != "GPU":
             tiles += [(bc, 2, True) for bc in (2, 3, 4, 6)]
         elif params.stride[1] == 1 and params.S > 1:
-            tiles += [(bc, div_up(params.S, div_up(params.S, 6)), False) for bc in (1, 2)]
+            tiles += [(bc, tap_run_length(params.S, 6), False) for bc in (1, 2)]
         for vec, bk, (bc, taps, pair), local in itertools.product(vectors, (2, 4, 6, 8), tiles, locals_):
             if bk * bc * taps <= 36:
                 grid.append(GradWeightConfig(vec, min(bk, params.K_per_group), min(bc, params.C_per_group), local,
