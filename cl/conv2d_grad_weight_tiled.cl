@@ -13,10 +13,14 @@
  * With FLAT_PLANE (stride 1 and Q == W, as in every "same" convolution) the vectors run along whole
  * planes instead of rows, so short rows (7, 14 columns) still fill 16-lane vectors.
  *
- * With TAP_PAIR (column stride 2, dilation 1 along the row) a work-item owns two neighbouring taps (s, s+1)
- * of its row r: at stride 2, tap s reads the even elements of two consecutive vectors and tap s+1 the odd
- * ones, so one pair of loads feeds both, where a single tap needs the same two loads and a shuffle for half
- * of what they hold. The last tap of an odd S has no partner; its work-item skips the second half.
+ * With TAP_PAIR (column stride 2, dilation 1 along the row) a work-item owns TAP_RUN pairs of neighbouring
+ * taps (s, s+1), (s+2, s+3), ... of its row r, and its vectors run along input columns instead: at stride 2,
+ * output column q of tap s reads input column w = 2q + s - pad_left and tap s+1 the next one, so lanes 2i and
+ * 2i+1 of one contiguous input vector serve output column q0 + i of both taps, against a grad_output vector
+ * whose VEC/2 columns are each duplicated into a pair of lanes. The even lanes add up to tap s, the odd ones
+ * to tap s+1. The input needs no shuffle (a single tap at stride 2 takes two loads and a shuffle for half of
+ * what they hold), only each grad_output vector does. Taps past S (the partner of an odd S's last tap) are
+ * computed and not stored.
  *
  * With TAP_RUN > 1 (column stride 1) a work-item owns TAP_RUN consecutive taps (s, s+1, ...) of its row r:
  * each grad_output vector then meets BLOCK_C * TAP_RUN input vectors (the same rows, shifted by one
@@ -59,17 +63,33 @@
 #define TAP_RUN 1
 #endif
 /* Taps of one row per work-item. */
-#define ROW_TAPS (TAP_PAIR ? 2 : TAP_RUN)
-#if TAP_PAIR && (FLAT_PLANE || COL_STRIDE != 2)
-#error "TAP_PAIR needs rows read at a column stride of 2 (COL_STRIDE 2, no FLAT_PLANE)"
+#define ROW_TAPS (TAP_PAIR ? 2 * TAP_RUN : TAP_RUN)
+#if TAP_PAIR && (FLAT_PLANE || ACROSS_IMAGES || COL_STRIDE != 2 || VEC < 4)
+#error "TAP_PAIR needs rows read at a column stride of 2 (COL_STRIDE 2, no FLAT_PLANE) and VEC >= 4"
 #endif
-#if TAP_RUN > 1 && (TAP_PAIR || ACROSS_IMAGES || COL_STRIDE != 1)
-#error "TAP_RUN needs rows read at a column stride of 1 (COL_STRIDE 1), without TAP_PAIR or ACROSS_IMAGES"
+#if TAP_RUN > 1 && !TAP_PAIR && (ACROSS_IMAGES || COL_STRIDE != 1)
+#error "TAP_RUN needs rows read at a column stride of 1 (COL_STRIDE 1) or TAP_PAIR, and no ACROSS_IMAGES"
 #endif
-/* Input vectors of one step, and the tile's second axis: BLOCK_C channels x TAP_RUN taps, channel-major. */
+/* Input vectors of one step, and the tile's second axis: BLOCK_C channels x TAP_RUN taps (or pairs of taps),
+ * channel-major. */
 #define BLOCK_J (BLOCK_C * TAP_RUN)
 
 #include "vector.h"
+
+#if TAP_PAIR
+/* HALF = VEC / 2 as a literal (vector type names are pasted from it), and the VEC-vector whose lanes 2i and
+ * 2i + 1 both hold lane i of a HALF-vector. */
+#if VEC == 16
+#define HALF 8
+#define DUPLICATE_LANES(v) ((accv_t)((v).s00112233, (v).s44556677))
+#elif VEC == 8
+#define HALF 4
+#define DUPLICATE_LANES(v) ((accv_t)((v).s0011, (v).s2233))
+#else
+#define HALF 2
+#define DUPLICATE_LANES(v) ((accv_t)((v).s0011))
+#endif
+#endif
 
 /* acc[i][j] += grad[i] * input[j] over a tile of BLOCK_K x width: the multiply-adds of one step. */
 #define OUTER_PRODUCT_ADD(acc, grad, input, width) \
@@ -114,21 +134,14 @@ __kernel void conv2d_grad_weight_tiled(
 #pragma unroll
         for (int j = 0; j < BLOCK_J; ++j)
             acc[i][j] = (accv_t)0;
-#if TAP_PAIR
-    accv_t acc_next[BLOCK_K][BLOCK_C];  /* tap s + 1 */
-#pragma unroll
-    for (int i = 0; i < BLOCK_K; ++i)
-#pragma unroll
-        for (int j = 0; j < BLOCK_C; ++j)
-            acc_next[i][j] = (accv_t)0;
-    const bool has_next = s + 1 < S;
-#endif
 
     /* Output rows whose tap r lands inside the input. */
     const int h_shift = r * dil_h - pad_top;
     const int w_shift = s * dil_w - pad_left;
     const int p_begin = FIRST_INSIDE(h_shift, stride_h);
     const int p_end = min(P, FIRST_PAST(h_shift, stride_h, H));
+    /* Input columns from the first tap of a run to its last one (TAP_RUN taps one dilation apart). */
+    const int run_extent = (TAP_RUN - 1) * dil_w;
 
     /* Channels past the group's end repeat its last channel; their sums are not stored. */
     int x_channel[BLOCK_C], grad_channel[BLOCK_K];
@@ -233,9 +246,8 @@ __kernel void conv2d_grad_weight_tiled(
     for (int n = n_begin; n < n_end; ++n) {
         /* Whether every input vector of this image lies inside the buffer, checked once here and not at
          * every load (channels ascend with j and taps with t, so the first and the last bound them all). */
-        const int last_tap = (TAP_RUN - 1) * dil_w;
         const bool loads_inside = (n * C + x_channel[0]) * plane + f_begin + shift >= 0 &&
-                                  (n * C + x_channel[BLOCK_C - 1]) * plane + f_last + shift + last_tap + VEC <=
+                                  (n * C + x_channel[BLOCK_C - 1]) * plane + f_last + shift + run_extent + VEC <=
                                       N * C * plane;
         maskv_t q_lane = q_first;
         for (int f0 = f_begin; f0 < f_end; f0 += VEC) {
@@ -270,6 +282,73 @@ __kernel void conv2d_grad_weight_tiled(
             q_lane = q_lane >= (maskv_t)Q ? q_lane - (maskv_t)Q : q_lane;
         }
     }
+#elif TAP_PAIR
+    const maskv_t lane = lane_index();
+    const maskv_t lane_column = lane >> 1;  /* output column q0 + lane / 2 */
+    /* The input vector of pair t starts at column w0 + 2t: the last pair's vector ends here past w0. */
+    const int span = 2 * (TAP_RUN - 1) + VEC;
+    /* Whether every load of this work-item lies inside its buffer, checked once here and not at every load
+     * (images, rows, channels and columns all ascend, so the first and the last load bound them all). */
+    const int q0_last = (Q - 1) / HALF * HALF;
+    const bool loads_inside =
+        n_begin >= n_end || p_begin >= p_end ||
+        (((n_begin * C + x_channel[0]) * H + p_begin * stride_h + h_shift) * W + w_shift >= 0 &&
+         (((n_end - 1) * C + x_channel[BLOCK_C - 1]) * H + (p_end - 1) * stride_h + h_shift) * W + 2 * q0_last +
+                 w_shift + span <= N * C * H * W &&
+         (((n_end - 1) * K + grad_channel[BLOCK_K - 1]) * P + p_end - 1) * Q + q0_last + HALF <= N * K * P * Q);
+    for (int n = n_begin; n < n_end; ++n) {
+        for (int p = p_begin; p < p_end; ++p) {
+            const int h = p * stride_h + h_shift;
+            __global const real_t *grad_row[BLOCK_K], *x_row[BLOCK_C];
+#pragma unroll
+            for (int i = 0; i < BLOCK_K; ++i)
+                grad_row[i] = grad_begin + ((n * K + grad_channel[i]) * P + p) * Q;
+#pragma unroll
+            for (int j = 0; j < BLOCK_C; ++j)
+                x_row[j] = x_begin + ((n * C + x_channel[j]) * H + h) * W;
+            for (int q0 = 0; q0 < Q; q0 += HALF) {
+                const int columns = Q - q0 >= HALF ? HALF : Q - q0;  /* min() is a library call on PoCL 3.0 */
+                const int w0 = 2 * q0 + w_shift;
+                const bool full = columns == HALF;
+                /* Whole vectors inside their rows need no lane masks: the common case on wide rows. */
+                const bool interior = full && w0 >= 0 && w0 + span <= W;
+                const maskv_t column_kept = lane_column < (maskv_t)columns;
+                maskv_t keep[TAP_RUN];
+#pragma unroll
+                for (int t = 0; t < TAP_RUN; ++t) {
+                    const int w = w0 + 2 * t;
+                    keep[t] = lane >= (maskv_t)-w && lane < (maskv_t)(W - w) && column_kept;
+                }
+                accv_t grad[BLOCK_K], input[BLOCK_J];
+                if (interior) {
+#pragma unroll
+                    for (int i = 0; i < BLOCK_K; ++i)
+                        grad[i] = DUPLICATE_LANES(VLOAD(HALF, grad_row[i] + q0));
+#pragma unroll
+                    for (int j = 0; j < BLOCK_J; ++j)
+                        input[j] = VLOAD(VEC, x_row[j / TAP_RUN] + w0 + 2 * (j % TAP_RUN));
+                } else if (loads_inside) {
+#pragma unroll
+                    for (int i = 0; i < BLOCK_K; ++i)
+                        grad[i] = KEEP_LANES(DUPLICATE_LANES(VLOAD(HALF, grad_row[i] + q0)), column_kept);
+#pragma unroll
+                    for (int j = 0; j < BLOCK_J; ++j)
+                        input[j] = KEEP_LANES(VLOAD(VEC, x_row[j / TAP_RUN] + w0 + 2 * (j % TAP_RUN)),
+                                              keep[j % TAP_RUN]);
+                } else {
+#pragma unroll
+                    for (int i = 0; i < BLOCK_K; ++i)
+                        grad[i] = DUPLICATE_LANES(
+                            load_lanes_kept(grad_row[i] + q0, lane < (maskv_t)columns, grad_begin, grad_end).lo);
+#pragma unroll
+                    for (int j = 0; j < BLOCK_J; ++j)
+                        input[j] = load_lanes_kept(x_row[j / TAP_RUN] + w0 + 2 * (j % TAP_RUN), keep[j % TAP_RUN],
+                                                   x_begin, x_end);
+                }
+                OUTER_PRODUCT_ADD(acc, grad, input, BLOCK_J);
+            }
+        }
+    }
 #else
     const int col_stride = COLUMN_STRIDE(stride_w);
     const bool vector_stride = col_stride <= 2;
@@ -281,54 +360,8 @@ __kernel void conv2d_grad_weight_tiled(
                 const int col = q0 * col_stride + w_shift;
                 /* Whole vectors inside their rows need no lane masks: the common case on wide rows. */
                 const bool interior = lanes_valid == VEC && vector_stride && col >= 0 &&
-                                      col + (TAP_RUN - 1) * dil_w + LOAD_SPAN(col_stride) <= W;
+                                      col + run_extent + LOAD_SPAN(col_stride) <= W;
                 accv_t grad[BLOCK_K], input[BLOCK_J];
-#if TAP_PAIR
-                /* Short rows (16 output columns from 32 padded input ones) have no interior vectors at all:
-                 * there one pair of loads still feeds both taps, each half masked on its own columns. */
-                const bool full_lanes = lanes_valid == VEC;
-#pragma unroll
-                for (int i = 0; i < BLOCK_K; ++i) {
-                    __global const real_t *grad_row = grad_begin + ((n * K + grad_channel[i]) * P + p) * Q;
-                    grad[i] = full_lanes ? VLOAD(VEC, grad_row + q0)
-                                         : load_lanes_masked(grad_row, q0, 1, Q, lanes_valid, grad_begin, grad_end);
-                }
-                __global const real_t *x_row[BLOCK_C];
-#pragma unroll
-                for (int j = 0; j < BLOCK_C; ++j)
-                    x_row[j] = x_begin + ((n * C + x_channel[j]) * H + h) * W;
-                accv_t input_next[BLOCK_C];
-                if (interior) {
-#pragma unroll
-                    for (int j = 0; j < BLOCK_C; ++j) {
-                        const accv_t low = VLOAD(VEC, x_row[j] + col);
-                        const accv_t high = VLOAD(VEC, x_row[j] + col + VEC);
-                        input[j] = (accv_t)(low.even, high.even);
-                        input_next[j] = (accv_t)(low.odd, high.odd);
-                    }
-                } else {
-                    const maskv_t even_column = lane_index() * (maskv_t)2 + (maskv_t)col;
-                    const maskv_t lane_kept = lane_index() < (maskv_t)lanes_valid;
-                    const maskv_t keep = even_column >= (maskv_t)0 && even_column < (maskv_t)W && lane_kept;
-                    const maskv_t keep_next =
-                        has_next ? (even_column >= (maskv_t)-1 && even_column < (maskv_t)(W - 1) && lane_kept)
-                                 : (maskv_t)0;
-#pragma unroll
-                    for (int j = 0; j < BLOCK_C; ++j) {
-                        if (x_row[j] + col >= x_begin && x_row[j] + col + 2 * VEC <= x_end) {
-                            const accv_t low = VLOAD(VEC, x_row[j] + col);
-                            const accv_t high = VLOAD(VEC, x_row[j] + col + VEC);
-                            input[j] = KEEP_LANES((accv_t)(low.even, high.even), keep);
-                            input_next[j] = KEEP_LANES((accv_t)(low.odd, high.odd), keep_next);
-                        } else {
-                            input[j] = load_lanes_masked(x_row[j], col, 2, W, lanes_valid, x_begin, x_end);
-                            input_next[j] = has_next ? load_lanes_masked(x_row[j], col + 1, 2, W, lanes_valid,
-                                                                         x_begin, x_end)
-                                                     : (accv_t)0;
-                        }
-                    }
-                }
-#else
 #pragma unroll
                 for (int i = 0; i < BLOCK_K; ++i) {
                     __global const real_t *grad_row = grad_begin + ((n * K + grad_channel[i]) * P + p) * Q;
@@ -343,13 +376,7 @@ __kernel void conv2d_grad_weight_tiled(
                                         : load_lanes_masked(x_row, tap_col, col_stride, W, lanes_valid, x_begin,
                                                             x_end);
                 }
-#endif
                 OUTER_PRODUCT_ADD(acc, grad, input, BLOCK_J);
-#if TAP_PAIR
-                if (has_next) {
-                    OUTER_PRODUCT_ADD(acc_next, grad, input_next, BLOCK_C);
-                }
-#endif
             }
         }
     }
@@ -361,24 +388,27 @@ __kernel void conv2d_grad_weight_tiled(
     for (int i = 0; i < BLOCK_K; ++i) {
 #pragma unroll
         for (int j = 0; j < BLOCK_J; ++j) {
-            const int c = c0 + j / TAP_RUN, tap = s + j % TAP_RUN;
-            if (k0 + i >= Kg || c >= Cg || tap >= S)
+            const int c = c0 + j / TAP_RUN;
+            if (k0 + i >= Kg || c >= Cg)
                 continue;
-            const int index = (((g * Kg + k0 + i) * Cg + c) * R + r) * S + tap;
-            const acc_t total = lane_sum(acc[i][j]);
-            if (splits == 1)
-                STORE(total, grad_weight, grad_weight_offset + index);
-            else
-                partial[split * weight_count + index] = total;
 #if TAP_PAIR
-            if (has_next) {
-                const acc_t next_total = lane_sum(acc_next[i][j]);
-                if (splits == 1)
-                    STORE(next_total, grad_weight, grad_weight_offset + index + 1);
-                else
-                    partial[split * weight_count + index + 1] = next_total;
-            }
+            const CAT(ACC_NAME, 2) totals = lane_pair_sums(acc[i][j]);
+            const acc_t tap_totals[2] = {totals.lo, totals.hi};
+            const int first_tap = s + 2 * (j % TAP_RUN);
+#else
+            const acc_t tap_totals[1] = {lane_sum(acc[i][j])};
+            const int first_tap = s + j % TAP_RUN;
 #endif
+#pragma unroll
+            for (int t = 0; t < (TAP_PAIR ? 2 : 1); ++t) {
+                if (first_tap + t >= S)
+                    continue;
+                const int index = (((g * Kg + k0 + i) * Cg + c) * R + r) * S + first_tap + t;
+                if (splits == 1)
+                    STORE(tap_totals[t], grad_weight, grad_weight_offset + index);
+                else
+                    partial[split * weight_count + index] = tap_totals[t];
+            }
         }
     }
 }

@@ -108,9 +108,9 @@ inline accv_t load_lanes_kept(__global const real_t *p, maskv_t keep,
     return CAT(vload, VEC)(0, values);
 }
 
-/* Sum of the lanes in a fixed order: halves added pairwise (lanes j and j + VEC/2 first), a few vector
- * adds instead of VEC - 1 scalar ones, which cost as much as the whole main loop on 7 x 7 planes. */
-inline acc_t lane_sum(accv_t v)
+/* The sums of the even lanes and of the odd lanes, in a fixed order: halves added pairwise (lanes j and
+ * j + VEC/2 first, which keeps each lane's parity), a few vector adds instead of VEC - 2 scalar ones. */
+inline CAT(ACC_NAME, 2) lane_pair_sums(accv_t v)
 {
 #if VEC == 16
     const CAT(ACC_NAME, 8) v8 = v.lo + v.hi;
@@ -123,10 +123,17 @@ inline acc_t lane_sum(accv_t v)
     const CAT(ACC_NAME, 4) v4 = v;
 #endif
 #if VEC >= 4
-    const CAT(ACC_NAME, 2) v2 = v4.lo + v4.hi;
+    return v4.lo + v4.hi;
 #else
-    const CAT(ACC_NAME, 2) v2 = v;
+    return v;
 #endif
+}
+
+/* Sum of the lanes in a fixed order (the pair sums added), which cost as much as the whole main loop on
+ * 7 x 7 planes when added one lane at a time. */
+inline acc_t lane_sum(accv_t v)
+{
+    const CAT(ACC_NAME, 2) v2 = lane_pair_sums(v);
     return v2.lo + v2.hi;
 }
 

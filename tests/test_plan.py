@@ -197,21 +197,25 @@ def test_multi_item_work_groups(device, case_name, pass_name):
     assert result.passed, result.message
 
 
-# Stride-2 rows: 3 taps (the last one unpaired), 4 taps, 7 taps with groups, asymmetric padding, a row of a
-# 1-D layer; and stride 2 along H only, where the pairs do not apply.
+# Stride-2 rows: 3 taps (the last pair half empty), 4 taps, 7 taps with groups, asymmetric padding, a row of a
+# 1-D layer, rows of 2 and 3 output columns (4- and 8-lane vectors); and stride 2 along H only, dilation 2 and
+# stride 4, where the pairs do not apply.
 TAP_PAIR_CASES = ["3x3-s2-p1", "3x3-s2-d2-g3", "3x3-odd-s2x1", "11x11-s4-p2"]
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("pairs", [1, 2, 4])
 @pytest.mark.parametrize("case", [
     *(next(c for c in check.CASES if c.name == name) for name in TAP_PAIR_CASES),
     check.Case("4x4-s2-p1-k5", (2, 5, 10, 9), (5, 5, 4, 4), stride=2, padding=1),
     check.Case("7x7-s2-p3-g2", (1, 4, 15, 17), (6, 2, 7, 7), stride=2, padding=((3, 2), (3, 3)), groups=2),
     check.Case("1x3-row-s2", (2, 6, 1, 31), (4, 6, 1, 3), stride=(1, 2), padding=((0, 0), (1, 0))),
+    check.Case("3x3-s2-q2", (2, 3, 5, 4), (4, 3, 3, 3), stride=2, padding=1),
+    check.Case("3x3-s2-q3", (3, 2, 6, 7), (3, 2, 3, 3), stride=2, padding=((1, 0), (0, 1))),
 ], ids=lambda case: case.name)
-def test_weight_gradient_tap_pairs(device, case, dtype):
-    """Paired taps of a stride-2 row (tap_pair) on every device, whatever its own heuristic picks, in every dtype;
-    layers where pairs do not apply (stride 2 along H only, dilation 2, stride 4) run unpaired."""
+def test_weight_gradient_tap_pairs(device, case, pairs, dtype):
+    """Runs of pairs of a stride-2 row's taps (tap_pair) on every device, whatever its own heuristic picks, in every
+    dtype: one pair, two, and more than the row has; layers where pairs do not apply run unpaired."""
     if np.dtype(dtype) == np.float64 and not device.fp64:
         pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
     from clconv.algorithms import tiled
@@ -219,15 +223,18 @@ def test_weight_gradient_tap_pairs(device, case, dtype):
     params = case.params(dtype)
     target = platforms.resolve(device.device)
     config = dataclasses.replace(tiled.default_config(params, target.info, "grad_weight"), block_k=4, block_c=3,
-                                 tap_pair=True)
+                                 tap_pair=True, tap_run=pairs)
     choices = {name: planning.Choice("tiled", config if name == "grad_weight" else None, "requested")
                for name in PASSES}
     plan = planning.Conv2DPlan(params, target, choices=choices)
-    algorithm = plan._implementation("grad_weight")
-    assert ("TAP_PAIR" in algorithm._pass_defines("grad_weight")) == tiled.tap_pairs_apply(params)
+    defines = plan._implementation("grad_weight")._pass_defines("grad_weight")
+    if tiled.tap_pairs_apply(params):
+        assert defines["TAP_PAIR"] == 1 and defines.get("TAP_RUN", 1) == min(pairs, (params.S + 1) // 2)
+    else:
+        assert "TAP_PAIR" not in defines
     inputs = check.random_inputs(case, dtype)
     result = check.compare_with_oracle("grad_weight", case, inputs, call_plan(plan, "grad_weight", inputs), dtype)
-    assert result.passed, f"{params.describe()} with paired taps on {device.summary()}: {result.message}"
+    assert result.passed, f"{params.describe()} with {pairs} pairs of taps on {device.summary()}: {result.message}"
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
@@ -354,13 +361,15 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     assert (zen.block_k, zen.block_v) == (6, 4) and (xeon.block_k, xeon.block_v) == (14, 2)
     zen_weight = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "grad_weight")
     assert zen_weight.block_k * zen_weight.block_c == tiled.ZEN4_POCL_TILES.grad_weight_accumulators
-    # Paired taps where they were measured faster (PoCL on Zen 4), at stride 2 only; left to the tuner elsewhere.
-    strided = clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1)
-    zen_strided = tiled.default_config(strided, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "grad_weight")
-    assert zen_strided.tap_pair and 2 * zen_strided.block_k * zen_strided.block_c == 24
     assert not zen_weight.tap_pair
-    for other in (_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl)):
-        assert not tiled.default_config(strided, other, "grad_weight").tap_pair
+    # Two pairs of taps per work-item at stride 2 only (3 taps: 0-1 and 2), on every CPU, each in its own tile.
+    strided = clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1)
+    for cpu, tiles in ((_cpu("pthread-skylake-avx512-AMD EPYC", pocl), tiled.ZEN4_POCL_TILES),
+                       (_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), tiled.ZEN4_INTEL_TILES),
+                       (_cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl), tiled.XEON_TILES)):
+        paired = tiled.default_config(strided, cpu, "grad_weight")
+        assert paired.tap_pair and paired.tap_run == 2 and paired.block_c == 3
+        assert paired.block_k * paired.block_c * paired.tap_run == tiles.grad_weight_pair_accumulators
     # Runs of taps on every CPU where one or two input channels per group would leave the tile nearly empty.
     one_channel = clconv.Conv2DParams.create((64, 1, 32, 32), (6, 1, 5, 5))
     depthwise_7x7 = clconv.Conv2DParams.create((4, 32, 28, 28), (32, 1, 7, 7), padding=3, groups=32)
@@ -369,7 +378,6 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
         assert tiled.default_config(one_channel, cpu, "grad_weight").tap_run == 5
         assert tiled.default_config(depthwise_7x7, cpu, "grad_weight").tap_run == 4  # 7 taps: 4 + 3
         assert tiled.default_config(layer, cpu, "grad_weight").tap_run == 1
-        assert tiled.default_config(strided, cpu, "grad_weight").tap_run == 1
 
 
 def test_weight_gradient_orders_its_work_by_what_streams_less():

@@ -73,19 +73,23 @@ class GradWeightConfig:
     def merged_local(self) -> tuple:
         return one_axis(self.local)
 
+    def pairs_taps(self, p: Conv2DParams) -> bool:
+        """Whether the work-items own pairs of neighbouring taps (TAP_PAIR): ``tap_pair`` on a layer where pairs
+        apply, with vectors of 4 lanes or more (2 output columns of 2 taps)."""
+        return self.tap_pair and tap_pairs_apply(p) and self.vec >= 4
+
     def row_taps(self, p: Conv2DParams) -> int:
-        """Taps of one kernel row a work-item owns: 2 with ``tap_pair`` on a layer whose rows are read at column
-        stride 2 with dilation 1 and at least two taps; ``tap_run``, at most S, on a layer whose rows are read at
-        column stride 1; else 1."""
-        if self.tap_pair and tap_pairs_apply(p):
-            return 2
+        """Taps of one kernel row a work-item owns: ``tap_run`` pairs (at most S) where it pairs taps, ``tap_run``
+        (at most S) on a layer whose rows are read at column stride 1; else 1."""
+        if self.pairs_taps(p):
+            return 2 * min(self.tap_run, div_up(p.S, 2))
         return min(self.tap_run, p.S) if p.stride[1] == 1 else 1
 
     def row_tap_defines(self, p: Conv2DParams) -> dict:
-        """The kernel's TAP_PAIR or TAP_RUN for ``row_taps``."""
-        if self.tap_pair and tap_pairs_apply(p):
-            return {"TAP_PAIR": 1}
+        """The kernel's TAP_PAIR and TAP_RUN for ``row_taps``."""
         taps = self.row_taps(p)
+        if self.pairs_taps(p):
+            return {"TAP_PAIR": 1, "TAP_RUN": taps // 2}
         return {"TAP_RUN": taps} if taps > 1 else {}
 
     def items(self, p: Conv2DParams) -> int:
@@ -136,9 +140,8 @@ class CpuTiles:
     accumulators: int  # accumulator vectors of a forward or input-gradient tile
     channels: int  # output channels of that tile (a listed block); the rest of it goes to rows or plane vectors
     pointwise_channels: int  # the same on 1x1 layers, whose single tap gives each input vector one use per channel
-    grad_weight_accumulators: int  # block_k * block_c (times 2 with tap pairs) of a weight-gradient tile
-    # Whether a stride-2 weight gradient pairs neighbouring taps of a row (GradWeightConfig.tap_pair).
-    grad_weight_tap_pairs: bool = False
+    grad_weight_accumulators: int  # block_k * block_c (times a run's taps) of a weight-gradient tile
+    grad_weight_pair_accumulators: int  # the same with paired taps (times the pairs), see GradWeightConfig.tap_pair
 
     def listed_block(self, largest: int) -> int:
         """The largest listed channel block up to ``largest``."""
@@ -147,21 +150,21 @@ class CpuTiles:
 
 # Measured on an Intel Xeon (AVX-512) with PoCL: 28 accumulators (with the input vectors and a broadcast
 # weight, AVX-512's 32 registers), 14 channels x 2 rows faster than 28 x 1 on every benchmark layer; weight
-# gradient 6 x 6 10-30% faster than 4 x 4 on the 3x3 and 1x1 layers.
-XEON_TILES = CpuTiles(accumulators=28, channels=14, pointwise_channels=14, grad_weight_accumulators=36)
+# gradient 6 x 6 10-30% faster than 4 x 4 on the 3x3 and 1x1 layers. Paired taps: PyPI's PoCL 3.0 on Zen 4,
+# which takes these tiles, ran 4 x 3 x 2 pairs 1.13-1.15x faster than 3 x 3 x 2 (not measured on a Xeon).
+XEON_TILES = CpuTiles(accumulators=28, channels=14, pointwise_channels=14, grad_weight_accumulators=36,
+                      grad_weight_pair_accumulators=24)
 # AMD Zen 4 executes a 512-bit operation as two 256-bit halves, and there the tiles that keep every
 # accumulator in a register won (PoCL 3.1, interleaved in one process, `perf annotate` showing 6 x 6 weight
 # gradients reloading accumulators from the stack): forward 3x3 6 channels x 4 vectors 1.2-1.4x faster
-# than 14 x 2, 1x1 8 x 3 1.7x; weight gradient 4 x 6 1.15-1.4x faster than 6 x 6.
-# Paired taps in the stride-2 weight gradient (4 x 3 x 2 against 4 x 6, bench-style A/B on the suite's
-# strided layers, two runs): 0.94-1.01x on ResNet-18 layer2.0.conv1, 1.01-1.19x DCGAN main.9, 1.10x the RGB
-# stem, 1.16-1.25x wav2vec2's 1-D layer, 1.18x depthwise stride 2.
+# than 14 x 2, 1x1 8 x 3 1.7x; weight gradient 4 x 6 1.15-1.4x faster than 6 x 6; paired taps 3 x 3 x 2 pairs
+# 1.03x faster than 4 x 3 x 2 and 1.15x than 4 x 6 x 1 (ResNet-18 layer2.0.conv1, DCGAN main.9).
 ZEN4_POCL_TILES = CpuTiles(accumulators=24, channels=6, pointwise_channels=8, grad_weight_accumulators=24,
-                           grad_weight_tap_pairs=True)
+                           grad_weight_pair_accumulators=18)
 # Intel's runtime on the same CPU: forward 8 x 3 1.2-1.5x faster than 14 x 2; weight-gradient tiles within
-# noise of each other, so the Xeon's stay. Paired taps measured 0.88-1.17x there (and 0.89-1.24x on PyPI's
-# PoCL 3.0, which takes the Xeon's tiles): left to the tuner.
-ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, grad_weight_accumulators=36)
+# noise of each other, so the Xeon's stay; paired taps 3 x 3 x 2 0.96-1.11x as fast as 4 x 3 x 2.
+ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, grad_weight_accumulators=36,
+                            grad_weight_pair_accumulators=18)
 
 
 def cpu_tiles(info) -> CpuTiles:
@@ -274,18 +277,30 @@ def default_config(params: Conv2DParams, info, pass_name: str):
             width = params.P * params.Q
         # Fewer input channels (an RGB layer's 3) leave room for more output channels, up to 8: 8 x 3
         # measured 1.2x faster than 6 x 4 with one of the four channels wasted.
-        # Paired taps (stride 2) hold two accumulators per (output, input) channel: half the input channels.
-        row_taps = 2 if tiles.grad_weight_tap_pairs and tap_pairs_apply(params) else 1
+        # At column stride 2 the work-items own pairs of neighbouring taps, two pairs where the row has them
+        # (3 taps: 0-1 and 2, 7 taps: two work-items of 4), with vectors along input columns (TAP_PAIR). Measured
+        # on Zen 4 against one tap per work-item (two loads and a shuffle per input vector): ResNet-18
+        # layer2.0.conv1 2.2x faster on Intel's runtime, 1.3x on PoCL 3.0; DCGAN main.9 2.5x, 1.6x; the RGB stem
+        # 1.6x on PoCL 3.1. Against the pairs of shuffled stride-2 loads they replaced (PoCL 3.1's default):
+        # layer2.0.conv1 1.35x, DCGAN 1.55x, the RGB stem 1.45x, wav2vec2's 1-D layer 1.35x.
+        pairs = tap_pairs_apply(params)
+        if pairs:
+            tap_run = tap_run_length(div_up(params.S, 2), 2)
+            row_taps, width = 2 * tap_run, 2 * width
         # One or two input channels per group (LeNet-5 conv1, depthwise layers) leave the tile nearly empty:
         # runs of a row's taps fill it, up to 6 input vectors a step in runs of equal length (5 taps: one run;
         # 7: 4 + 3). Measured on Zen 4: MobileNet-v2's depthwise weight gradients 1.25-1.7x faster on PoCL 3.1,
         # 1.2-1.7x on Intel's runtime, 1.5-1.6x on PoCL 3.0; LeNet-5 conv1's 1.3-1.5x at batch 64, 1.7-2.2x at 640.
-        tap_run = 1
-        if row_taps == 1 and params.stride[1] == 1 and params.C_per_group <= 2 and params.S > 1:
+        elif params.stride[1] == 1 and params.C_per_group <= 2 and params.S > 1:
             tap_run = row_taps = tap_run_length(params.S, 6 // params.C_per_group)
-        block_c = _channel_block(params.C_per_group, 6 // row_taps)
+        else:
+            tap_run = row_taps = 1
+        # Accumulator vectors per output and input channel: one per tap, or per pair of taps.
+        row_vectors = tap_run
+        accumulators = tiles.grad_weight_pair_accumulators if pairs else tiles.grad_weight_accumulators
+        block_c = _channel_block(params.C_per_group, 6 // row_vectors)
         block_k = _channel_block(params.K_per_group,
-                                 tiles.listed_block(min(8, tiles.grad_weight_accumulators // (block_c * row_taps))))
+                                 tiles.listed_block(min(8, accumulators // (block_c * row_vectors))))
         # Output-channel blocks side by side while their grad_output fits 256 KiB of cache: 4 measured up to
         # 1.2x faster than 1 on the benchmark's layers; 16 helped 1x1 layers a little and slowed 3x3 ones.
         # Where they do not fit and the whole input overflows the device's cache (so that it comes from memory
@@ -310,8 +325,8 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         # (measured: LeNet conv1 and MobileNet's expand layer as fast or faster unsplit), so CPUs default to
         # no workspace for this pass.
         return GradWeightConfig(vec=_vector_width(width, widest), block_k=block_k, block_c=block_c,
-                                target_items=4 * info.compute_units, k_group=k_group,
-                                tap_pair=row_taps == 2 and tap_run == 1, tap_run=tap_run)
+                                target_items=4 * info.compute_units, k_group=k_group, tap_pair=pairs,
+                                tap_run=tap_run)
     if gpu:
         return CorrelationConfig(vec=4, block_k=_channel_block(out_channels, 4), block_v=2, local=(16, 4, 1))
     tiles = cpu_tiles(info)
@@ -363,18 +378,18 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
     # CPU tiles up to the register file of AVX-512 (32 vectors) and a little past it: every CPU table of
     # cpu_tiles lies inside, and so do its neighbours.
     if pass_name == "grad_weight":
-        # Row taps per work-item: single, paired at stride 2, or at stride 1 a run as the heuristic cuts them,
-        # for which one or two input channels fill the tile.
+        # Row taps per work-item: single; at stride 2 one or two pairs; at stride 1 a run as the heuristic cuts
+        # them, for which one or two input channels fill the tile. (bc, accumulators per channel pair, pairs)
         tiles = [(bc, 1, False) for bc in (2, 3, 4, 6)]
-        if tap_pairs_apply(params) and info.type != "GPU":
-            tiles += [(bc, 2, True) for bc in (2, 3, 4, 6)]
+        if tap_pairs_apply(params):
+            tiles += [(bc, pairs, True) for bc in (2, 3, 4, 6) for pairs in (1, 2)]
         elif params.stride[1] == 1 and params.S > 1:
             tiles += [(bc, tap_run_length(params.S, 6), False) for bc in (1, 2)]
-        for vec, bk, (bc, taps, pair), local in itertools.product(vectors, (2, 4, 6, 8), tiles, locals_):
-            if bk * bc * taps <= 36:
+        for vec, bk, (bc, run, pair), local in itertools.product(vectors, (2, 3, 4, 6, 8), tiles, locals_):
+            if bk * bc * run <= 36:
                 grid.append(GradWeightConfig(vec, min(bk, params.K_per_group), min(bc, params.C_per_group), local,
                                              heuristic.target_items, heuristic.k_group, tap_pair=pair,
-                                             tap_run=1 if pair else taps))
+                                             tap_run=run))
     else:
         out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
         # Row tiles only where rows are what the kernel walks (on whole planes they would be the same tile).
