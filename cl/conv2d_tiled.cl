@@ -32,6 +32,12 @@
  * of Hout rows Win wide, so that every tap reads the input at one offset from the output position; where
  * Wout < Win the last Win - Wout columns of each row are computed and not stored. A work-item owns BLOCK_V
  * consecutive vectors of that grid, and NDRange dim0 = ceil(Hout * Win / (VEC * BLOCK_V)), dim1 = 1.
+ *
+ * CHANNELS_INNER (a tile on several rows, many input channels per group): the channel loop runs inside the
+ * taps' instead of outside them, so that where each vector of a tap starts, its lane masks at the row edges
+ * and whether its loads stay inside the buffer are worked out once per tap and not once per channel and tap; a
+ * masked vector is then one load and a blend. Rows of strided layers, whose edge vectors are most of their
+ * vectors, gain the most; with one channel per group the setup has nothing to amortise it (see tiled.py).
  */
 #include "common.h"
 
@@ -49,6 +55,9 @@
 #endif
 #ifndef ALONG_ROW
 #define ALONG_ROW 0
+#endif
+#ifndef CHANNELS_INNER
+#define CHANNELS_INNER 0
 #endif
 /* Where vector b of a row tile lies: on row p0 + TILE_ROW(b), from column q0 + TILE_COL(b). */
 #if ALONG_ROW
@@ -142,11 +151,15 @@ __kernel void conv2d_tiled(
             }
             const int tap = r * ws_r + s * ws_s;
             __global const real_t *in_at = in_first + f0 + row_shift + col_shift;
+            /* Whether the tile's loads in every channel lie inside the buffer (the first channel and the last
+             * bound them), so that each vector is one load and a blend. */
+            const bool inside = in_at >= in_begin && in_at + (Ci - 1) * plane + BLOCK_V * VEC <= in_end;
             for (int ci = 0; ci < Ci; ++ci, in_at += plane) {
                 accv_t x[BLOCK_V];
 #pragma unroll
                 for (int b = 0; b < BLOCK_V; ++b)
-                    x[b] = load_lanes_kept(in_at + b * VEC, keep[b], in_begin, in_end);
+                    x[b] = inside ? KEEP_LANES(VLOAD(VEC, in_at + b * VEC), keep[b])
+                                  : load_lanes_kept(in_at + b * VEC, keep[b], in_begin, in_end);
 #pragma unroll
                 for (int i = 0; i < BLOCK_K; ++i) {
                     const acc_t w = (acc_t)LOAD(weight, weight_co[i] + ci * ws_ci + tap);
@@ -157,6 +170,79 @@ __kernel void conv2d_tiled(
             }
         }
     }
+#elif CHANNELS_INNER
+    const int col_stride = COLUMN_STRIDE(stride_w);
+    const int col_first = q0 * col_stride + offset_w;
+    /* Columns this tile reads for tap s: col_first + s*dil_w + j*col_stride, j < VEC. */
+    const bool vector_stride = col_stride <= 2;
+    const maskv_t lane = lane_index();
+    __global const real_t *in_first = in_begin + (n * groups + g) * Ci * plane;
+    for (int r = 0; r < R; ++r) {
+        for (int s = 0; s < S; ++s) {
+            /* Where each vector of the tap starts in a channel's plane, and which of its lanes lie inside the
+             * input, for every channel. A row outside the input reads row 0, all lanes masked. */
+            int at[BLOCK_V], col[BLOCK_V], lanes_valid[BLOCK_V];
+            bool interior = vector_stride;
+#pragma unroll
+            for (int b = 0; b < BLOCK_V; ++b) {
+                const int row = (p0 + TILE_ROW(b)) * stride_h + offset_h + r * dil_h;
+                const bool row_inside = row >= 0 && row < Hin;
+                col[b] = col_first + TILE_COL(b) * col_stride + s * dil_w;
+                at[b] = (row_inside ? row : 0) * Win;
+                lanes_valid[b] = row_inside ? VEC : 0;
+                interior = interior && row_inside && col[b] >= 0 && col[b] + LOAD_SPAN(col_stride) <= Win;
+            }
+            /* Whether the tile's loads in every channel lie inside the buffer (the first channel and the last
+             * bound them), so that a masked vector is one load and a blend: worked out only for taps that
+             * need masks, which costs layers of one channel per group (LeNet-5 conv1, depthwise) little. */
+            bool inside = false;
+            maskv_t keep[BLOCK_V];
+#pragma unroll
+            for (int b = 0; b < BLOCK_V; ++b)
+                keep[b] = (maskv_t)0;
+            if (!interior && vector_stride) {
+                inside = true;
+#pragma unroll
+                for (int b = 0; b < BLOCK_V; ++b) {
+                    /* The vectors of a tile on several rows share their columns: one column mask for all. */
+                    if (b == 0 || ALONG_ROW) {
+                        const maskv_t column = lane * (maskv_t)col_stride + (maskv_t)col[b];
+                        keep[b] = column >= (maskv_t)0 && column < (maskv_t)Win;
+                    } else {
+                        keep[b] = keep[0];
+                    }
+                    inside = inside && in_first + at[b] + col[b] >= in_begin &&
+                             in_first + (Ci - 1) * plane + at[b] + col[b] + LOAD_SPAN(col_stride) <= in_end;
+                }
+#pragma unroll
+                for (int b = 0; b < BLOCK_V; ++b)
+                    keep[b] = lanes_valid[b] ? keep[b] : (maskv_t)0;
+            }
+            const int tap = r * ws_r + s * ws_s;
+            __global const real_t *in_plane = in_first;
+            for (int ci = 0; ci < Ci; ++ci, in_plane += plane) {
+                accv_t x[BLOCK_V];
+#pragma unroll
+                for (int b = 0; b < BLOCK_V; ++b) {
+                    if (interior)
+                        x[b] = load_lanes(in_plane + at[b] + col[b], col_stride);
+                    else if (inside)
+                        x[b] = KEEP_LANES(load_lanes(in_plane + at[b] + col[b], col_stride), keep[b]);
+                    else
+                        x[b] = load_lanes_masked(in_plane + at[b], col[b], col_stride, Win, lanes_valid[b], in_begin,
+                                                 in_end);
+                }
+#pragma unroll
+                for (int i = 0; i < BLOCK_K; ++i) {
+                    const acc_t w = (acc_t)LOAD(weight, weight_co[i] + ci * ws_ci + tap);
+#pragma unroll
+                    for (int b = 0; b < BLOCK_V; ++b)
+                        acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]);
+                }
+            }
+        }
+    }
+
 #else
     const int col_stride = COLUMN_STRIDE(stride_w);
     const int col_first = q0 * col_stride + offset_w;

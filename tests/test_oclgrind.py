@@ -48,6 +48,8 @@ LAYERS = (
     check.Case("5x5-c1-valid", (2, 1, 8, 11), (3, 1, 5, 5)),
     # A whole plane in one vector, whose last tap of a run reads up to the end of the input buffer.
     check.Case("3x3-depthwise-3x5", (1, 2, 3, 5), (2, 1, 3, 3), padding=1, groups=2),
+    # Eight channels on strided rows: the channel loop runs inside the taps' (CHANNELS_INNER).
+    check.Case("3x3-s2-c8", (1, 8, 5, 7), (8, 8, 3, 3), stride=2, padding=1),
 )
 
 

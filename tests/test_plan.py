@@ -274,6 +274,31 @@ def test_weight_gradient_tap_runs(device, case, tap_run, dtype):
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("pass_name", ["forward", "grad_input"])
+@pytest.mark.parametrize("case", [
+    check.Case("3x3-s2-p1-c8", (2, 8, 9, 11), (8, 8, 3, 3), stride=2, padding=1),
+    check.Case("5x5-valid-s2-c12", (2, 12, 13, 15), (9, 12, 5, 5), stride=2),
+    check.Case("3x3-d2-asympad-c8", (1, 8, 7, 9), (9, 8, 3, 3), stride=2, padding=((2, 0), (1, 3)), dilation=2),
+    check.Case("3x3-s2-g2-c16", (2, 16, 6, 6), (16, 8, 3, 3), stride=2, padding=1, groups=2),
+    # Stride 3: every lane loaded on its own.
+    check.Case("3x3-s3-c8", (2, 8, 10, 10), (8, 8, 3, 3), stride=3, padding=1),
+], ids=lambda case: case.name)
+def test_rows_with_the_channel_loop_inside_the_taps(device, case, pass_name, dtype):
+    """Forward passes and input gradients on rows with 8 or more input channels per group (CHANNELS_INNER) on every
+    device, in every dtype: strided rows whose edge vectors are masked, no padding, dilation with asymmetric
+    padding, groups, a stride the vectors cannot load; small planes, whose first and last vectors start and end
+    outside the buffer."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    params = case.params(dtype)
+    plan = planning.Conv2DPlan(params, platforms.resolve(device.device), algo="tiled")
+    assert plan._implementation(pass_name)._pass_defines(pass_name).get("CHANNELS_INNER") == 1
+    inputs = check.random_inputs(case, dtype)
+    result = check.compare_with_oracle(pass_name, case, inputs, call_plan(plan, pass_name, inputs), dtype)
+    assert result.passed, f"{pass_name} {params.describe()} on {device.summary()}: {result.message}"
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("splits", ["whole-batch", "split-batch"])
 @pytest.mark.parametrize("case", [
     check.Case("1x1-7x7", (3, 5, 7, 7), (7, 5, 1, 1)),
