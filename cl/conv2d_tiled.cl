@@ -70,6 +70,15 @@
 
 #include "vector.h"
 
+/* acc[i][b] += w_i * x[b] for the weight w_i of output channel i at `tap` (its offset past weight_co[i]): the
+ * multiply-adds of one (channel, tap) step. */
+#define WEIGHTED_ADD(acc, x, tap) \
+    _Pragma("unroll") for (int i = 0; i < BLOCK_K; ++i) { \
+        const acc_t w = (acc_t)LOAD(weight, weight_co[i] + (tap)); \
+        _Pragma("unroll") for (int b = 0; b < BLOCK_V; ++b) \
+            acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]); \
+    }
+
 __kernel void conv2d_tiled(
     __global const real_t *restrict in, const int in_offset,
     __global const real_t *restrict weight, const int weight_offset,
@@ -160,13 +169,7 @@ __kernel void conv2d_tiled(
                 for (int b = 0; b < BLOCK_V; ++b)
                     x[b] = inside ? KEEP_LANES(VLOAD(VEC, in_at + b * VEC), keep[b])
                                   : load_lanes_kept(in_at + b * VEC, keep[b], in_begin, in_end);
-#pragma unroll
-                for (int i = 0; i < BLOCK_K; ++i) {
-                    const acc_t w = (acc_t)LOAD(weight, weight_co[i] + ci * ws_ci + tap);
-#pragma unroll
-                    for (int b = 0; b < BLOCK_V; ++b)
-                        acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]);
-                }
+                WEIGHTED_ADD(acc, x, ci * ws_ci + tap);
             }
         }
     }
@@ -232,13 +235,7 @@ __kernel void conv2d_tiled(
                         x[b] = load_lanes_masked(in_plane + at[b], col[b], col_stride, Win, lanes_valid[b], in_begin,
                                                  in_end);
                 }
-#pragma unroll
-                for (int i = 0; i < BLOCK_K; ++i) {
-                    const acc_t w = (acc_t)LOAD(weight, weight_co[i] + ci * ws_ci + tap);
-#pragma unroll
-                    for (int b = 0; b < BLOCK_V; ++b)
-                        acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]);
-                }
+                WEIGHTED_ADD(acc, x, ci * ws_ci + tap);
             }
         }
     }
@@ -268,14 +265,7 @@ __kernel void conv2d_tiled(
                     else
                         x[b] = load_lanes_masked(in_plane + rows[b] * Win, col, col_stride, Win, VEC, in_begin, in_end);
                 }
-                const int tap = ci * ws_ci + r * ws_r + s * ws_s;
-                #pragma unroll
-                for (int i = 0; i < BLOCK_K; ++i) {
-                    const acc_t w = (acc_t)LOAD(weight, weight_co[i] + tap);
-                    #pragma unroll
-                    for (int b = 0; b < BLOCK_V; ++b)
-                        acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]);
-                }
+                WEIGHTED_ADD(acc, x, ci * ws_ci + r * ws_r + s * ws_s);
             }
         }
     }
