@@ -196,8 +196,8 @@ __kernel void conv2d_tiled(
                 interior = interior && row_inside && col[b] >= 0 && col[b] + LOAD_SPAN(col_stride) <= Win;
             }
             /* Whether the tile's loads in every channel lie inside the buffer (the first channel and the last
-             * bound them), so that a masked vector is one load and a blend: worked out only for taps that
-             * need masks, which costs layers of one channel per group (LeNet-5 conv1, depthwise) little. */
+             * bound them), so that a masked vector is one load and a blend; worked out only for taps that need
+             * masks. */
             bool inside = false;
             maskv_t keep[BLOCK_V];
 #pragma unroll
@@ -239,7 +239,6 @@ __kernel void conv2d_tiled(
             }
         }
     }
-
 #else
     const int col_stride = COLUMN_STRIDE(stride_w);
     const int col_first = q0 * col_stride + offset_w;
