@@ -79,8 +79,8 @@ class GradWeightConfig:
         return self.tap_pair and tap_pairs_apply(p) and self.vec >= 4
 
     def row_taps(self, p: Conv2DParams) -> int:
-        """Taps of one kernel row a work-item owns: ``tap_run`` pairs (at most S) where it pairs taps, ``tap_run``
-        (at most S) on a layer whose rows are read at column stride 1; else 1."""
+        """Taps of one kernel row a work-item owns: ``tap_run`` pairs (at most enough for S) where it pairs taps,
+        ``tap_run`` (at most S) on a layer whose rows are read at column stride 1; else 1."""
         if self.pairs_taps(p):
             return 2 * min(self.tap_run, div_up(p.S, 2))
         return min(self.tap_run, p.S) if p.stride[1] == 1 else 1
