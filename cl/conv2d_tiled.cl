@@ -59,6 +59,9 @@
 #ifndef CHANNELS_INNER
 #define CHANNELS_INNER 0
 #endif
+#if CHANNELS_INNER && (FLAT_PLANE || ALONG_ROW)
+#error "CHANNELS_INNER is for tiles on several rows (no FLAT_PLANE or ALONG_ROW), whose vectors share their columns"
+#endif
 /* Where vector b of a row tile lies: on row p0 + TILE_ROW(b), from column q0 + TILE_COL(b). */
 #if ALONG_ROW
 #define TILE_ROW(b) 0
@@ -184,42 +187,33 @@ __kernel void conv2d_tiled(
         for (int s = 0; s < S; ++s) {
             /* Where each vector of the tap starts in a channel's plane, and which of its lanes lie inside the
              * input, for every channel. A row outside the input reads row 0, all lanes masked. */
-            int at[BLOCK_V], col[BLOCK_V], lanes_valid[BLOCK_V];
-            bool interior = vector_stride;
+            const int col = col_first + s * dil_w;  /* the same for every row of the tile */
+            int at[BLOCK_V], lanes_valid[BLOCK_V];
+            maskv_t keep[BLOCK_V];
+            bool interior = vector_stride && col >= 0 && col + LOAD_SPAN(col_stride) <= Win;
 #pragma unroll
             for (int b = 0; b < BLOCK_V; ++b) {
                 const int row = (p0 + TILE_ROW(b)) * stride_h + offset_h + r * dil_h;
                 const bool row_inside = row >= 0 && row < Hin;
-                col[b] = col_first + TILE_COL(b) * col_stride + s * dil_w;
                 at[b] = (row_inside ? row : 0) * Win;
                 lanes_valid[b] = row_inside ? VEC : 0;
-                interior = interior && row_inside && col[b] >= 0 && col[b] + LOAD_SPAN(col_stride) <= Win;
+                keep[b] = (maskv_t)0;
+                interior = interior && row_inside;
             }
             /* Whether the tile's loads in every channel lie inside the buffer (the first channel and the last
              * bound them), so that a masked vector is one load and a blend; worked out only for taps that need
              * masks. */
             bool inside = false;
-            maskv_t keep[BLOCK_V];
-#pragma unroll
-            for (int b = 0; b < BLOCK_V; ++b)
-                keep[b] = (maskv_t)0;
             if (!interior && vector_stride) {
+                const maskv_t column = lane * (maskv_t)col_stride + (maskv_t)col;
+                const maskv_t column_kept = column >= (maskv_t)0 && column < (maskv_t)Win;
                 inside = true;
 #pragma unroll
                 for (int b = 0; b < BLOCK_V; ++b) {
-                    /* The vectors of a tile on several rows share their columns: one column mask for all. */
-                    if (b == 0 || ALONG_ROW) {
-                        const maskv_t column = lane * (maskv_t)col_stride + (maskv_t)col[b];
-                        keep[b] = column >= (maskv_t)0 && column < (maskv_t)Win;
-                    } else {
-                        keep[b] = keep[0];
-                    }
-                    inside = inside && in_first + at[b] + col[b] >= in_begin &&
-                             in_first + (Ci - 1) * plane + at[b] + col[b] + LOAD_SPAN(col_stride) <= in_end;
+                    keep[b] = lanes_valid[b] ? column_kept : (maskv_t)0;
+                    inside = inside && in_first + at[b] + col >= in_begin &&
+                             in_first + (Ci - 1) * plane + at[b] + col + LOAD_SPAN(col_stride) <= in_end;
                 }
-#pragma unroll
-                for (int b = 0; b < BLOCK_V; ++b)
-                    keep[b] = lanes_valid[b] ? keep[b] : (maskv_t)0;
             }
             const int tap = r * ws_r + s * ws_s;
             __global const real_t *in_plane = in_first;
@@ -228,11 +222,11 @@ __kernel void conv2d_tiled(
 #pragma unroll
                 for (int b = 0; b < BLOCK_V; ++b) {
                     if (interior)
-                        x[b] = load_lanes(in_plane + at[b] + col[b], col_stride);
+                        x[b] = load_lanes(in_plane + at[b] + col, col_stride);
                     else if (inside)
-                        x[b] = KEEP_LANES(load_lanes(in_plane + at[b] + col[b], col_stride), keep[b]);
+                        x[b] = KEEP_LANES(load_lanes(in_plane + at[b] + col, col_stride), keep[b]);
                     else
-                        x[b] = load_lanes_masked(in_plane + at[b], col[b], col_stride, Win, lanes_valid[b], in_begin,
+                        x[b] = load_lanes_masked(in_plane + at[b], col, col_stride, Win, lanes_valid[b], in_begin,
                                                  in_end);
                 }
                 WEIGHTED_ADD(acc, x, ci * ws_ci + tap);

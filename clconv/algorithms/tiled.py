@@ -310,12 +310,10 @@ def default_config(params: Conv2DParams, info, pass_name: str):
             tap_run = row_taps = tap_run_length(params.S, 6 // params.C_per_group)
         else:
             tap_run = row_taps = 1
-        # Accumulator vectors per output and input channel: one per tap, or per pair of taps.
-        row_vectors = tap_run
+        # A tile holds tap_run accumulator vectors per output and input channel: one per tap, or per pair of taps.
         accumulators = tiles.grad_weight_pair_accumulators if pairs else tiles.grad_weight_accumulators
-        block_c = _channel_block(params.C_per_group, 6 // row_vectors)
-        block_k = _channel_block(params.K_per_group,
-                                 tiles.listed_block(min(8, accumulators // (block_c * row_vectors))))
+        block_c = _channel_block(params.C_per_group, 6 // tap_run)
+        block_k = _channel_block(params.K_per_group, tiles.listed_block(min(8, accumulators // (block_c * tap_run))))
         # Output-channel blocks side by side while their grad_output fits 256 KiB of cache: 4 measured up to
         # 1.2x faster than 1 on the benchmark's layers; 16 helped 1x1 layers a little and slowed 3x3 ones.
         # Where they do not fit and the whole input overflows the device's cache (so that it comes from memory
