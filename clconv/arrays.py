@@ -77,6 +77,12 @@ def check_allocation(info: platforms.DeviceInfo, name: str, shape, dtype) -> Non
             f"{info.max_alloc_bytes} bytes {info.summary()} allows per allocation; split the batch")
 
 
+def read_as_channels_last(array: Array) -> bool:
+    """Whether the device reads ``array`` in its channels-last memory rather than gathered into C order:
+    channels-last and not C-contiguous as well (one channel or one position), in native byte order."""
+    return not array.flags.c_contiguous and array.dtype.isnative and channels_last.is_channels_last(array)
+
+
 class CallArrays:
     """The arrays of one call on one Target: uploads, device tensors, outputs and the final result.
 
@@ -118,7 +124,7 @@ class CallArrays:
             return None
         if array.size == 0:
             return DeviceTensor(None, 0)
-        if not array.flags.c_contiguous and array.dtype.isnative and channels_last.is_channels_last(array):
+        if read_as_channels_last(array):
             return self._channels_first(name, array)
         if isinstance(array, np.ndarray):
             check_allocation(self.target.info, name, array.shape, array.dtype)
@@ -129,29 +135,35 @@ class CallArrays:
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
         return DeviceTensor(array.base_data, array.offset // array.dtype.itemsize)
 
-    def _channels_first(self, name: str, array: Array) -> DeviceTensor:
-        """A channels-last input converted into a fresh C-contiguous device array, which stands for it in the
-        rest of the call (a second request returns it as is).
+    def channels_last_names(self) -> set:
+        """The inputs that :meth:`device_tensor` would convert from channels-last memory (none once converted)."""
+        return {name for name, array in self.arrays.items() if array.size and read_as_channels_last(array)}
 
-        The device reads the array's memory, the C-contiguous (N, *spatial, C) array, as it is: a NumPy one
-        wrapped in place when computing in host memory, else uploaded; a device one where it lies, once its
-        events are complete. The conversion's event joins ``wait_for``, which every kernel reading the
-        input waits for.
-        """
+    def channels_last_memory(self, name: str) -> DeviceTensor:
+        """A channels-last input's own memory, the C-contiguous (N, *spatial, C) array, on the call's device:
+        a NumPy one wrapped in place when computing in host memory, else uploaded; a device one where it lies.
+        What it waits for joins ``wait_for``, which every kernel of the call waits for."""
+        array = self.arrays[name]
         if isinstance(array, np.ndarray):
             check_allocation(self.target.info, name, array.shape, array.dtype)
             memory = np.moveaxis(array, 1, -1)
             if self.in_place:
-                source, events = DeviceTensor(self._wrap(memory, cl.mem_flags.READ_ONLY), 0), []
-            else:
-                upload = cl_array.to_device(self.target.queue, memory)
-                self._wrapped.append((memory, upload.base_data))  # alive until the conversion has read it
-                source, events = output_tensor(upload), upload.events
-        else:
-            source, events = DeviceTensor(array.base_data, array.offset // array.dtype.itemsize), array.events
+                return DeviceTensor(self._wrap(memory, cl.mem_flags.READ_ONLY), 0)
+            upload = cl_array.to_device(self.target.queue, memory)
+            self._wrapped.append((memory, upload.base_data))  # alive until the kernels have read it
+            self.wait_for.extend(upload.events)
+            return output_tensor(upload)
+        self.wait_for.extend(array.events)
+        return DeviceTensor(array.base_data, array.offset // array.dtype.itemsize)
+
+    def _channels_first(self, name: str, array: Array) -> DeviceTensor:
+        """A channels-last input converted from its memory (:meth:`channels_last_memory`) into a fresh
+        C-contiguous device array, which stands for it in the rest of the call (a second request returns it
+        as is). The conversion's event joins ``wait_for``, which every kernel reading the input waits for."""
+        source = self.channels_last_memory(name)
         converted = cl_array.empty(self.target.queue, array.shape, array.dtype)
         event = channels_last.channels_first(self.target, array.dtype).convert(
-            source, output_tensor(converted), array.shape, events)
+            source, output_tensor(converted), array.shape, list(self.wait_for))
         converted.add_event(event)
         self.wait_for.append(event)
         self.arrays[name] = converted

@@ -129,6 +129,17 @@ ChannelsFirstArgs = typing.NamedTuple("ChannelsFirstArgs", (
     ("N", np.int32), ("S", np.int32), ("C", np.int32),
 ))
 
+# out[n, i, j] = bias[j] + sum A[n, r, i] * B[n, r, j] of a 1x1 layer on channels-last memory
+# (cl/pointwise_channels_last.cl, clconv/channels_last_pointwise.py); strides in elements.
+PointwiseChannelsLastArgs = typing.NamedTuple("PointwiseChannelsLastArgs", (
+    ("a", Buffer), ("a_offset", np.int32), ("a_batch", np.int32), ("a_r", np.int32), ("a_i", np.int32),
+    ("b", Buffer), ("b_offset", np.int32), ("b_batch", np.int32), ("b_r", np.int32),
+    ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
+    ("out", Buffer), ("out_offset", np.int32), ("out_batch", np.int32), ("out_i", np.int32), ("out_j", np.int32),
+    ("partial", Buffer), ("n_per_split", np.int32),
+    ("N", np.int32), ("I", np.int32), ("J", np.int32), ("R", np.int32),
+))
+
 PeakFmaArgs = typing.NamedTuple("PeakFmaArgs", (
     ("out", Buffer), ("multiplier", Accumulator), ("addend", Accumulator), ("iterations", np.int32),
 ))
@@ -150,6 +161,7 @@ SIGNATURES = {
     "split_phases": SplitPhasesArgs,
     "phase_taps": PhaseTapsArgs,
     "channels_first": ChannelsFirstArgs,
+    "pointwise_channels_last": PointwiseChannelsLastArgs,
     "peak_fma": PeakFmaArgs,
     "peak_copy": PeakCopyArgs,
 }

@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 import pyopencl.array as cl_array
 
-from . import arrays, kernel_check, platforms, tuning_cache
+from . import arrays, channels_last_pointwise, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
 from .arrays import Array
 from .params import PASSES, Conv2DParams, Padding, Pair
@@ -119,9 +119,37 @@ class Conv2DPlan:
         result = call.result_array(out_name, out_shape, self.params.dtype)
         event = None
         if result.size:
-            event = self._launch(pass_name, [call.device_tensor(name) for name in named], arrays.output_tensor(result),
-                                 call.wait_for)
+            event = self._launch_channels_last(pass_name, call, arrays.output_tensor(result))
+            if event is None:
+                event = self._launch(pass_name, [call.device_tensor(name) for name in named],
+                                     arrays.output_tensor(result), call.wait_for)
         return call.finish(result, event)
+
+    def _launch_channels_last(self, pass_name: str, call: arrays.CallArrays, out_tensor):
+        """Enqueue a 1x1 pass on its channels-last input's own memory (clconv.channels_last_pointwise); None
+        where that does not apply (the layer, the inputs, an algorithm the caller asked for) or its kernel
+        failed its check, which the conversion into channels-first memory then replaces."""
+        last = call.channels_last_names()
+        if self.choices[pass_name].source == "requested" or not channels_last_pointwise.reads_in_place(
+                self.params, pass_name, last):
+            return None
+        launcher = channels_last_pointwise.launcher(self.target, self.params.dtype)
+        tensors = {name: call.channels_last_memory(name) if name in last else call.device_tensor(name)
+                   for name in call.arrays}
+        p = self.params
+        try:
+            if pass_name == "forward":
+                return launcher.forward(p, tensors["x"], tensors["weight"], tensors.get("bias"), out_tensor,
+                                        call.wait_for)
+            if pass_name == "grad_input":
+                return launcher.grad_input(p, tensors["grad_output"], tensors["weight"], tensors.get("bias"),
+                                           out_tensor, call.wait_for)
+            return launcher.grad_weight(p, tensors["x"], "x" in last, tensors["grad_output"],
+                                        "grad_output" in last, out_tensor, call.wait_for, self.max_workspace_bytes)
+        except kernel_check.KernelVariantFailed as failure:
+            kernel_check.warn_fallback(failure, "Channels-last 1x1 layers are converted into channels-first "
+                                                "memory instead", stacklevel=5)
+            return None
 
     def _launch(self, pass_name: str, tensors: list, out_tensor, wait_for):
         """Enqueue a pass; a kernel variant that failed its check is replaced by the next-best choice.

@@ -1,6 +1,7 @@
 """Channels-last inputs (NLC, NHWC, NDHWC memory seen as (N, C, *spatial)): converted on the device by
 cl/channels_first.cl, with the same bytes out as channels-first inputs, no host copy, the events kept in order,
-and a kernel variant that fails its check giving way to the next."""
+and a kernel variant that fails its check giving way to the next; 1x1 layers read in place by
+cl/pointwise_channels_last.cl, against the oracle."""
 
 import time
 
@@ -10,7 +11,7 @@ import pyopencl.array as cl_array
 import pytest
 
 import clconv
-from clconv import arrays, channels_last, check, kernel_check, platforms
+from clconv import arrays, channels_last, channels_last_pointwise, check, kernel_check, platforms
 from clconv.algorithms.base import DeviceTensor
 from clconv.params import PASSES
 
@@ -25,6 +26,19 @@ CASES = [
                                       output_padding=1), id="2d-transposed"),
 ]
 DTYPES = [pytest.param(dtype, id=np.dtype(dtype).name) for dtype in check.DTYPES]
+
+# 1x1 layers read in place: positions and channels off the tiles' 8 (or 4) rows and 32 (or 24) lanes, fewer
+# channels than a vector on either side, more channels than positions, a 1-D layer and a transposed one (whose
+# forward pass is the input gradient, with a bias).
+POINTWISE_CASES = [
+    pytest.param(check.Case("1x1-c19-k37", (2, 19, 5, 7), (37, 19, 1, 1)), id="1x1-c19-k37"),
+    pytest.param(check.Case("1x1-c40-k5", (3, 40, 3, 3), (5, 40, 1, 1)), id="1x1-c40-k5"),
+    pytest.param(check.Case("1x1-c70-k3-n1", (1, 70, 2, 1), (3, 70, 1, 1)), id="1x1-c70-k3-n1"),
+    pytest.param(check.Case("1d-k1-c12-k40", (2, 12, 29), (40, 12, 1)), id="1d"),
+    pytest.param(check.TransposedCase("2d-t-1x1-c9-k11", (2, 9, 5, 6), (9, 11, 1, 1)), id="2d-transposed"),
+]
+# The passes a 1x1 layer runs in place with x and grad_output channels-last (the bias gradient converts).
+IN_PLACE_PASSES = ("forward", "grad_input", "grad_weight")
 
 
 def to_channels_last(array: np.ndarray) -> np.ndarray:
@@ -274,3 +288,124 @@ def test_a_channels_last_device_out_is_refused(device):
     out = device_channels_last(queue, np.zeros((2, 3, 4, 4), np.float32))
     with pytest.raises(ValueError, match=r"out must be a C-contiguous device array \(got strides"):
         clconv.conv2d(cl_array.to_device(queue, x), np.ones((3, 4, 3, 3), np.float32), out=out)
+
+
+def activations_channels_last(inputs: dict) -> dict:
+    """x and grad_output in channels-last memory (a 1x1 weight's is its C order), the rest as they are."""
+    return dict(inputs, **channels_last_inputs({name: inputs[name] for name in ("x", "grad_output")}))
+
+
+@pytest.fixture
+def in_place_products(monkeypatch):
+    """The launches of cl/pointwise_channels_last.cl a test makes: (rows I, columns J, splits or None)."""
+    launches = []
+    original = channels_last_pointwise.PointwiseChannelsLast._product
+
+    def counted(self, args, splits, wait_for):
+        launches.append((args.I, args.J, splits))
+        return original(self, args, splits, wait_for)
+
+    monkeypatch.setattr(channels_last_pointwise.PointwiseChannelsLast, "_product", counted)
+    return launches
+
+
+def assert_matches_oracle(pass_name, case, inputs, got, dtype):
+    result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
+    assert result.passed, f"{pass_name} of {case.name}: {result.message}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pass_name", PASSES)
+@pytest.mark.parametrize("case", POINTWISE_CASES)
+def test_pointwise_layers_read_channels_last_in_place(device, case, pass_name, dtype, in_place_products):
+    """x and grad_output channels-last: the 1x1 passes run on their memory as it lies, and match the oracle."""
+    if dtype == np.float64 and not device.fp64:
+        pytest.skip("no cl_khr_fp64")
+    inputs = check.random_inputs(case, dtype)
+    got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device)
+    assert_matches_oracle(pass_name, case, inputs, got, dtype)
+    assert len(in_place_products) == (pass_name in IN_PLACE_PASSES)
+
+
+@pytest.mark.parametrize("channels_last_input", ["x", "grad_output"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_weight_gradient_with_one_input_channels_last(device, dtype, channels_last_input,
+                                                                in_place_products):
+    """Either input of the weight gradient may be the channels-last one, the other channels-first; a forward
+    pass and an input gradient with channels-first inputs stay on the plan's kernels."""
+    if dtype == np.float64 and not device.fp64:
+        pytest.skip("no cl_khr_fp64")
+    case = POINTWISE_CASES[0].values[0]
+    inputs = check.random_inputs(case, dtype)
+    mixed = dict(inputs, **{channels_last_input: to_channels_last(inputs[channels_last_input])})
+    assert_matches_oracle("grad_weight", case, inputs, check.run_pass("grad_weight", case, mixed, device=device.device),
+                          dtype)
+    assert len(in_place_products) == 1
+    pass_name = "grad_input" if channels_last_input == "x" else "forward"
+    assert_matches_oracle(pass_name, case, inputs, check.run_pass(pass_name, case, mixed, device=device.device),
+                          dtype)
+    assert len(in_place_products) == 1
+
+
+def test_pointwise_weight_gradient_sums_in_splits_deterministically(device, in_place_products):
+    """A small weight gradient over a large batch sums in batch splits (their partial sums then added in split
+    order): the same bytes on every run, one split within a workspace of 0 bytes, both against the oracle."""
+    case = check.Case("1x1-c5-k6-n16", (16, 5, 4, 4), (6, 5, 1, 1))
+    inputs = check.random_inputs(case, np.float32)
+    moved = activations_channels_last(inputs)
+    split = check.run_pass("grad_weight", case, moved, device=device.device)
+    assert in_place_products[-1][2] > 1
+    assert_matches_oracle("grad_weight", case, inputs, split, np.float32)
+    assert check.run_pass("grad_weight", case, moved, device=device.device).tobytes() == split.tobytes()
+    whole = check.run_pass("grad_weight", case, moved, device=device.device, max_workspace_bytes=0)
+    assert in_place_products[-1][2] == 1
+    assert_matches_oracle("grad_weight", case, inputs, whole, np.float32)
+
+
+def test_pointwise_device_views_read_in_place(device, in_place_products):
+    """Channels-last device views at an offset into their buffer, results left on the device."""
+    case = POINTWISE_CASES[0].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    queue = platforms.resolve(device.device).queue
+    on_device = {name: device_channels_last(queue, value, spare_images=1) if value.ndim >= 3
+                 else cl_array.to_device(queue, value) for name, value in inputs.items()}
+    for pass_name in IN_PLACE_PASSES:
+        got = check.run_pass(pass_name, case, on_device)
+        assert isinstance(got, cl_array.Array) and got.flags.c_contiguous
+        assert_matches_oracle(pass_name, case, inputs, got.get(), np.float32)
+    assert len(in_place_products) == len(IN_PLACE_PASSES)
+
+
+def test_a_requested_algorithm_converts_channels_last_pointwise_inputs(device, in_place_products):
+    """algo= names the kernels a caller wants: those run, on the converted input, with the same bytes out as
+    channels-first inputs."""
+    case = POINTWISE_CASES[0].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    for pass_name in IN_PLACE_PASSES:
+        expected = check.run_pass(pass_name, case, inputs, device=device.device, algo="direct")
+        got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device,
+                             algo="direct")
+        assert got.tobytes() == expected.tobytes()
+    assert not in_place_products
+
+
+def test_a_failed_pointwise_kernel_gives_way_to_the_conversion(monkeypatch, device):
+    """The in-place kernel failing its check: a warning, then the conversion and the plan's kernels, with the
+    bytes of channels-first inputs."""
+    original = kernel_check.checked_kernel
+
+    def checked_kernel(target, name, defines, local, args):
+        if name == "pointwise_channels_last":
+            variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
+            raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
+        return original(target, name, defines, local, args)
+
+    monkeypatch.setattr(kernel_check, "checked_kernel", checked_kernel)
+    monkeypatch.setattr(kernel_check, "_warned", set())
+    monkeypatch.setattr(channels_last_pointwise, "launcher", channels_last_pointwise.launcher.__wrapped__)
+    case = POINTWISE_CASES[0].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    expected = check.run_pass("grad_input", case, inputs, device=device.device)
+    with pytest.warns(clconv.KernelFallbackWarning, match="converted into channels-first memory instead"):
+        got = check.run_pass("grad_input", case, activations_channels_last(inputs), device=device.device)
+    assert got.tobytes() == expected.tobytes()

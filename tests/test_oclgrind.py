@@ -17,7 +17,7 @@ import numpy as np
 import pyopencl as cl
 import pytest
 
-from clconv import channels_last, check, kernel_check, platforms, tuner
+from clconv import channels_last, channels_last_pointwise, check, kernel_check, platforms, tuner
 from clconv.algorithms import ALGORITHMS
 from clconv.algorithms.phases import phase_split
 from clconv.algorithms.tiled import KERNELS, default_config
@@ -205,6 +205,37 @@ def test_simulated_channels_last_inputs_are_clean_and_correct(dtype, vector_tran
         assert result.passed, f"{pass_name} with channels-last inputs on Oclgrind: {result.message}"
     # forward: x and weight; grad_input: grad_output and weight; grad_weight: x and grad_output; grad_bias: grad_output
     assert len(conversions) == 7
+
+
+# Positions and channels off every tile's rows and lanes, a batch the weight gradient splits.
+POINTWISE_LAYER = check.Case("1x1-c19-k21", (2, 19, 3, 5), (21, 19, 1, 1))
+
+
+@pytest.mark.parametrize("tile", [channels_last_pointwise.WIDE_TILE, channels_last_pointwise.NARROW_TILE],
+                         ids=["wide", "narrow"])
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+def test_simulated_pointwise_channels_last_is_clean_and_correct(dtype, tile, simulator, clean_log, monkeypatch):
+    """The in-place 1x1 kernel with each CPU tile: x and grad_output channels-last, then only grad_output (the
+    weight gradient's other store), the weight gradient in batch splits and in one."""
+    target = platforms.resolve(simulator.device)
+    launcher = channels_last_pointwise.PointwiseChannelsLast(target, np.dtype(dtype))
+    launcher.tile = dict(launcher.tile, ROWS=tile[0], VECS=tile[1])
+    monkeypatch.setattr(channels_last_pointwise, "launcher", lambda target, dtype: launcher)
+    splits = []
+    product = launcher._product
+    monkeypatch.setattr(launcher, "_product", lambda args, split, wait_for: splits.append(split) or product(
+        args, split, wait_for))
+    inputs = check.random_inputs(POINTWISE_LAYER, dtype)
+    moved = {name: np.moveaxis(np.ascontiguousarray(np.moveaxis(value, 1, -1)), -1, 1)
+             if name in ("x", "grad_output") else value for name, value in inputs.items()}
+    runs = [(name, moved, None) for name in ("forward", "grad_input", "grad_weight")]
+    runs += [("grad_weight", dict(moved, x=inputs["x"]), None), ("grad_weight", moved, 0)]
+    for pass_name, arrays_in, workspace in runs:
+        got = check.run_pass(pass_name, POINTWISE_LAYER, arrays_in, device=simulator.device,
+                             max_workspace_bytes=workspace)
+        result = check.compare_with_oracle(pass_name, POINTWISE_LAYER, inputs, got, dtype)
+        assert result.passed, f"{pass_name} of channels-last 1x1 on Oclgrind: {result.message}"
+    assert splits == [None, None, 2, 2, 1]
 
 
 def test_the_tier_sees_an_out_of_bounds_read(simulator):

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..kernel_signatures import CorrelationArgs
 from ..params import Conv2DParams
-from .base import AlgorithmBase, accumulator_bytes, bias_args, div_up
+from .base import AlgorithmBase, bias_args, div_up
 from .direct import DirectAlgorithm
 from .phases import PhaseRunner, phase_split
 
@@ -179,10 +179,15 @@ def cpu_tiles(info) -> CpuTiles:
 def widest_vector(params: Conv2DParams, info) -> int:
     """The most lanes a kernel vector (of accumulators: float for fp16 and fp32, double for fp64) may have on
     a device: 16, or fewer where the device's compiler cannot build wider ones (vector_bits_limit)."""
+    return widest_lanes(params.dtype, info)
+
+
+def widest_lanes(dtype: np.dtype, info) -> int:
+    """widest_vector for a layer of ``dtype``."""
     limit = info.vector_bits_limit
     if limit is None:
         return VECTOR_WIDTHS[-1]
-    lanes = limit // (8 * accumulator_bytes(params))
+    lanes = limit // (8 * (8 if dtype.itemsize == 8 else 4))
     return max(v for v in VECTOR_WIDTHS if v <= lanes)
 
 
