@@ -1,4 +1,4 @@
-"""1x1 layers on channels-last inputs, read in place by cl/pointwise_channels_last.cl.
+"""1x1 layers on channels-last inputs, read in place by cl/pointwise_product.cl.
 
 A 1x1 layer with stride 1, no padding and one group is a matrix product over its channels, and channels-last
 memory (N, *spatial, C) is that product's operand with the channels of each position contiguous, which is
@@ -27,19 +27,14 @@ import pyopencl as cl
 from . import channels_last
 from .algorithms import base
 from .algorithms.base import DeviceTensor, KernelLauncher, accumulator_bytes, bias_args, div_up
-from .algorithms.tiled import widest_lanes
-from .kernel_signatures import PointwiseChannelsLastArgs, ReducePartialsArgs
+from .algorithms.tiled import matrix_product_tile, widest_lanes
+from .kernel_signatures import PointwiseProductArgs, ReducePartialsArgs
 from .params import Conv2DParams
 
 #: The input of each pass that this module reads in place when it is channels-last (either one for the
 #: weight gradient).
 CHANNELS_LAST_OPERANDS = {"forward": ("x",), "grad_input": ("grad_output",), "grad_weight": ("x", "grad_output")}
 
-# The tile, (ROWS, VECS): ROWS positions (or channels) x VECS vectors of channels. 8 x 2 keeps 16 accumulators,
-# two B vectors and a broadcast in AVX-512's 32 registers; 4 x 3 fits AVX2's 16. ROWS is a vector width: the
-# transposed store writes a vector of the tile's rows per lane. Where one vector holds all J columns, the tile
-# is one vector of twice the rows (see PointwiseChannelsLast.defines).
-WIDE_TILE, NARROW_TILE = (8, 2), (4, 3)
 
 
 def reads_in_place(params: Conv2DParams, pass_name: str, channels_last_inputs) -> bool:
@@ -51,14 +46,13 @@ def reads_in_place(params: Conv2DParams, pass_name: str, channels_last_inputs) -
 
 
 class PointwiseChannelsLast(KernelLauncher):
-    """Launches cl/pointwise_channels_last.cl for one layer's dtype on one target."""
+    """Launches cl/pointwise_product.cl for one layer's dtype on one target."""
 
     def __init__(self, target, dtype):
         super().__init__(target, dtype)
-        info = target.info
         self.dtype = np.dtype(dtype)
-        rows, vecs = WIDE_TILE if info.native_float_lanes >= 16 and info.vector_bits_limit is None else NARROW_TILE
-        self.tile = {"VEC": widest_lanes(self.dtype, info), "ROWS": rows, "VECS": vecs}
+        rows, vectors = matrix_product_tile(target.info)
+        self.tile = {"VEC": widest_lanes(self.dtype, target.info), "ROWS": rows, "VECS": vectors}
 
     def tile_for(self, J: int) -> dict:
         """The tile of a product with J columns: this device's, or where one vector covers J (MobileNet-v2's
@@ -73,18 +67,18 @@ class PointwiseChannelsLast(KernelLauncher):
         tile = self.tile_for(columns)
         return div_up(rows, tile["ROWS"]), div_up(columns, tile["VEC"] * tile["VECS"])
 
-    def _product(self, args: PointwiseChannelsLastArgs, splits: int | None, wait_for):
+    def _product(self, args: PointwiseProductArgs, splits: int | None, wait_for):
         """Launch the kernel: per image, or (``splits`` given) summed over the batch in that many splits."""
         defines = dict(self.tile_for(args.J), REDUCE_BATCH=int(splits is not None), OUT_ALONG_J=int(args.out_j == 1))
         i_tiles, j_tiles = self.tiles(args.I, args.J)
         size = (i_tiles, j_tiles * (splits if splits is not None else args.N))
-        return self.launch("pointwise_channels_last", defines, size, (self.local_width, 1), args, wait_for)
+        return self.launch("pointwise_product", defines, size, (self.local_width, 1), args, wait_for)
 
     def forward(self, p: Conv2DParams, x: DeviceTensor, weight: DeviceTensor, bias, y: DeviceTensor, wait_for):
         """y (channels-first) from x's channels-last memory; returns the last event."""
         weight_by_channel, transposed = self._transposed_weight(p, weight, wait_for)
         plane = p.H * p.W
-        args = PointwiseChannelsLastArgs(
+        args = PointwiseProductArgs(
             a=x.buffer, a_offset=x.offset, a_batch=plane * p.C, a_r=1, a_i=p.C,
             b=weight_by_channel, b_offset=0, b_batch=0, b_r=p.K, **bias_args(bias),
             out=y.buffer, out_offset=y.offset, out_batch=p.K * plane, out_i=1, out_j=plane,
@@ -105,7 +99,7 @@ class PointwiseChannelsLast(KernelLauncher):
         """grad_input (channels-first) from grad_output's channels-last memory; ``bias`` (C entries) as
         Conv2DPlan.grad_input adds it."""
         plane = p.H * p.W
-        args = PointwiseChannelsLastArgs(
+        args = PointwiseProductArgs(
             a=grad_output.buffer, a_offset=grad_output.offset, a_batch=plane * p.K, a_r=1, a_i=p.K,
             b=weight.buffer, b_offset=weight.offset, b_batch=0, b_r=p.C, **bias_args(bias),
             out=grad_input.buffer, out_offset=grad_input.offset, out_batch=p.C * plane, out_i=1, out_j=plane,
@@ -137,7 +131,7 @@ class PointwiseChannelsLast(KernelLauncher):
         partial = None
         if splits > 1:
             partial = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * accumulator_bytes(p))
-        args = PointwiseChannelsLastArgs(
+        args = PointwiseProductArgs(
             a=a.buffer, a_offset=a.offset, a_batch=a_strides["batch"], a_r=a_strides["r"], a_i=a_strides["i"],
             b=b.buffer, b_offset=b.offset, b_batch=plane * j_channels, b_r=j_channels, **bias_args(None),
             out=grad_weight.buffer, out_offset=grad_weight.offset, out_batch=0, out_i=out_i, out_j=out_j,

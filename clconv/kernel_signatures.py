@@ -130,8 +130,8 @@ ChannelsFirstArgs = typing.NamedTuple("ChannelsFirstArgs", (
 ))
 
 # out[n, i, j] = bias[j] + sum A[n, r, i] * B[n, r, j] of a 1x1 layer on channels-last memory
-# (cl/pointwise_channels_last.cl, clconv/channels_last_pointwise.py); strides in elements.
-PointwiseChannelsLastArgs = typing.NamedTuple("PointwiseChannelsLastArgs", (
+# (cl/pointwise_product.cl, clconv/channels_last_pointwise.py); strides in elements.
+PointwiseProductArgs = typing.NamedTuple("PointwiseProductArgs", (
     ("a", Buffer), ("a_offset", np.int32), ("a_batch", np.int32), ("a_r", np.int32), ("a_i", np.int32),
     ("b", Buffer), ("b_offset", np.int32), ("b_batch", np.int32), ("b_r", np.int32),
     ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
@@ -161,7 +161,7 @@ SIGNATURES = {
     "split_phases": SplitPhasesArgs,
     "phase_taps": PhaseTapsArgs,
     "channels_first": ChannelsFirstArgs,
-    "pointwise_channels_last": PointwiseChannelsLastArgs,
+    "pointwise_product": PointwiseProductArgs,
     "peak_fma": PeakFmaArgs,
     "peak_copy": PeakCopyArgs,
 }

@@ -1,7 +1,7 @@
 """Channels-last inputs (NLC, NHWC, NDHWC memory seen as (N, C, *spatial)): converted on the device by
 cl/channels_first.cl, with the same bytes out as channels-first inputs, no host copy, the events kept in order,
 and a kernel variant that fails its check giving way to the next; 1x1 layers read in place by
-cl/pointwise_channels_last.cl, against the oracle."""
+cl/pointwise_product.cl, against the oracle."""
 
 import time
 
@@ -297,7 +297,7 @@ def activations_channels_last(inputs: dict) -> dict:
 
 @pytest.fixture
 def in_place_products(monkeypatch):
-    """The launches of cl/pointwise_channels_last.cl a test makes: (rows I, columns J, splits or None)."""
+    """The launches of cl/pointwise_product.cl a test makes: (rows I, columns J, splits or None)."""
     launches = []
     original = channels_last_pointwise.PointwiseChannelsLast._product
 
@@ -395,7 +395,7 @@ def test_a_failed_pointwise_kernel_gives_way_to_the_conversion(monkeypatch, devi
     original = kernel_check.checked_kernel
 
     def checked_kernel(target, name, defines, local, args):
-        if name == "pointwise_channels_last":
+        if name == "pointwise_product":
             variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
             raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
         return original(target, name, defines, local, args)

@@ -18,7 +18,7 @@ import pyopencl as cl
 import pytest
 
 from clconv import channels_last, channels_last_pointwise, check, kernel_check, platforms, tuner
-from clconv.algorithms import ALGORITHMS
+from clconv.algorithms import ALGORITHMS, tiled
 from clconv.algorithms.phases import phase_split
 from clconv.algorithms.tiled import KERNELS, default_config
 from clconv.params import PASSES
@@ -211,8 +211,9 @@ def test_simulated_channels_last_inputs_are_clean_and_correct(dtype, vector_tran
 POINTWISE_LAYER = check.Case("1x1-c19-k21", (2, 19, 3, 5), (21, 19, 1, 1))
 
 
-@pytest.mark.parametrize("tile", [channels_last_pointwise.WIDE_TILE, channels_last_pointwise.NARROW_TILE],
-                         ids=["wide", "narrow"])
+@pytest.mark.parametrize("tile", sorted({tiled.XEON_TILES.matrix_product, tiled.ZEN4_POCL_TILES.matrix_product,
+                                          tiled.ZEN4_INTEL_TILES.matrix_product, tiled.NARROW_MATRIX_PRODUCT_TILE}),
+                         ids=lambda tile: f"{tile[0]}x{tile[1]}")
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 def test_simulated_pointwise_channels_last_is_clean_and_correct(dtype, tile, simulator, clean_log, monkeypatch):
     """The in-place 1x1 kernel with each CPU tile: x and grad_output channels-last, then only grad_output (the

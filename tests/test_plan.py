@@ -405,6 +405,73 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
         assert tiled.default_config(layer, cpu, "grad_weight").tap_run == 1
 
 
+def test_ungrouped_pointwise_layers_run_as_matrix_products_on_cpus():
+    """The forward pass and input gradient of 1x1 stride-1 unpadded ungrouped layers (1-D ones too) default to
+    cl/pointwise_product.cl on CPUs, each CPU with its tile; grouped, strided or padded 1x1 layers, weight
+    gradients and GPUs keep the tiled kernels; the tuner tries both."""
+    from clconv.algorithms import tiled
+
+    pocl = "Portable Computing Language"
+    pointwise = clconv.Conv2DParams.create((4, 64, 14, 14), (256, 64, 1, 1))
+    for cpu, tile in ((_cpu("pthread-skylake-avx512-AMD EPYC", pocl), (4, 4)),
+                      (_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), (8, 2)),
+                      (_cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl), (8, 2)),
+                      (_cpu("AMD Ryzen 7 3700X", pocl, lanes=8), (4, 3)),
+                      (_cpu("pthread-AMD EPYC", pocl,
+                            device_version="OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-znver3"), (4, 3))):
+        for pass_name in ("forward", "grad_input"):
+            config = tiled.default_config(pointwise, cpu, pass_name)
+            assert config.matrix_product and (config.block_k, config.block_v) == tile, (cpu.name, pass_name)
+        assert not hasattr(tiled.default_config(pointwise, cpu, "grad_weight"), "matrix_product")
+    cpu = _cpu("AMD EPYC 9R14", "Intel(R) OpenCL")
+    for other in (clconv.Conv2DParams.create((4, 64, 14, 14), (256, 32, 1, 1), groups=2),
+                  clconv.Conv2DParams.create((4, 64, 14, 14), (256, 64, 1, 1), stride=2),
+                  clconv.Conv2DParams.create((4, 64, 14, 14), (256, 64, 1, 1), padding=1),
+                  clconv.Conv2DParams.create((4, 64, 14, 14), (256, 64, 3, 3), padding=1)):
+        assert not tiled.default_config(other, cpu, "forward").matrix_product, other.describe()
+    assert tiled.default_config(clconv.Conv2DParams.create((4, 64, 1, 100), (32, 64, 1, 1)), cpu,
+                                "forward").matrix_product
+    gpu = dataclasses.replace(cpu, type="GPU")
+    assert not tiled.default_config(pointwise, gpu, "forward").matrix_product
+    candidates = tiled.candidate_configs(pointwise, cpu, "forward")
+    assert any(c.matrix_product for c in candidates) and any(not c.matrix_product for c in candidates)
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("lanes, rows, vectors", [(16, 4, 3), (16, 8, 2), (16, 16, 1), (4, 4, 4)],
+                         ids=lambda value: str(value))
+def test_matrix_product_tiles(device, lanes, rows, vectors, dtype):
+    """cl/pointwise_product.cl on channels-first tensors with every tile shape (16 lanes: the device's widest, if
+    narrower), whatever the device's heuristic picks: output channels and plane positions off the tile (a plane
+    of 35, 19 and 7 channels), the forward pass with its bias and the input gradient with one (a transposed
+    convolution's forward pass)."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    case = check.Case("1x1-c19-k7-5x7", (3, 19, 5, 7), (7, 19, 1, 1))
+    params = case.params(dtype)
+    vec = min(lanes, tiled.widest_vector(params, device))
+    tile = (rows, vectors)
+    config = CorrelationConfig(vec=vec, block_k=rows, block_v=vectors, local=(8, 1, 1), matrix_product=True)
+    choices = {name: planning.Choice("tiled", config if name in ("forward", "grad_input") else None, "requested")
+               for name in PASSES}
+    plan = planning.Conv2DPlan(params, platforms.resolve(device.device), choices=choices)
+    inputs = check.random_inputs(case, dtype)
+    launched = []
+    implementation = plan._implementation("forward")
+    original = implementation.launch
+    implementation.launch = lambda name, *args: launched.append(name) or original(name, *args)
+    result = check.compare_with_oracle("forward", case, inputs, call_plan(plan, "forward", inputs), dtype)
+    assert result.passed, f"forward with tile {tile} x {vec} lanes: {result.message}"
+    assert launched == ["pointwise_product"]
+    transposed = check.TransposedCase("1x1-t-c7-k19", (3, 7, 5, 7), (7, 19, 1, 1))
+    t_inputs = check.random_inputs(transposed, dtype)
+    got = plan.grad_input(t_inputs["x"], t_inputs["weight"].reshape(params.weight_shape), bias=t_inputs["bias"])
+    result = check.compare_with_oracle("forward", transposed, t_inputs, got, dtype)
+    assert result.passed, f"input gradient with a bias, tile {tile} x {vec} lanes: {result.message}"
+
+
 def test_weight_gradient_orders_its_work_by_what_streams_less():
     """Output-channel blocks side by side (k_group) while their grad_output fits the cache; all of them where
     it does not and the whole input, larger than the device's cache, would otherwise stream once per block

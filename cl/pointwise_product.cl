@@ -1,22 +1,25 @@
 /*
- * 1x1 layers (stride 1, no padding, one group) on channels-last tensors, read in place. Every pass of such a
- * layer is a matrix product over its channels (the weight gradient: over its positions too), and channels-last
- * memory holds the channels of each position contiguous, which is the operand a broadcast tile wants:
+ * 1x1 layers (stride 1, no padding, one group) as matrix products over their channels (the weight gradient:
+ * over its positions too):
  *
- *   out[n, i, j] = bias[j] + sum_{m, r < R} A[n + m, r, i] * B[n + m, r, j]
+ *   out[n, i, j] = bias + sum_{m, r < R} A[n + m, r, i] * B[n + m, r, j]
  *
  *   A[n, r, i] at a + a_offset + n*a_batch + r*a_r + i*a_i  (any strides),
  *   B[n, r, j] at b + b_offset + n*b_batch + r*b_r + j      (rows contiguous along j; b_batch 0 for a weight),
  *   out[n, i, j] at out + out_offset + n*out_batch + i*out_i + j*out_j,
+ *   bias: bias[j], or bias[i] with BIAS_ON_ROWS,
  *
  * where m is 0 and n the image a work-item computes, or with REDUCE_BATCH (weight gradients) m runs over the
  * n_per_split images of a split that starts at image n: with one split the sums go to out, with several
  * (partial not NULL) to the split's slice of partial, which reduce_partials adds up in split order.
- * clconv/channels_last_pointwise.py maps each pass onto A, B and out.
+ * Two callers map passes onto A, B and out: clconv/algorithms/tiled.py the forward pass and input gradient of
+ * channels-first tensors (A the weight, B an image's channels, i an output channel, j a position), and
+ * clconv/channels_last_pointwise.py every pass whose channels-last input it reads in place (B that input:
+ * channels-last memory holds each position's channels contiguous, which is the operand the tile wants).
  *
  * Each work-item owns ROWS rows i x VECS vectors of VEC lanes along j: every step r loads VECS vectors of B
  * and ROWS elements of A, each broadcast, for ROWS*VECS vector multiply-adds (oneDNN's idea for its direct 1x1
- * kernels: channels in the lanes, several positions per register block). A tile's rows past I repeat row
+ * kernels: broadcasts against vectors, several rows per register block). A tile's rows past I repeat row
  * I - 1 and are not stored; its lanes past J read zero. OUT_ALONG_J (out_j == 1) stores vectors along j,
  * else (out_i == 1: a channels-first output, the positions along i) vectors of ROWS rows, one per lane.
  *
@@ -40,6 +43,9 @@
 #ifndef OUT_ALONG_J
 #define OUT_ALONG_J 0
 #endif
+#ifndef BIAS_ON_ROWS
+#define BIAS_ON_ROWS 0
+#endif
 #if ROWS != 4 && ROWS != 8 && ROWS != 16
 #error "ROWS must be 4, 8 or 16: a vector of the tile's rows is stored along i"
 #endif
@@ -59,7 +65,7 @@
 #define LOAD_B_WHOLE(v) VLOAD(VEC, b_at + (v) * VEC)
 #define LOAD_B_MASKED(v) load_lanes_kept(b_at + (v) * VEC, lane < (maskv_t)(lanes_left - (v) * VEC), b_begin, b_end)
 
-__kernel void pointwise_channels_last(
+__kernel void pointwise_product(
     __global const real_t *restrict a, const int a_offset, const int a_batch, const int a_r, const int a_i,
     __global const real_t *restrict b, const int b_offset, const int b_batch, const int b_r,
     __global const real_t *restrict bias, const int bias_offset, const int has_bias,
@@ -90,6 +96,11 @@ __kernel void pointwise_channels_last(
     accv_t acc[ROWS][VECS];
 #pragma unroll
     for (int v = 0; v < VECS; ++v) {
+#if BIAS_ON_ROWS
+#pragma unroll
+        for (int row = 0; row < ROWS; ++row)
+            acc[row][v] = has_bias ? (accv_t)((acc_t)LOAD(bias, bias_offset + min(i0 + row, I - 1))) : (accv_t)0;
+#else
         accv_t start = (accv_t)0;
         if (has_bias)
             start = load_lanes_kept(bias + bias_offset + j0 + v * VEC, lane < (maskv_t)(lanes_left - v * VEC),
@@ -97,6 +108,7 @@ __kernel void pointwise_channels_last(
 #pragma unroll
         for (int row = 0; row < ROWS; ++row)
             acc[row][v] = start;
+#endif
     }
 
     /* Masked loads check that a whole vector lies inside B before reading it as one. */
