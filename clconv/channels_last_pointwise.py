@@ -27,7 +27,7 @@ import pyopencl as cl
 from . import channels_last
 from .algorithms import base
 from .algorithms.base import DeviceTensor, KernelLauncher, accumulator_bytes, bias_args, div_up
-from .algorithms.tiled import matrix_product_tile, widest_lanes
+from .algorithms.tiled import matrix_product_applies, matrix_product_tile, widest_lanes
 from .kernel_signatures import PointwiseProductArgs, ReducePartialsArgs
 from .params import Conv2DParams
 
@@ -36,23 +36,20 @@ from .params import Conv2DParams
 CHANNELS_LAST_OPERANDS = {"forward": ("x",), "grad_input": ("grad_output",), "grad_weight": ("x", "grad_output")}
 
 
-
 def reads_in_place(params: Conv2DParams, pass_name: str, channels_last_inputs) -> bool:
     """Whether ``pass_name`` of ``params`` runs on this module's kernel, given the names of the pass's inputs
     that are channels-last (``channels_last_inputs``)."""
-    pointwise = (params.R == 1 and params.S == 1 and params.stride == (1, 1) and params.groups == 1
-                 and not any(params.padding))
-    return pointwise and any(name in channels_last_inputs for name in CHANNELS_LAST_OPERANDS.get(pass_name, ()))
+    return matrix_product_applies(params) and any(
+        name in channels_last_inputs for name in CHANNELS_LAST_OPERANDS.get(pass_name, ()))
 
 
 class PointwiseChannelsLast(KernelLauncher):
-    """Launches cl/pointwise_product.cl for one layer's dtype on one target."""
+    """Launches cl/pointwise_product.cl for one dtype on one target, with the device's matrix-product tile."""
 
     def __init__(self, target, dtype):
         super().__init__(target, dtype)
-        self.dtype = np.dtype(dtype)
         rows, vectors = matrix_product_tile(target.info)
-        self.tile = {"VEC": widest_lanes(self.dtype, target.info), "ROWS": rows, "VECS": vectors}
+        self.tile = {"VEC": widest_lanes(np.dtype(dtype), target.info), "ROWS": rows, "VECS": vectors}
 
     def tile_for(self, J: int) -> dict:
         """The tile of a product with J columns: this device's, or where one vector covers J (MobileNet-v2's

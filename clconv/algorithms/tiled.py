@@ -186,10 +186,10 @@ NARROW_MATRIX_PRODUCT_TILE = (4, 3)
 
 def matrix_product_tile(info) -> tuple[int, int]:
     """(rows, vectors) of cl/pointwise_product.cl's tile on a device: 16 accumulators where vectors are 16 lanes
-    wide, 12 where they are 8, as measured on Zen 4 (ResNet-50's and MobileNet-v2's 1x1 layers, forward and input
-    gradient, three rounds, fp32): PoCL 3.1 4 x 4 up to 1.7x faster than 8 x 2 and 1.1-1.4x than 4 x 3 on most;
-    Intel's runtime 8 x 2 1.0-1.45x faster than 4 x 3 and 4 x 4 on most; PyPI's PoCL 3.0 (8 lanes) 4 x 3 1.1-2.3x
-    faster than 8 x 2 and 4 x 4."""
+    wide, 12 where they are 8, as measured on Zen 4 (the six stride-1 1x1 suite layers, forward and input
+    gradient, device-resident, best of three rounds, fp32; speed of the chosen tile over the others): PoCL 3.1
+    4 x 4 0.95-1.7x of 8 x 2 and 0.9-1.5x of 4 x 3; Intel's runtime 8 x 2 0.8-1.5x of 4 x 3 and 0.85-1.3x of 4 x 4
+    (ahead on the larger layers); PyPI's PoCL 3.0 (8 lanes) 4 x 3 1.1-2.2x of 8 x 2 and 4 x 4."""
     if info.native_float_lanes < 16 or info.vector_bits_limit is not None:
         return NARROW_MATRIX_PRODUCT_TILE
     return cpu_tiles(info).matrix_product
@@ -375,7 +375,7 @@ def default_config(params: Conv2DParams, info, pass_name: str):
     # Ungrouped pointwise layers as matrix products: the weight's elements broadcast against vectors of an
     # image's channels, no lane masks but at the plane's end, no tap loops. Measured on Zen 4 against this
     # heuristic's tiles (device-resident, three rounds, fp32), forward / input gradient: ResNet-50's four 1x1
-    # layers 1.0-1.4x / 0.9-2.0x faster on PoCL 3.1, 1.2-2.5x / 1.3-2.3x on Intel's runtime, 1.1-2.9x / 0.95-2.4x
+    # layers 1.1-1.4x / 1.05-2.0x faster on PoCL 3.1, 1.3-2.5x / 1.3-2.3x on Intel's runtime, 1.1-2.9x / 0.94-2.4x
     # on PyPI's PoCL 3.0; MobileNet-v2 features.2.expand's forward pass (16 channels in) 4.4x, 2.9x, 5.1x.
     if matrix_product_applies(params):
         rows, vectors = matrix_product_tile(info)
@@ -618,8 +618,14 @@ class TiledAlgorithm(AlgorithmBase):
         size = (div_up(rows, config.block_k), div_up(plane, config.vec * config.block_v) * p.N)
         return self.launch("pointwise_product", defines, size, config.local[:2], args, wait_for)
 
+    def _runs_matrix_product(self, pass_name: str) -> bool:
+        """Whether a pass runs as a matrix product: its tile says so and the layer is one (a phase-split tile
+        asks it of the phased layer, and a tuning record of another layer may ask it of any)."""
+        return (self.configs[pass_name].matrix_product and not self.configs[pass_name].phase_split
+                and matrix_product_applies(self.params))
+
     def forward(self, x, weight, bias, y, wait_for=None):
-        if self.configs["forward"].matrix_product:
+        if self._runs_matrix_product("forward"):
             return self._matrix_product("forward", x, weight, bias, y, wait_for)
         runner = self._phase_runner("forward")
         if runner is not None:
@@ -642,7 +648,7 @@ class TiledAlgorithm(AlgorithmBase):
         ``bias`` (C entries, or None) is added by every phase's launch: phases write disjoint elements, and a
         phase that no tap reaches still writes its elements (bias only, or zeros).
         """
-        if self.configs["grad_input"].matrix_product:
+        if self._runs_matrix_product("grad_input"):
             return self._matrix_product("grad_input", grad_output, weight, bias, grad_input, wait_for)
         p = self.kernel_layer
         RS = p.R * p.S
