@@ -27,7 +27,7 @@ CASES = [
 ]
 DTYPES = [pytest.param(dtype, id=np.dtype(dtype).name) for dtype in check.DTYPES]
 
-# 1x1 layers read in place: positions and channels off the tiles' 8 (or 4) rows and 32 (or 24) lanes, fewer
+# 1x1 layers read in place: positions and channels off every CPU tile's rows (4, 8) and lanes (24, 32, 64), fewer
 # channels than a vector on either side, more channels than positions, a 1-D layer and a transposed one (whose
 # forward pass is the input gradient, with a bias).
 POINTWISE_CASES = [
