@@ -121,13 +121,12 @@ class PointwiseChannelsLast(KernelLauncher):
         else:
             a, a_channels, a_last, b, j_channels, out_i, out_j = x, p.C, False, grad_output, p.K, 1, p.C
         a_strides = operand_strides(a_channels, a_last)
-        count = p.K * p.C
+        count, acc_bytes = p.K * p.C, accumulator_bytes(p)
         n_per_split, splits = base.split_batch(p.N, math.prod(self.tiles(a_channels, j_channels)),
-                                               base.REDUCTION_TARGET_ITEMS, count, accumulator_bytes(p),
-                                               max_workspace_bytes)
+                                               base.REDUCTION_TARGET_ITEMS, count, acc_bytes, max_workspace_bytes)
         partial = None
         if splits > 1:
-            partial = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * accumulator_bytes(p))
+            partial = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * acc_bytes)
         args = PointwiseProductArgs(
             a=a.buffer, a_offset=a.offset, a_batch=a_strides["batch"], a_r=a_strides["r"], a_i=a_strides["i"],
             b=b.buffer, b_offset=b.offset, b_batch=plane * j_channels, b_r=j_channels, **bias_args(None),

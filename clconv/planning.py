@@ -21,6 +21,7 @@ import pyopencl.array as cl_array
 
 from . import arrays, channels_last_pointwise, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
+from .algorithms.tiled import matrix_product_applies
 from .arrays import Array
 from .params import PASSES, Conv2DParams, Padding, Pair
 
@@ -129,9 +130,10 @@ class Conv2DPlan:
         """Enqueue a 1x1 pass on its channels-last input's own memory (clconv.channels_last_pointwise); None
         where that does not apply (the layer, the inputs, an algorithm the caller asked for) or its kernel
         failed its check, which the conversion into channels-first memory then replaces."""
+        if self.choices[pass_name].source == "requested" or not matrix_product_applies(self.params):
+            return None
         last = call.channels_last_names()
-        if self.choices[pass_name].source == "requested" or not channels_last_pointwise.reads_in_place(
-                self.params, pass_name, last):
+        if not channels_last_pointwise.reads_in_place(self.params, pass_name, last):
             return None
         launcher = channels_last_pointwise.launcher(self.target, self.params.dtype)
         tensors = {name: call.channels_last_memory(name) if name in last else call.device_tensor(name)

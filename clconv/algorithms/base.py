@@ -32,8 +32,13 @@ def round_up(a: int, b: int) -> int:
 
 
 def accumulator_bytes(params: Conv2DParams) -> int:
-    """Size of acc_t (common.h): double for fp64, float otherwise."""
-    return 8 if params.dtype.itemsize == 8 else 4
+    """Size of acc_t (common.h) for a layer: see dtype_accumulator_bytes."""
+    return dtype_accumulator_bytes(params.dtype)
+
+
+def dtype_accumulator_bytes(dtype) -> int:
+    """Size of acc_t (common.h) for tensors of ``dtype`` (a numpy.dtype): double for fp64, float otherwise."""
+    return 8 if dtype.itemsize == 8 else 4
 
 
 def split_batch(N: int, items_per_chunk: int, target_items: int, count: int, acc_bytes: int,

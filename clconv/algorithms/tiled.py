@@ -18,7 +18,7 @@ import numpy as np
 
 from ..kernel_signatures import CorrelationArgs, PointwiseProductArgs
 from ..params import Conv2DParams
-from .base import AlgorithmBase, bias_args, div_up
+from .base import AlgorithmBase, bias_args, div_up, dtype_accumulator_bytes
 from .direct import DirectAlgorithm
 from .phases import PhaseRunner, phase_split
 
@@ -182,6 +182,8 @@ def cpu_tiles(info) -> CpuTiles:
 
 # cl/pointwise_product.cl's tile where vectors have 8 lanes or fewer (AVX2's 16 registers): 12 accumulators.
 NARROW_MATRIX_PRODUCT_TILE = (4, 3)
+# Its work-group on CPUs: consecutive row tiles of one column tile (the kernel's NDRange has two axes).
+MATRIX_PRODUCT_LOCAL = (8, 1, 1)
 
 
 def matrix_product_tile(info) -> tuple[int, int]:
@@ -212,7 +214,7 @@ def widest_lanes(dtype: np.dtype, info) -> int:
     limit = info.vector_bits_limit
     if limit is None:
         return VECTOR_WIDTHS[-1]
-    lanes = limit // (8 * (8 if dtype.itemsize == 8 else 4))
+    lanes = limit // (8 * dtype_accumulator_bytes(dtype))
     return max(v for v in VECTOR_WIDTHS if v <= lanes)
 
 
@@ -379,7 +381,8 @@ def default_config(params: Conv2DParams, info, pass_name: str):
     # on PyPI's PoCL 3.0; MobileNet-v2 features.2.expand's forward pass (16 channels in) 4.4x, 2.9x, 5.1x.
     if matrix_product_applies(params):
         rows, vectors = matrix_product_tile(info)
-        return CorrelationConfig(vec=widest, block_k=rows, block_v=vectors, local=(8, 1, 1), matrix_product=True)
+        return CorrelationConfig(vec=widest, block_k=rows, block_v=vectors, local=MATRIX_PRODUCT_LOCAL,
+                                 matrix_product=True)
     tiles = cpu_tiles(info)
     channels = tiles.pointwise_channels if pointwise else tiles.channels
     if whole_planes(params, pass_name):
@@ -450,7 +453,7 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
             if bk * bp <= 32:
                 grid.append(CorrelationConfig(vec, min(bk, out_channels), bp, local, along_row=one_row and bp > 1))
         if matrix_product_applies(params) and info.type != "GPU":
-            grid += [CorrelationConfig(vec, rows, bp, (8, 1, 1), matrix_product=True)
+            grid += [CorrelationConfig(vec, rows, bp, MATRIX_PRODUCT_LOCAL, matrix_product=True)
                      for vec, rows, bp in itertools.product(vectors, (4, 8, 16), (1, 2, 3, 4)) if rows * bp <= 32]
     split = phase_split(params, pass_name)
     if split is not None:  # the phased layer's own heuristic tile
