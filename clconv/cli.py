@@ -62,7 +62,28 @@ def cmd_devices(args) -> int:
     else:
         print(f"\n* default device: [{default.index}] {default.name} ({_default_reason()})")
     print("fp16 runs on every device (half storage, float arithmetic); fp64 needs the fp64 column to say yes.")
+    for info, failure in kernel_check.split_by_compiler(infos)[1].items():
+        print(f"[{info.index}] {info.name} builds no kernel here, so check and bench leave it out: {failure}")
     return 0
+
+
+def _run_devices(specs) -> tuple[list, int]:
+    """The devices a command runs on: those ``specs`` name (each once), or every device whose compiler builds
+    clconv's kernels. Prints why each device it leaves out is left out; returns the devices and how many of
+    the named ones it left out (a failure of the command)."""
+    infos = []
+    for spec in specs or ():
+        info = _platforms.match(spec)
+        if info not in infos:
+            infos.append(info)
+    working, failures = kernel_check.split_by_compiler(infos or _platforms.devices())
+    for info, failure in failures.items():
+        print(f"device {info.tag}: {info.name}, {info.platform_name} {info.platform_version}: left out, "
+              f"{failure}", file=sys.stderr)
+    if not working:
+        raise RuntimeError(f"no device to run on: the compilers of all {len(failures)} fail clconv's smallest "
+                           f"kernel (above); {_platforms.INSTALL_HINT}")
+    return working, len(failures) if specs else 0
 
 
 def _supported_dtypes(info, requested):
@@ -74,14 +95,7 @@ def _supported_dtypes(info, requested):
 
 
 def cmd_check(args) -> int:
-    if args.device:
-        infos = []
-        for spec in args.device:
-            info = _platforms.match(spec)
-            if info not in infos:
-                infos.append(info)
-    else:
-        infos = _platforms.devices()
+    infos, left_out = _run_devices(args.device)
     dtypes = [_DTYPE_CHOICES[name] for name in (args.dtype or _DTYPE_CHOICES)]
     failures = checks = 0
     for info in infos:
@@ -111,7 +125,7 @@ def cmd_check(args) -> int:
                 for problem in problems:
                     print(f"      {problem}")
     print(f"\n{checks - failures} of {checks} checks passed on {len(infos)} device(s).")
-    return 1 if failures else 0
+    return 1 if failures or left_out else 0
 
 
 def _parse_layer(text: str):
@@ -176,7 +190,7 @@ def cmd_bench(args) -> int:
         cold = tempfile.mkdtemp(prefix="clconv-cold-")
         os.environ["POCL_CACHE_DIR"] = os.path.join(cold, "pocl")
         os.environ[kernel_check.FILE_ENV_VAR] = os.path.join(cold, "kernel_checks.json")
-    infos = [_platforms.match(spec) for spec in args.device] if args.device else _platforms.devices()
+    infos, left_out = _run_devices(args.device)
     suite = layers.select(args.layers, quick=args.quick)
     records = benchmark.run(suite, infos, passes=args.passes, repeats=args.repeats, peers=not args.no_peers,
                             algo=args.algo, flops_per_pass=args.flops)
@@ -196,7 +210,7 @@ def cmd_bench(args) -> int:
     for r in failures + wrong:
         print(f"clconv problem: {r.device} {r.layer} {r.pass_name}: {r.status}, max error {r.max_error:.2e}",
               file=sys.stderr)
-    return 1 if failures or wrong else 0
+    return 1 if failures or wrong or left_out else 0
 
 
 def load_example(name: str):

@@ -179,22 +179,59 @@ def build_salt(target, kernel: str, defines: dict, local: tuple, args: tuple) ->
     kernel_signatures.check_args(kernel, args)
     info = target.info
     variant = Variant(kernel, tuple(sorted(defines.items())), tuple(int(n) for n in local))
+    dtypes = kernel_signatures.scalar_dtypes(kernel, defines)
+    verdict = _verdict(info, variant, lambda: [_argument_spec(a, d) for a, d in zip(args, dtypes)])
+    if verdict["status"] in ("ok", "unchecked"):
+        return verdict.get("salt", 0)
+    raise KernelVariantFailed(variant, info, verdict)
+
+
+def _verdict(info, variant: Variant, arg_specs) -> dict:
+    """A variant's verdict on a device: remembered, stored, or checked now with the argument specs that
+    ``arg_specs()`` gives. With the checks off and no verdict, 'unchecked' (a stored failure still counts)."""
     key = (device_key(info), variant)
     with _lock:
         verdict = _known.get(key) or _stored(info, variant)
         if verdict is None and not _enabled():
-            return 0  # checks are off: nothing new is checked, a stored failure still keeps its variant out
+            return {"status": "unchecked"}
         if verdict is None:
-            dtypes = kernel_signatures.scalar_dtypes(kernel, defines)
-            verdict = _check_with_retry(info, variant, [_argument_spec(a, d) for a, d in zip(args, dtypes)])
+            verdict = _check_with_retry(info, variant, arg_specs())
             if verdict["status"] in STATUSES:
                 _store(info, variant, verdict)
             else:
                 _warn_unchecked(info, verdict)
         _known[key] = verdict
+    return verdict
+
+
+#: The kernel whose check tells whether a device's compiler builds clconv's kernels at all: the smallest one.
+PROBE_KERNEL = "reduce_partials"
+
+
+def compiler_failure(info) -> str | None:
+    """Why a device's OpenCL compiler builds none of clconv's kernels, or None where it builds them.
+
+    Decided by the check of the smallest kernel (fp32, one work-item), run and kept like any variant's. A
+    compiler that cannot build for the host CPU fails every kernel: PyPI's PoCL 3.0 (LLVM 14) on an AMD Zen 5
+    asks its clang for the CPU 'generic', which clang refuses ('unknown target CPU'). ``clconv devices``,
+    ``check`` and ``bench`` and the test suite name such a device and leave it out.
+    """
+    defines = programs.dtype_defines(np.float32, info)
+    # ReducePartialsArgs: partial, count, splits, out, out_offset.
+    arg_specs = [["buffer", 4], ["scalar", "<i4", 1], ["scalar", "<i4", 1], ["buffer", 4], ["scalar", "<i4", 0]]
+    verdict = _verdict(info, Variant(PROBE_KERNEL, tuple(sorted(defines.items())), (1, 1, 1)), lambda: arg_specs)
     if verdict["status"] in ("ok", "unchecked"):
-        return verdict.get("salt", 0)
-    raise KernelVariantFailed(variant, info, verdict)
+        return None
+    detail = verdict.get("detail", "")
+    # A build log repeats pyopencl's error name around the compiler's words: its "error:" lines say it.
+    errors = [line.strip() for line in detail.splitlines() if line.strip().startswith("error:")]
+    return f"its compiler {verdict['status']} clconv's smallest kernel ({'; '.join(errors[:3]) or detail})"
+
+
+def split_by_compiler(infos) -> tuple[list, dict]:
+    """``infos`` whose compiler builds clconv's kernels, and {info: compiler_failure(info)} for the others."""
+    failures = {info: compiler_failure(info) for info in infos}
+    return [info for info in infos if failures[info] is None], {i: f for i, f in failures.items() if f is not None}
 
 
 def checked_kernel(target, kernel: str, defines: dict, local: tuple, args: tuple):
@@ -211,7 +248,7 @@ def _warn_unchecked(info, verdict: dict) -> None:
     if device_key(info) not in _unchecked_devices:
         _unchecked_devices.add(device_key(info))
         warnings.warn(f"clconv: kernels for {info.name} ({info.platform_name}) run unchecked in this process: "
-                      f"{verdict.get('detail', '')}", RuntimeWarning, stacklevel=5)
+                      f"{verdict.get('detail', '')}", RuntimeWarning, stacklevel=6)
 
 
 def _version_key() -> str:

@@ -2,6 +2,9 @@
 
 CLCONV_TEST_DEVICES (comma-separated device specs) narrows the devices; by default every device of every
 platform is tested, except simulators (Oclgrind), which only the Oclgrind tier (test_oclgrind.py) uses.
+A device whose compiler builds none of clconv's kernels on this machine (kernel_check.compiler_failure) is
+left out of the per-device tests, named with its compiler's words at the top and the end of the run, and
+tested for exactly that in tests/test_devices.py (``broken_device``).
 """
 
 import os
@@ -24,22 +27,47 @@ os.environ["OCLGRIND_MAX_ERRORS"] = "1000000"
 for _switch in ("OCLGRIND_UNINITIALIZED", "OCLGRIND_QUICK"):
     os.environ.pop(_switch, None)
 
-from clconv import platforms  # noqa: E402  (after POCL_CACHE_DIR is set)
+import functools  # noqa: E402
+
+from clconv import kernel_check, platforms  # noqa: E402  (after POCL_CACHE_DIR is set)
+
+
+@functools.lru_cache(maxsize=1)
+def _devices_by_compiler() -> tuple[list, dict]:
+    specs = os.environ.get("CLCONV_TEST_DEVICES")
+    if not specs:
+        chosen = [info for info in platforms.devices() if not info.simulator]
+    else:
+        chosen = []
+        for spec in specs.split(","):
+            info = platforms.match(spec)
+            if info not in chosen:
+                chosen.append(info)
+    return kernel_check.split_by_compiler(chosen)
 
 
 def selected_devices():
-    specs = os.environ.get("CLCONV_TEST_DEVICES")
-    if not specs:
-        return [info for info in platforms.devices() if not info.simulator]
-    chosen = []
-    for spec in specs.split(","):
-        info = platforms.match(spec)
-        if info not in chosen:
-            chosen.append(info)
-    return chosen
+    return _devices_by_compiler()[0]
+
+
+def _left_out_lines() -> list[str]:
+    return [f"not tested: {info.tag} ({info.name}, {info.platform_name} {info.platform_version}): {failure}"
+            for info, failure in _devices_by_compiler()[1].items()]
 
 
 def pytest_generate_tests(metafunc):
     if "device" in metafunc.fixturenames:
         infos = selected_devices()
         metafunc.parametrize("device", infos, ids=[info.tag for info in infos])
+    if "broken_device" in metafunc.fixturenames:
+        broken = list(_devices_by_compiler()[1])
+        metafunc.parametrize("broken_device", broken, ids=[info.tag for info in broken])
+
+
+def pytest_report_header(config):
+    return _left_out_lines()
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _left_out_lines():
+        terminalreporter.write_line(line, yellow=True)

@@ -8,7 +8,7 @@ import pyopencl as cl
 import pytest
 
 import clconv
-from clconv import platforms
+from clconv import cli, kernel_check, platforms
 
 
 def test_devices_describe_every_device():
@@ -114,3 +114,18 @@ def test_simulators_are_never_chosen_automatically():
     assert platforms.match("accelerator", [oclgrind, emulator, real]) == emulator
     with pytest.raises(RuntimeError, match="only simulators were found.*never picks one automatically"):
         platforms.match(None, [oclgrind, emulator])
+
+
+def test_a_device_whose_compiler_builds_nothing_says_so(broken_device, capsys):
+    """The devices conftest leaves out of the per-device tests (their compiler builds none of clconv's kernels
+    on this machine: PyPI's PoCL 3.0 on an AMD Zen 5) fail each call with the compiler's words, not with a
+    crash, and ``clconv check`` names them instead of failing case after case."""
+    failure = kernel_check.compiler_failure(broken_device)
+    compiler_words = failure[failure.index("(") + 1:-1].split("; ")[0]
+    x, weight = np.ones((1, 2, 5, 5), np.float32), np.ones((3, 2, 3, 3), np.float32)
+    with pytest.warns(clconv.KernelFallbackWarning), pytest.raises(RuntimeError, match="its check on") as raised:
+        clconv.conv2d(x, weight, device=broken_device.device)
+    assert compiler_words in str(raised.value)
+    assert cli.main(["check", "--device", broken_device.index, "--dtype", "fp32"]) == 2
+    err = capsys.readouterr().err
+    assert f"device {broken_device.tag}" in err and failure in err and "no device to run on" in err
