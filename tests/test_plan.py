@@ -12,7 +12,7 @@ import pyopencl.array as cl_array
 import pytest
 
 import clconv
-from clconv import cache_files, check, planning, platforms, tuning_cache
+from clconv import cache_files, check, layers, planning, platforms, tuning_cache
 from clconv.algorithms import base
 from clconv.algorithms.tiled import CorrelationConfig, GradWeightConfig
 from clconv.params import PASSES, call_plan
@@ -97,6 +97,21 @@ def test_workspace_cap_is_respected(device):
     assert set(capped.workspace_bytes.values()) == {0}
     for pass_name in ("grad_weight", "grad_bias"):
         assert check.check_pass(pass_name, case, np.float32, device=device.device, max_workspace_bytes=0).passed
+
+
+def test_suite_layers_take_no_workspace_by_default_on_cpus(device):
+    """Issue 9's target: the default plans of the 1-D, 2-D and transposed suite layers allocate nothing besides
+    their inputs and outputs in any of the three passes (3-D layers unfold their input: not counted here)."""
+    if device.type != "CPU":
+        pytest.skip("GPU tiles split the weight gradient's batch for parallelism; the zero default is the CPUs'")
+    target = platforms.target_for_device(device)
+    for layer in layers.SUITE:
+        if layer.kind == "conv3d":
+            continue
+        params = layer.params(layer.batch_for())
+        plan = layer.layer_kind.plan(params, target)
+        assert set(plan.workspace_bytes[name] for name in PASSES if name != "grad_bias") == {0}, \
+            (layer.label, plan.workspace_bytes)
 
 
 @pytest.mark.parametrize("pass_name", ["grad_weight", "grad_bias"])
