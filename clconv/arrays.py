@@ -9,6 +9,7 @@ otherwise.
 
 from __future__ import annotations
 
+import math
 import typing
 
 import numpy as np
@@ -70,7 +71,7 @@ def check_dtype_supported(info: platforms.DeviceInfo, dtype) -> None:
 
 
 def check_allocation(info: platforms.DeviceInfo, name: str, shape, dtype) -> None:
-    n_bytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    n_bytes = math.prod(shape) * np.dtype(dtype).itemsize
     if n_bytes > info.max_alloc_bytes:
         raise ValueError(
             f"{name} of shape {tuple(shape)} needs {n_bytes} bytes in one buffer, more than the "
@@ -175,7 +176,7 @@ class CallArrays:
         if isinstance(self.out, cl_array.Array):
             return self.out
         check_allocation(self.target.info, name, shape, dtype)
-        if self.in_place and int(np.prod(shape)):
+        if self.in_place and math.prod(shape):
             alignment = self.target.info.host_pointer_alignment
             out = self.out
             writable_in_place = (out is not None and out.flags.c_contiguous and out.dtype.isnative
@@ -216,7 +217,7 @@ def aligned_empty(shape, dtype, alignment: int) -> np.ndarray:
     dtype = np.dtype(dtype)
     if alignment <= 1:
         return np.empty(shape, dtype)
-    n_bytes = int(np.prod(shape)) * dtype.itemsize
+    n_bytes = math.prod(shape) * dtype.itemsize
     raw = np.empty(n_bytes + alignment, np.uint8)
     start = -raw.ctypes.data % alignment
     return raw[start:start + n_bytes].view(dtype).reshape(shape)

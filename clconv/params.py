@@ -12,6 +12,7 @@ Layouts: x is (N, C, H, W), weight is (K, C/groups, R, S), y is (N, K, P, Q).
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 import typing
 
@@ -84,7 +85,7 @@ RESULT_SHAPES = {"forward": "output_shape", "grad_input": "input_shape", "grad_w
 def bytes_moved(layer, pass_name: str) -> int:
     """Minimum bytes a pass of a layer of any rank reads and writes: every tensor it touches once."""
     pass_call(pass_name)
-    x, w, y, b = (int(np.prod(s)) for s in (layer.input_shape, layer.weight_shape, layer.output_shape,
+    x, w, y, b = (math.prod(s) for s in (layer.input_shape, layer.weight_shape, layer.output_shape,
                                             layer.bias_shape))
     sizes = {"forward": x + w + y + b, "grad_input": y + w + x, "grad_weight": x + y + w, "grad_bias": y + b}
     return sizes[pass_name] * layer.dtype.itemsize
@@ -247,7 +248,7 @@ def _check_tensor_sizes(layer, input_name: str, weight_name: str) -> None:
     """Refuse a layer whose input, weight or output is too large for the kernels' 32-bit indices."""
     for name, shape in ((input_name, layer.input_shape), (weight_name, layer.weight_shape),
                         ("output", layer.output_shape)):
-        if int(np.prod(shape, dtype=np.int64)) > MAX_TENSOR_ELEMENTS:
+        if math.prod(shape) > MAX_TENSOR_ELEMENTS:
             raise ValueError(f"{name} of shape {shape} has more than 2**31-1 elements; split the batch")
 
 
@@ -618,7 +619,7 @@ class ConvTranspose2DParams:
         grad_input and grad_weight cost the same); grad_bias reads grad_output once."""
         pass_call(pass_name)
         if pass_name == "grad_bias":
-            return int(np.prod(self.output_shape))
+            return math.prod(self.output_shape)
         return self.conv.flops(self.CONV_PASSES[pass_name])
 
     def bytes_moved(self, pass_name: str = "forward") -> int:

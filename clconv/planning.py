@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Sequence
 
 import numpy as np
@@ -198,7 +199,7 @@ class Conv2DPlan:
     def batch_chunk(self) -> int:
         """Largest number of images whose per-batch tensors each fit one device allocation."""
         p = self.params
-        per_image = max(int(np.prod(shape[1:])) for shape in (p.input_shape, p.output_shape)) * p.dtype.itemsize
+        per_image = max(math.prod(shape[1:]) for shape in (p.input_shape, p.output_shape)) * p.dtype.itemsize
         return max(0, self.target.info.max_alloc_bytes // per_image)
 
     def _chunked(self, call: arrays.CallArrays, pass_name: str, batch_inputs, concatenate: bool):
