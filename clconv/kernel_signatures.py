@@ -85,6 +85,17 @@ CorrelationArgs = typing.NamedTuple("CorrelationArgs", (
     ("ws_group", np.int32), ("ws_co", np.int32), ("ws_ci", np.int32), ("ws_r", np.int32), ("ws_s", np.int32),
 ))
 
+# cl/conv2d_channel_lanes.cl: an unpadded stride-1 forward pass with the output channels in the lanes;
+# weight_by_tap is the (K, C, R, S) weight transposed to (C, R, S, K), in a buffer of its own.
+ChannelLanesArgs = typing.NamedTuple("ChannelLanesArgs", (
+    ("x", Buffer), ("x_offset", np.int32),
+    ("weight_by_tap", Buffer),
+    ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
+    ("y", Buffer), ("y_offset", np.int32),
+    ("N", np.int32), ("C", np.int32), ("H", np.int32), ("W", np.int32), ("K", np.int32), ("R", np.int32),
+    ("S", np.int32), ("P", np.int32), ("Q", np.int32),
+))
+
 # DEPTH_PARAMS (cl/common.h): the depth axis of a 3-D layer (clconv/params_3d.py).
 _DEPTH_GEOMETRY = (
     ("N", np.int32), ("C", np.int32), ("D", np.int32), ("T", np.int32), ("D_out", np.int32), ("plane", np.int32),
@@ -155,6 +166,7 @@ SIGNATURES = {
     "reduce_partials": ReducePartialsArgs,
     "conv2d_tiled": CorrelationArgs,
     "conv2d_grad_weight_tiled": GradWeightArgs,
+    "conv2d_channel_lanes": ChannelLanesArgs,
     "unfold_depth": UnfoldDepthArgs,
     "fold_depth": FoldDepthArgs,
     "swap_axes": SwapAxesArgs,

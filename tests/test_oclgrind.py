@@ -50,6 +50,8 @@ LAYERS = (
     check.Case("3x3-depthwise-3x5", (1, 2, 3, 5), (2, 1, 3, 3), padding=1, groups=2),
     # Eight channels on strided rows: the channel loop runs inside the taps' (CHANNELS_INNER).
     check.Case("3x3-s2-c8", (1, 8, 5, 7), (8, 8, 3, 3), stride=2, padding=1),
+    # Unpadded, 7 of 11 columns, 16 output channels: on CPUs the forward pass takes them in the lanes.
+    check.Case("5x5-c4-k16-valid", (2, 4, 9, 11), (16, 4, 5, 5)),
 )
 
 
@@ -237,6 +239,23 @@ def test_simulated_pointwise_channels_last_is_clean_and_correct(dtype, tile, sim
         result = check.compare_with_oracle(pass_name, POINTWISE_LAYER, inputs, got, dtype)
         assert result.passed, f"{pass_name} of channels-last 1x1 on Oclgrind: {result.message}"
     assert splits == [None, None, 2, 2, 1]
+
+
+@pytest.mark.parametrize("lanes, columns, local", [(16, 3, 3), (8, 8, 1), (4, 5, 2)])
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+def test_simulated_channel_lanes_are_clean_and_correct(dtype, lanes, columns, local, simulator, clean_log):
+    """cl/conv2d_channel_lanes.cl with rows of 8 columns in blocks of 3 or 5 (the last overlapping the one
+    before) or in one block, 16 output channels in 1, 2 or 4 vectors, work-groups of 3, 1 and 2 work-items, its
+    input's last rows read up to the end of the buffer. (A column the overlapping block stored again would hold
+    the same value, which neither the oracle nor Oclgrind's race check tells apart.)"""
+    case = check.Case("3x3-c4-k16-6x10-valid", (2, 4, 6, 10), (16, 4, 3, 3))
+    config = tiled.CorrelationConfig(vec=lanes, block_k=1, block_v=columns, local=(local, 1, 1), channel_lanes=True)
+    choices = {name: Choice("tiled", config if name == "forward" else None, "requested") for name in PASSES}
+    plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
+    assert plan._implementation("forward")._runs_channel_lanes()
+    inputs = check.random_inputs(case, dtype)
+    result = check.compare_with_oracle("forward", case, inputs, tuner.pass_runner(plan, "forward", inputs)(), dtype)
+    assert result.passed, f"{columns} columns x {lanes} lanes on Oclgrind: {result.message}"
 
 
 def test_the_tier_sees_an_out_of_bounds_read(simulator):

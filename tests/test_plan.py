@@ -3,6 +3,7 @@
 import concurrent.futures
 import dataclasses
 import json
+import math
 import re
 import time
 import types
@@ -101,7 +102,8 @@ def test_workspace_cap_is_respected(device):
 
 def test_suite_layers_take_no_workspace_by_default_on_cpus(device):
     """Issue 9's target: the default plans of the 1-D, 2-D and transposed suite layers allocate nothing besides
-    their inputs and outputs in any of the three passes (3-D layers unfold their input: not counted here)."""
+    their inputs and outputs in any of the three passes (3-D layers unfold their input: not counted here), but
+    for the copy of the weight a forward pass with the output channels in the lanes takes."""
     if device.type != "CPU":
         pytest.skip("GPU tiles split the weight gradient's batch for parallelism; the zero default is the CPUs'")
     target = platforms.target_for_device(device)
@@ -110,7 +112,11 @@ def test_suite_layers_take_no_workspace_by_default_on_cpus(device):
             continue
         params = layer.params(layer.batch_for())
         plan = layer.layer_kind.plan(params, target)
-        assert set(plan.workspace_bytes[name] for name in PASSES if name != "grad_bias") == {0}, \
+        # But for a forward pass with the output channels in the lanes, which copies the weight (LeNet-5 conv2).
+        forward = getattr(plan._implementation("forward"), "configs", {}).get("forward")
+        weight_copy = math.prod(plan.params.weight_shape) * plan.params.dtype.itemsize
+        expected = {0, weight_copy} if getattr(forward, "channel_lanes", False) else {0}
+        assert set(plan.workspace_bytes[name] for name in PASSES if name != "grad_bias") == expected, \
             (layer.label, plan.workspace_bytes)
 
 
@@ -485,6 +491,78 @@ def test_matrix_product_tiles(device, lanes, rows, vectors, dtype):
     got = plan.grad_input(t_inputs["x"], t_inputs["weight"].reshape(params.weight_shape), bias=t_inputs["bias"])
     result = check.compare_with_oracle("forward", transposed, t_inputs, got, dtype)
     assert result.passed, f"input gradient with a bias, tile {tile} x {vec} lanes: {result.message}"
+
+
+def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus():
+    """LeNet-5 conv2's forward pass (6 -> 16 channels, 14 -> 10 columns) defaults to cl/conv2d_channel_lanes.cl on
+    every CPU table, its 10 columns in one block; other passes, layers it does not apply to (padding, stride,
+    groups, output channels off the vector, 1x1) or does not pay on (one input channel, rows that lose few lanes)
+    and GPUs keep the other tiles; the tuner tries both, and a workspace cap below the weight's copy keeps it out."""
+    from clconv.algorithms import tiled
+
+    pocl = "Portable Computing Language"
+    lenet2 = clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5))
+    capped = _cpu("pthread-AMD EPYC", pocl,
+                  device_version="OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-znver3")
+    for cpu, lanes in ((_cpu("pthread-skylake-avx512-AMD EPYC", pocl), 16),
+                       (_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), 16),
+                       (_cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl), 16), (capped, 8)):
+        config = tiled.default_config(lenet2, cpu, "forward")
+        assert config.channel_lanes and (config.vec, config.block_v) == (lanes, 10), cpu.name
+        assert not tiled.default_config(lenet2, cpu, "forward", channel_lanes=False).channel_lanes
+        for pass_name in ("grad_input", "grad_weight"):
+            assert not getattr(tiled.default_config(lenet2, cpu, pass_name), "channel_lanes", False)
+    cpu = _cpu("AMD EPYC 9R14", "Intel(R) OpenCL")
+    for other in (clconv.Conv2DParams.create((64, 1, 32, 32), (16, 1, 5, 5)),  # one input channel
+                  clconv.Conv2DParams.create((64, 6, 14, 14), (12, 6, 5, 5)),  # 12 output channels
+                  clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5), padding=1),
+                  clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5), stride=2),
+                  clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5), dilation=2),
+                  clconv.Conv2DParams.create((64, 6, 14, 14), (16, 3, 5, 5), groups=2),
+                  clconv.Conv2DParams.create((16, 32, 16, 16), (64, 32, 3, 3))):  # 14 of 16 columns
+        assert not tiled.default_config(other, cpu, "forward").channel_lanes, other.describe()
+    assert not tiled.default_config(lenet2, dataclasses.replace(cpu, type="GPU"), "forward").channel_lanes
+    candidates = tiled.candidate_configs(lenet2, cpu, "forward")
+    assert any(c.channel_lanes for c in candidates) and any(not c.channel_lanes for c in candidates)
+    assert tiled.channel_lanes_columns(10, 24) == 10 and tiled.channel_lanes_columns(28, 24) == 14
+    target = platforms.resolve(clconv.devices()[0].device)
+    weight_bytes = 16 * 6 * 5 * 5 * 4
+    assert tiled.TiledAlgorithm(lenet2, target).workspace_bytes("forward") in (0, weight_bytes)
+    assert tiled.TiledAlgorithm(lenet2, target, max_workspace_bytes=weight_bytes - 1).workspace_bytes("forward") == 0
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("lanes, columns", [(16, 5), (16, 13), (8, 4), (4, 6)])
+def test_channel_lanes_tiles(device, lanes, columns, dtype):
+    """cl/conv2d_channel_lanes.cl, whatever the device's heuristic picks: rows of 13 columns in blocks of 5, 4 or 6
+    (the last one overlapping the one before) or in one block, 32 output channels in 2, 4 or 8 vectors, with a
+    bias and without, x a view at an offset into a device buffer; the weight's copy is the pass's workspace."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    case = check.Case("5x3-k32-9x17", (3, 5, 9, 17), (32, 5, 3, 5))
+    params = case.params(dtype)
+    vec = min(lanes, tiled.widest_vector(params, device))
+    config = CorrelationConfig(vec=vec, block_k=1, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+    choices = {name: planning.Choice("tiled", config if name == "forward" else None, "requested") for name in PASSES}
+    target = platforms.resolve(device.device)
+    plan = planning.Conv2DPlan(params, target, choices=choices)
+    assert plan.workspace_bytes["forward"] == 32 * 5 * 3 * 5 * np.dtype(dtype).itemsize
+    launched = []
+    implementation = plan._implementation("forward")
+    original = implementation.launch
+    implementation.launch = lambda name, *args: launched.append(name) or original(name, *args)
+    inputs = check.random_inputs(case, dtype)
+    result = check.compare_with_oracle("forward", case, inputs, call_plan(plan, "forward", inputs), dtype)
+    assert result.passed, f"{columns} columns x {vec} lanes: {result.message}"
+    assert launched == ["conv2d_channel_lanes"]
+    unbiased = {name: inputs[name] for name in ("x", "weight")}
+    padded = np.concatenate([np.ones((1,) + params.input_shape[1:], dtype), inputs["x"]])
+    x_view = cl_array.to_device(target.queue, padded)[1:]
+    got = plan.forward(x_view, cl_array.to_device(target.queue, inputs["weight"])).get()
+    result = check.compare_with_oracle("forward", case, unbiased, got, dtype)
+    assert result.passed, f"no bias, x at an offset, {columns} columns x {vec} lanes: {result.message}"
 
 
 def test_weight_gradient_orders_its_work_by_what_streams_less():

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import typing
 
 import numpy as np
+import pyopencl as cl
 
-from ..kernel_signatures import CorrelationArgs, PointwiseProductArgs
+from .. import channels_last
+from ..kernel_signatures import ChannelLanesArgs, CorrelationArgs, PointwiseProductArgs
 from ..params import Conv2DParams
-from .base import AlgorithmBase, bias_args, div_up, dtype_accumulator_bytes
+from .base import AlgorithmBase, DeviceTensor, bias_args, div_up, dtype_accumulator_bytes
 from .direct import DirectAlgorithm
 from .phases import PhaseRunner, phase_split
 
@@ -44,6 +47,9 @@ class CorrelationConfig:
     # An ungrouped pointwise layer as one matrix product per image (cl/pointwise_product.cl, see
     # matrix_product_applies): block_k output channels (ROWS, 4, 8 or 16) x block_v vectors along the plane.
     matrix_product: bool = False
+    # Forward only: an unpadded stride-1 layer with the output channels in the lanes (cl/conv2d_channel_lanes.cl,
+    # see channel_lanes_applies): vec output channels x block_v consecutive output columns per work-item.
+    channel_lanes: bool = False
 
     def defines(self) -> dict:
         return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_V": self.block_v}
@@ -203,6 +209,38 @@ def matrix_product_applies(params: Conv2DParams) -> bool:
     return reads_planes_in_place(params) and params.groups == 1
 
 
+def channel_lanes_applies(params: Conv2DParams, lanes: int) -> bool:
+    """Whether a forward pass can run with ``lanes`` output channels in each vector (cl/conv2d_channel_lanes.cl):
+    an ungrouped layer with no padding, stride or dilation, more than one tap (a pointwise one is a matrix
+    product), and output channels in whole vectors."""
+    return (params.groups == 1 and params.stride == (1, 1) and params.dilation == (1, 1) and not any(params.padding)
+            and params.R * params.S > 1 and params.K % lanes == 0)
+
+
+# The output channels in the lanes, measured against this heuristic's other tiles (Zen 5, fp32, device-resident,
+# alternating in one process, the weight's copy included), PoCL 3.1 / Intel's runtime: LeNet-5 conv2 (6 -> 16
+# channels, 14 -> 10 columns, 5x5) 1.5x / 1.55x; 16 -> 32 channels, 12 -> 8 columns, 5x5: 1.1x / 1.45x. Where the
+# rows lose few lanes on whole planes the gain was small (16 -> 14 columns, 3x3, 32 channels: 1.1x; 30 -> 28:
+# 1.05-1.1x), and it lost with 1 or 3 input channels (32 -> 28 columns, 5x5: 0.75-0.95x) and on 128 channels of
+# 9 -> 7 columns (0.9-0.98x).
+CHANNEL_LANES_MIN_CHANNELS = 4
+CHANNEL_LANES_MOST_ROW_SHARE = 0.75
+
+
+def channel_lanes_pays(params: Conv2DParams, lanes: int) -> bool:
+    """Whether the heuristic runs a forward pass with the output channels in the lanes: where it applies, with a
+    few input channels or more, on output rows narrow enough against the input's that vectors along whole planes
+    leave a quarter of their lanes unstored."""
+    return (channel_lanes_applies(params, lanes) and params.C >= CHANNEL_LANES_MIN_CHANNELS
+            and params.Q <= CHANNEL_LANES_MOST_ROW_SHARE * params.W)
+
+
+def channel_lanes_columns(Q: int, most: int) -> int:
+    """Output columns per work-item of cl/conv2d_channel_lanes.cl: a row in as few equal blocks of at most ``most``
+    columns as cover it (28 columns, at most 24: two blocks of 14)."""
+    return div_up(Q, div_up(Q, most))
+
+
 def widest_vector(params: Conv2DParams, info) -> int:
     """The most lanes a kernel vector (of accumulators: float for fp16 and fp32, double for fp64) may have on
     a device: 16, or fewer where the device's compiler cannot build wider ones (vector_bits_limit)."""
@@ -299,8 +337,9 @@ def narrow_rows_pay(params: Conv2DParams) -> bool:
     return params.C_per_group >= 2 and params.Q / params.W > 1.1 * row_lanes
 
 
-def default_config(params: Conv2DParams, info, pass_name: str):
-    """Heuristic tile for an untuned layer, for CPUs and GPUs alike.
+def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bool = True):
+    """Heuristic tile for an untuned layer, for CPUs and GPUs alike (``channel_lanes``: whether it may pick
+    cl/conv2d_channel_lanes.cl, whose copy of the weight is workspace).
 
     CPU: the vector runs along the output row and the tile holds as many accumulator vectors as the CPU's
     registers keep (``cpu_tiles``), split into output channels and rows; layers with few channels per group
@@ -385,6 +424,9 @@ def default_config(params: Conv2DParams, info, pass_name: str):
         return CorrelationConfig(vec=widest, block_k=rows, block_v=vectors, local=MATRIX_PRODUCT_LOCAL,
                                  matrix_product=True)
     tiles = cpu_tiles(info)
+    if pass_name == "forward" and channel_lanes and channel_lanes_pays(params, widest):
+        return CorrelationConfig(vec=widest, block_k=1, block_v=channel_lanes_columns(params.Q, tiles.accumulators),
+                                 local=(1, 1, 1), channel_lanes=True)
     channels = tiles.pointwise_channels if pointwise else tiles.channels
     if whole_planes(params, pass_name):
         # A tile's vectors are consecutive on a plane (of rows as wide as the input's); a plane of at most 4
@@ -456,6 +498,10 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
         if matrix_product_applies(params) and info.type != "GPU":
             grid += [CorrelationConfig(vec, rows, bp, MATRIX_PRODUCT_LOCAL, matrix_product=True)
                      for vec, rows, bp in itertools.product(vectors, (4, 8, 16), (1, 2, 3, 4)) if rows * bp <= 32]
+        if pass_name == "forward" and info.type != "GPU":
+            grid += [CorrelationConfig(vec, 1, channel_lanes_columns(params.Q, most), (1, 1, 1), channel_lanes=True)
+                     for vec, most in itertools.product(vectors, (8, 12, 16, 24, 28))
+                     if channel_lanes_applies(params, vec)]
     split = phase_split(params, pass_name)
     if split is not None:  # the phased layer's own heuristic tile
         grid.append(dataclasses.replace(default_config(split.phased, info, pass_name), phase_split=True))
@@ -514,7 +560,10 @@ class TiledAlgorithm(AlgorithmBase):
         super().__init__(params, target, max_workspace_bytes)
         self.kernel_layer = kernel_layer(params)
         configs = configs or {}
-        self.configs = {name: configs.get(name) or default_config(params, target.info, name) for name in KERNELS}
+        # The heuristic picks the output channels in the lanes only where their copy of the weight fits the cap.
+        lanes_fit = max_workspace_bytes is None or max_workspace_bytes >= self._weight_copy_bytes()
+        self.configs = {name: configs.get(name) or default_config(params, target.info, name, lanes_fit)
+                        for name in KERNELS}
         self._direct = None  # the bias gradient's kernels, built on first use
         self._phase_runners = {}  # pass name -> its PhaseRunner, or None where its tile does not split
 
@@ -540,7 +589,14 @@ class TiledAlgorithm(AlgorithmBase):
 
     def workspace_bytes(self, pass_name: str) -> int:
         runner = self._phase_runner(pass_name)
-        return runner.workspace_bytes(pass_name) if runner is not None else super().workspace_bytes(pass_name)
+        if runner is not None:
+            return runner.workspace_bytes(pass_name)
+        if pass_name == "forward" and self._runs_channel_lanes():
+            return self._weight_copy_bytes()
+        return super().workspace_bytes(pass_name)
+
+    def _weight_copy_bytes(self) -> int:
+        return math.prod(self.params.weight_shape) * self.params.dtype.itemsize
 
     def reduction(self, pass_name: str):
         if pass_name == "grad_weight":
@@ -628,9 +684,34 @@ class TiledAlgorithm(AlgorithmBase):
         return (self.configs[pass_name].matrix_product and not self.configs[pass_name].phase_split
                 and matrix_product_applies(self.params))
 
+    def _runs_channel_lanes(self) -> bool:
+        """Whether the forward pass runs with the output channels in the lanes: its tile says so and the layer
+        has them in whole vectors of the tile's width (a tuning record of another layer may ask it of any)."""
+        config = self.configs["forward"]
+        return config.channel_lanes and not config.phase_split and channel_lanes_applies(self.params, config.vec)
+
+    def _channel_lanes(self, x, weight, bias, y, wait_for):
+        """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, C*R*S) weight is copied as (C*R*S, K) into a
+        buffer of its own (one image of K positions of C*R*S channels, which clconv.channels_last turns
+        channels-first in 8 x 8 blocks); OpenCL keeps the buffer until the kernel, which uses it, has run."""
+        p = self.params
+        taps = p.C * p.R * p.S
+        by_tap = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, self._weight_copy_bytes())
+        copied = channels_last.channels_first(self.target, p.dtype).convert(
+            weight, DeviceTensor(by_tap, 0), (1, taps, p.K), wait_for)
+        config = self.configs["forward"]
+        args = ChannelLanesArgs(x=x.buffer, x_offset=x.offset, weight_by_tap=by_tap, **bias_args(bias),
+                                y=y.buffer, y_offset=y.offset, N=p.N, C=p.C, H=p.H, W=p.W, K=p.K, R=p.R, S=p.S,
+                                P=p.P, Q=p.Q)
+        size = (p.P * div_up(p.Q, config.block_v), p.K // config.vec, p.N)
+        return self.launch("conv2d_channel_lanes", {"VEC": config.vec, "COLUMNS": config.block_v}, size,
+                           config.local, args, [copied])
+
     def forward(self, x, weight, bias, y, wait_for=None):
         if self._runs_matrix_product("forward"):
             return self._matrix_product("forward", x, weight, bias, y, wait_for)
+        if self._runs_channel_lanes():
+            return self._channel_lanes(x, weight, bias, y, wait_for)
         runner = self._phase_runner("forward")
         if runner is not None:
             return runner.forward(x, weight, bias, y, wait_for)
