@@ -26,13 +26,17 @@ _CHARTS = {
 
 
 def cpu_name() -> str:
+    """The host CPU's model name, with its x86 family and model where Linux reports them: a virtual machine's
+    CPU may call itself just "AMD EPYC", and family 25 (Zen 4) and 26 (Zen 5) run the kernels differently."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        fields = {}
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        return f"{name} (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def machine_info(device_infos) -> dict:
