@@ -88,6 +88,8 @@ class DeviceInfo:
     device_version: str  # CL_DEVICE_VERSION; PoCL puts its compiler's target there ("HSTR: pthread-<triple>-<cpu>")
     native_float_lanes: int
     device: cl.Device = dataclasses.field(repr=False, compare=False)
+    # A CPU device's x86 family (25: AMD Zen 4, 26: Zen 5), the host's; None elsewhere or where not reported.
+    cpu_family: int | None = None
 
     @classmethod
     def from_device(cls, device: cl.Device, index: str) -> "DeviceInfo":
@@ -109,6 +111,7 @@ class DeviceInfo:
             device_version=device.version.strip(),
             native_float_lanes=device.native_vector_width_float,
             device=device,
+            cpu_family=host_cpu_family() if type_name == "CPU" else None,
         )
 
     # Cached: every call that names its device asks for these (plan keys, host-pointer rules).
@@ -176,6 +179,17 @@ class DeviceInfo:
 
     def summary(self) -> str:
         return f"[{self.index}] {self.name} ({self.type}) on {self.platform_name}, {self.platform_version}"
+
+
+@functools.lru_cache(maxsize=1)
+def host_cpu_family() -> int | None:
+    """The host CPU's x86 family from /proc/cpuinfo (Linux), which CPU OpenCL devices run on; None elsewhere."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return None
+    found = re.search(r"^cpu family\s*:\s*(\d+)", text, re.MULTILINE)
+    return int(found.group(1)) if found else None
 
 
 def devices() -> list[DeviceInfo]:

@@ -24,6 +24,9 @@ def test_devices_describe_every_device():
         assert info.opencl_c_version.startswith("OpenCL C")
         assert isinstance(info.fp64, bool) and isinstance(info.fp16, bool)
         assert info.platform_name and info.platform_version and info.name
+        assert info.cpu_family == (platforms.host_cpu_family() if info.type == "CPU" else None)
+    if os.path.exists("/proc/cpuinfo") and "cpu family" in open("/proc/cpuinfo").read():
+        assert isinstance(platforms.host_cpu_family(), int)
 
 
 def test_match_by_index_type_name_and_object(device):

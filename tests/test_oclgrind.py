@@ -94,6 +94,8 @@ SIMULATED_CPUS = {
     "tiled-zen4-pocl-tiles": {"name": "AMD EPYC", "native_float_lanes": 16,
                               "platform_name": "Portable Computing Language"},
     "tiled-zen4-intel-tiles": {"name": "AMD EPYC", "native_float_lanes": 16, "platform_name": "Intel(R) OpenCL"},
+    "tiled-zen5-pocl-tiles": {"name": "AMD EPYC", "native_float_lanes": 16, "cpu_family": 26,
+                              "platform_name": "Portable Computing Language"},
 }
 
 

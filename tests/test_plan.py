@@ -452,6 +452,19 @@ def test_ungrouped_pointwise_layers_run_as_matrix_products_on_cpus():
         assert not tiled.default_config(other, cpu, "forward").matrix_product, other.describe()
     assert tiled.default_config(clconv.Conv2DParams.create((4, 64, 1, 100), (32, 64, 1, 1)), cpu,
                                 "forward").matrix_product
+    # PoCL on Zen 5: 8 x 2 on planes of at most 256 positions (pointwise's 14x14), 4 x 4 on larger ones.
+    zen5 = dataclasses.replace(_cpu("pthread-skylake-avx512-AMD EPYC", pocl), cpu_family=26)
+    large = clconv.Conv2DParams.create((4, 64, 56, 56), (256, 64, 1, 1))
+    for layer, tile in ((pointwise, (8, 2)), (large, (4, 4))):
+        config = tiled.default_config(layer, zen5, "forward")
+        assert config.matrix_product and (config.block_k, config.block_v) == tile, layer.describe()
+    zen5_intel = dataclasses.replace(_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), cpu_family=26)
+    assert tiled.cpu_tiles(zen5_intel) == tiled.ZEN4_INTEL_TILES
+    # And its weight gradients in tiles of 4 x 4 channels, where Zen 4's are 4 x 6.
+    three_by_three = clconv.Conv2DParams.create((4, 64, 14, 14), (64, 64, 3, 3), padding=1)
+    for info, tile in ((zen5, (4, 4)), (_cpu("pthread-skylake-avx512-AMD EPYC", pocl), (4, 6))):
+        config = tiled.default_config(three_by_three, info, "grad_weight")
+        assert (config.block_k, config.block_c) == tile, info.cpu_family
     gpu = dataclasses.replace(cpu, type="GPU")
     assert not tiled.default_config(pointwise, gpu, "forward").matrix_product
     candidates = tiled.candidate_configs(pointwise, cpu, "forward")

@@ -152,6 +152,9 @@ class CpuTiles:
     grad_weight_accumulators: int  # block_k * block_c (times a run's taps) of a weight-gradient tile
     grad_weight_pair_accumulators: int  # the same with paired taps (times the pairs), see GradWeightConfig.tap_pair
     matrix_product: tuple  # (rows, vectors) of cl/pointwise_product.cl's tile, see matrix_product_tile
+    # Its tile on planes of at most SMALL_PLANE positions, where that differs.
+    small_plane_matrix_product: tuple | None = None
+    grad_weight_channels: int = 6  # the most input channels of a weight-gradient tile (a listed block)
 
     def listed_block(self, largest: int) -> int:
         """The largest listed channel block up to ``largest``."""
@@ -177,13 +180,29 @@ ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, g
                             grad_weight_pair_accumulators=18, matrix_product=(8, 2))
 
 
+# AMD Zen 5 (x86 family 26) executes 512-bit operations whole. Against the Xeon's tables, the Zen 4 ones stayed
+# ahead there (PoCL 3.1, device-resident, alternating: 3x3 forward 0.8-1.0x with 14 x 2, weight gradient
+# 0.78-0.96x with 6 x 6; Intel's runtime: forward 0.72-0.77x with 14 x 2, weight gradient 4 x 4 0.83-0.91x of
+# 6 x 6), but for two of PoCL 3.1's: matrix products of small planes, 8 rows x 2 vectors 1.2-1.5x faster than
+# 4 x 4 on 7x7 and 14x14 planes (ResNet-50 layer3.1.conv1, layer4.1.conv3, MobileNet-v2 features.18.pw, forward
+# and input gradient) and 0.7-1.0x on 56x56 and 112x112 ones; weight gradients of 4 x 4 channels, 0.97-1.32x
+# of 4 x 6 on nine 3x3 and 1x1 suite layers (4 x 3, 6 x 4 and 8 x 2: 0.8-1.1x).
+ZEN5_POCL_TILES = dataclasses.replace(ZEN4_POCL_TILES, grad_weight_accumulators=16, grad_weight_channels=4,
+                                      small_plane_matrix_product=(8, 2))
+SMALL_PLANE = 256
+ZEN5_FAMILY = 26
+
+
 def cpu_tiles(info) -> CpuTiles:
-    """The register tiles for a CPU device: by CPU maker and implementation where measured, the Xeon's
-    otherwise (PyPI's PoCL 3.0 on Zen 4 runs 256-bit vectors, where those measured best too)."""
+    """The register tiles for a CPU device: by CPU maker, implementation and (PoCL on AMD) x86 family where
+    measured, the Xeon's otherwise (PyPI's PoCL 3.0 on Zen 4 runs 256-bit vectors, where those measured best
+    too)."""
     zen4 = info.cpu_maker == "amd" and info.native_float_lanes >= 16 and info.vector_bits_limit is None
     if not zen4:
         return XEON_TILES
-    return ZEN4_POCL_TILES if info.implementation == "pocl" else ZEN4_INTEL_TILES
+    if info.implementation != "pocl":
+        return ZEN4_INTEL_TILES
+    return ZEN5_POCL_TILES if info.cpu_family == ZEN5_FAMILY else ZEN4_POCL_TILES
 
 
 # cl/pointwise_product.cl's tile where vectors have 8 lanes or fewer (AVX2's 16 registers): 12 accumulators.
@@ -192,15 +211,19 @@ NARROW_MATRIX_PRODUCT_TILE = (4, 3)
 MATRIX_PRODUCT_LOCAL = (8, 1, 1)
 
 
-def matrix_product_tile(info) -> tuple[int, int]:
+def matrix_product_tile(info, plane: int | None = None) -> tuple[int, int]:
     """(rows, vectors) of cl/pointwise_product.cl's tile on a device: 16 accumulators where vectors are 16 lanes
     wide, 12 where they are 8, as measured on Zen 4 (the six stride-1 1x1 suite layers, forward and input
     gradient, device-resident, best of three rounds, fp32; speed of the chosen tile over the others): PoCL 3.1
     4 x 4 0.95-1.7x of 8 x 2 and 0.9-1.5x of 4 x 3; Intel's runtime 8 x 2 0.8-1.5x of 4 x 3 and 0.85-1.3x of 4 x 4
-    (ahead on the larger layers); PyPI's PoCL 3.0 (8 lanes) 4 x 3 1.1-2.2x of 8 x 2 and 4 x 4."""
+    (ahead on the larger layers); PyPI's PoCL 3.0 (8 lanes) 4 x 3 1.1-2.2x of 8 x 2 and 4 x 4. On a plane of at
+    most SMALL_PLANE positions a table's small-plane tile where it has one (PoCL 3.1 on Zen 5)."""
     if info.native_float_lanes < 16 or info.vector_bits_limit is not None:
         return NARROW_MATRIX_PRODUCT_TILE
-    return cpu_tiles(info).matrix_product
+    tiles = cpu_tiles(info)
+    if tiles.small_plane_matrix_product is not None and plane is not None and plane <= SMALL_PLANE:
+        return tiles.small_plane_matrix_product
+    return tiles.matrix_product
 
 
 def matrix_product_applies(params: Conv2DParams) -> bool:
@@ -383,7 +406,7 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
             tap_run = row_taps = 1
         # A tile holds tap_run accumulator vectors per output and input channel: one per tap, or per pair of taps.
         accumulators = tiles.grad_weight_pair_accumulators if pairs else tiles.grad_weight_accumulators
-        block_c = _channel_block(params.C_per_group, 6 // tap_run)
+        block_c = _channel_block(params.C_per_group, min(tiles.grad_weight_channels, 6 // tap_run))
         block_k = _channel_block(params.K_per_group, tiles.listed_block(min(8, accumulators // (block_c * tap_run))))
         # Output-channel blocks side by side while their grad_output fits 256 KiB of cache: 4 measured up to
         # 1.2x faster than 1 on the benchmark's layers; 16 helped 1x1 layers a little and slowed 3x3 ones.
@@ -420,7 +443,7 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
     # layers 1.1-1.4x / 1.05-2.0x faster on PoCL 3.1, 1.3-2.5x / 1.3-2.3x on Intel's runtime, 1.1-2.9x / 0.94-2.4x
     # on PyPI's PoCL 3.0; MobileNet-v2 features.2.expand's forward pass (16 channels in) 4.4x, 2.9x, 5.1x.
     if matrix_product_applies(params):
-        rows, vectors = matrix_product_tile(info)
+        rows, vectors = matrix_product_tile(info, params.H * params.W)
         return CorrelationConfig(vec=widest, block_k=rows, block_v=vectors, local=MATRIX_PRODUCT_LOCAL,
                                  matrix_product=True)
     tiles = cpu_tiles(info)
