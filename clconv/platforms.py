@@ -185,7 +185,8 @@ class DeviceInfo:
 def host_cpu_family() -> int | None:
     """The host CPU's x86 family from /proc/cpuinfo (Linux), which CPU OpenCL devices run on; None elsewhere."""
     try:
-        text = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as cpuinfo:
+            text = cpuinfo.read()
     except OSError:
         return None
     found = re.search(r"^cpu family\s*:\s*(\d+)", text, re.MULTILINE)
