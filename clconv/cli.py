@@ -81,8 +81,8 @@ def _run_devices(specs) -> tuple[list, int]:
         print(f"device {info.tag}: {info.name}, {info.platform_name} {info.platform_version}: left out, "
               f"{failure}", file=sys.stderr)
     if not working:
-        raise RuntimeError(f"no device to run on: the compilers of all {len(failures)} fail clconv's smallest "
-                           f"kernel (above); {_platforms.INSTALL_HINT}")
+        raise RuntimeError(f"no device to run on: every device's compiler fails clconv's smallest kernel (above); "
+                           f"{_platforms.INSTALL_HINT}")
     return working, len(failures) if specs else 0
 
 
