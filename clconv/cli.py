@@ -81,8 +81,9 @@ def _run_devices(specs) -> tuple[list, int]:
         print(f"device {info.tag}: {info.name}, {info.platform_name} {info.platform_version}: left out, "
               f"{failure}", file=sys.stderr)
     if not working:
-        raise RuntimeError(f"no device to run on: every device's compiler fails clconv's smallest kernel (above); "
-                           f"{_platforms.INSTALL_HINT}")
+        raise RuntimeError("no device to run on: every device's compiler fails clconv's smallest kernel (above); "
+                           "another implementation may build for this CPU: pip install \"clconv[intel]\" (x86-64 "
+                           "Linux) or apt install pocl-opencl-icd")
     return working, len(failures) if specs else 0
 
 
