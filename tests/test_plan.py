@@ -506,6 +506,21 @@ def test_matrix_product_tiles(device, lanes, rows, vectors, dtype):
     assert result.passed, f"input gradient with a bias, tile {tile} x {vec} lanes: {result.message}"
 
 
+def test_depthwise_tiles_run_in_work_groups_of_one_on_cpus():
+    """A CPU tile of one output channel (a depthwise layer's forward pass and input gradient) has work-groups of
+    one work-item; tiles of several channels keep groups of 4."""
+    from clconv.algorithms import tiled
+
+    depthwise = clconv.Conv2DParams.create((64, 576, 14, 14), (576, 1, 3, 3), padding=1, groups=576)
+    dense = clconv.Conv2DParams.create((8, 64, 14, 14), (64, 64, 3, 3), stride=2, padding=1)
+    for cpu in (_cpu("pthread-skylake-avx512-AMD EPYC", "Portable Computing Language"),
+                _cpu("AMD EPYC 9R14", "Intel(R) OpenCL")):
+        for pass_name in ("forward", "grad_input"):
+            config = tiled.default_config(depthwise, cpu, pass_name)
+            assert (config.block_k, config.local) == (1, (1, 1, 1)), (cpu.name, pass_name)
+            assert tiled.default_config(dense, cpu, pass_name).local == (1, 1, 4), (cpu.name, pass_name)
+
+
 def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus():
     """LeNet-5 conv2's forward pass (6 -> 16 channels, 14 -> 10 columns) defaults to cl/conv2d_channel_lanes.cl on
     every CPU table, its 10 columns in one block; other passes, layers it does not apply to (padding, stride,
