@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import pyopencl as cl
 
 from . import kernel_check
 from .algorithms.base import DeviceTensor, KernelLauncher
@@ -86,3 +87,12 @@ class ChannelsFirst(KernelLauncher):
 def channels_first(target, dtype) -> ChannelsFirst:
     """The converter of one target and dtype, built once: its kernels are compiled and checked on first use."""
     return ChannelsFirst(target, np.dtype(dtype))
+
+
+def transposed(target, dtype, matrix: DeviceTensor, rows: int, columns: int, wait_for):
+    """A C-contiguous (rows, columns) matrix copied as (columns, rows) into a buffer of its own (OpenCL keeps it
+    until the queued commands that use it have read it), and the copy's event: the matrix is one image of
+    ``rows`` positions of ``columns`` channels, which the converter turns channels-first in 8 x 8 blocks."""
+    copy = cl.Buffer(target.context, cl.mem_flags.READ_WRITE, rows * columns * np.dtype(dtype).itemsize)
+    event = channels_first(target, dtype).convert(matrix, DeviceTensor(copy, 0), (1, columns, rows), wait_for)
+    return copy, event

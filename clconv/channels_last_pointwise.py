@@ -73,7 +73,8 @@ class PointwiseChannelsLast(KernelLauncher):
 
     def forward(self, p: Conv2DParams, x: DeviceTensor, weight: DeviceTensor, bias, y: DeviceTensor, wait_for):
         """y (channels-first) from x's channels-last memory; returns the last event."""
-        weight_by_channel, transposed = self._transposed_weight(p, weight, wait_for)
+        # The (K, C) weight as (C, K).
+        weight_by_channel, transposed = channels_last.transposed(self.target, p.dtype, weight, p.K, p.C, wait_for)
         plane = p.H * p.W
         args = PointwiseProductArgs(
             a=x.buffer, a_offset=x.offset, a_batch=plane * p.C, a_r=1, a_i=p.C,
@@ -81,15 +82,6 @@ class PointwiseChannelsLast(KernelLauncher):
             out=y.buffer, out_offset=y.offset, out_batch=p.K * plane, out_i=1, out_j=plane,
             partial=None, n_per_split=1, N=p.N, I=plane, J=p.K, R=p.C)
         return self._product(args, None, [transposed])
-
-    def _transposed_weight(self, p: Conv2DParams, weight: DeviceTensor, wait_for):
-        """The (K, C) weight as (C, K) in a buffer of its own (K*C elements; OpenCL keeps it until the product,
-        a queued command that uses it, has read it), and the event of the copy: the weight is one image of K
-        positions of C channels, which clconv.channels_last turns channels-first in 8 x 8 blocks."""
-        transposed = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, p.K * p.C * p.dtype.itemsize)
-        event = channels_last.channels_first(self.target, p.dtype).convert(
-            weight, DeviceTensor(transposed, 0), (1, p.C, p.K), wait_for)
-        return transposed, event
 
     def grad_input(self, p: Conv2DParams, grad_output: DeviceTensor, weight: DeviceTensor, bias,
                    grad_input: DeviceTensor, wait_for):

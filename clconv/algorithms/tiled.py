@@ -16,12 +16,11 @@ import math
 import typing
 
 import numpy as np
-import pyopencl as cl
 
 from .. import channels_last
 from ..kernel_signatures import ChannelLanesArgs, CorrelationArgs, PointwiseProductArgs
 from ..params import Conv2DParams
-from .base import AlgorithmBase, DeviceTensor, bias_args, div_up, dtype_accumulator_bytes
+from .base import AlgorithmBase, bias_args, div_up, dtype_accumulator_bytes
 from .direct import DirectAlgorithm
 from .phases import PhaseRunner, phase_split
 
@@ -719,14 +718,9 @@ class TiledAlgorithm(AlgorithmBase):
         return config.channel_lanes and not config.phase_split and channel_lanes_applies(self.params, config.vec)
 
     def _channel_lanes(self, x, weight, bias, y, wait_for):
-        """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, C*R*S) weight is copied as (C*R*S, K) into a
-        buffer of its own (one image of K positions of C*R*S channels, which clconv.channels_last turns
-        channels-first in 8 x 8 blocks); OpenCL keeps the buffer until the kernel, which uses it, has run."""
+        """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, C*R*S) weight is copied as (C*R*S, K)."""
         p = self.params
-        taps = p.C * p.R * p.S
-        by_tap = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, self._weight_copy_bytes())
-        copied = channels_last.channels_first(self.target, p.dtype).convert(
-            weight, DeviceTensor(by_tap, 0), (1, taps, p.K), wait_for)
+        by_tap, copied = channels_last.transposed(self.target, p.dtype, weight, p.K, p.C * p.R * p.S, wait_for)
         config = self.configs["forward"]
         args = ChannelLanesArgs(x=x.buffer, x_offset=x.offset, weight_by_tap=by_tap, **bias_args(bias),
                                 y=y.buffer, y_offset=y.offset, N=p.N, C=p.C, H=p.H, W=p.W, K=p.K, R=p.R, S=p.S,
