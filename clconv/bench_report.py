@@ -15,7 +15,7 @@ import os
 import platform
 from pathlib import Path
 
-from . import bench_charts, peak
+from . import bench_charts, peak, platforms
 
 #: The charts write_outputs draws, each as <name>.png where the records hold data for it: (records, peaks, path).
 _CHARTS = {
@@ -28,11 +28,7 @@ _CHARTS = {
 def cpu_name() -> str:
     """The host CPU's model name, with its x86 family and model where Linux reports them: a virtual machine's
     CPU may call itself just "AMD EPYC", and family 25 (Zen 4) and 26 (Zen 5) run the kernels differently."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/cpuinfo").read_text().splitlines() if ":" in line)
-    except OSError:
-        fields = {}
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    fields = platforms.host_cpu_fields()
     name = fields.get("model name") or platform.processor() or platform.machine()
     if "cpu family" in fields and "model" in fields:
         return f"{name} (family {fields['cpu family']}, model {fields['model']})"

@@ -86,7 +86,7 @@ def bytes_moved(layer, pass_name: str) -> int:
     """Minimum bytes a pass of a layer of any rank reads and writes: every tensor it touches once."""
     pass_call(pass_name)
     x, w, y, b = (math.prod(s) for s in (layer.input_shape, layer.weight_shape, layer.output_shape,
-                                            layer.bias_shape))
+                                         layer.bias_shape))
     sizes = {"forward": x + w + y + b, "grad_input": y + w + x, "grad_weight": x + y + w, "grad_bias": y + b}
     return sizes[pass_name] * layer.dtype.itemsize
 

@@ -182,15 +182,21 @@ class DeviceInfo:
 
 
 @functools.lru_cache(maxsize=1)
-def host_cpu_family() -> int | None:
-    """The host CPU's x86 family from /proc/cpuinfo (Linux), which CPU OpenCL devices run on; None elsewhere."""
+def host_cpu_fields() -> dict:
+    """The first processor's fields of /proc/cpuinfo (Linux: "model name", "cpu family", "model" ...); {} elsewhere."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
-            text = cpuinfo.read()
+            first = cpuinfo.read().split("\n\n", 1)[0]
     except OSError:
-        return None
-    found = re.search(r"^cpu family\s*:\s*(\d+)", text, re.MULTILINE)
-    return int(found.group(1)) if found else None
+        return {}
+    return {key.strip(): value.strip() for key, _, value in
+            (line.partition(":") for line in first.splitlines() if ":" in line)}
+
+
+def host_cpu_family() -> int | None:
+    """The host CPU's x86 family, which CPU OpenCL devices run on; None where not reported."""
+    family = host_cpu_fields().get("cpu family", "")
+    return int(family) if family.isdigit() else None
 
 
 def devices() -> list[DeviceInfo]:
