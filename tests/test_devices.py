@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+from pathlib import Path
 
 import numpy as np
 import pyopencl as cl
@@ -25,7 +26,8 @@ def test_devices_describe_every_device():
         assert isinstance(info.fp64, bool) and isinstance(info.fp16, bool)
         assert info.platform_name and info.platform_version and info.name
         assert info.cpu_family == (platforms.host_cpu_family() if info.type == "CPU" else None)
-    if os.path.exists("/proc/cpuinfo") and "cpu family" in open("/proc/cpuinfo").read():
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists() and "cpu family" in cpuinfo.read_text():
         assert isinstance(platforms.host_cpu_family(), int)
 
 
