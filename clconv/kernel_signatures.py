@@ -166,6 +166,8 @@ SIGNATURES = {
     "reduce_partials": ReducePartialsArgs,
     "conv2d_tiled": CorrelationArgs,
     "conv2d_grad_weight_tiled": GradWeightArgs,
+    # Its grad_output transposed to (N, P, Q, K), at offset 0.
+    "conv2d_grad_weight_channel_lanes": GradWeightArgs,
     "conv2d_channel_lanes": ChannelLanesArgs,
     "unfold_depth": UnfoldDepthArgs,
     "fold_depth": FoldDepthArgs,

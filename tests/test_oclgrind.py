@@ -254,10 +254,31 @@ def test_simulated_channel_lanes_are_clean_and_correct(dtype, lanes, columns, lo
     config = tiled.CorrelationConfig(vec=lanes, block_k=1, block_v=columns, local=(local, 1, 1), channel_lanes=True)
     choices = {name: Choice("tiled", config if name == "forward" else None, "requested") for name in PASSES}
     plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
-    assert plan._implementation("forward")._runs_channel_lanes()
+    assert plan._implementation("forward")._runs_channel_lanes("forward")
     inputs = check.random_inputs(case, dtype)
     result = check.compare_with_oracle("forward", case, inputs, tuner.pass_runner(plan, "forward", inputs)(), dtype)
     assert result.passed, f"{columns} columns x {lanes} lanes on Oclgrind: {result.message}"
+
+
+@pytest.mark.parametrize("lanes, vectors, channels, split", [(8, 1, 2, False), (4, 3, 3, True), (2, 4, 1, False)],
+                         ids=["8x1-c2", "4x3-c3-split", "2x4-c1"])
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+def test_simulated_grad_weight_channel_lanes_are_clean_and_correct(dtype, lanes, vectors, channels, split, simulator,
+                                                                   clean_log):
+    """cl/conv2d_grad_weight_channel_lanes.cl and its copy of grad_output: two groups of 8 output channels in 1, 2
+    or 4 vectors per block (3 of 2 vectors: the last one repeated, not stored), 3 input channels per group in blocks
+    of 2, 3 and 1, a stride, dilation and asymmetric padding per axis, and the batch split into partial sums."""
+    case = check.Case("3x3-s2x1-d1x2-asympad-g2-k16", (2, 6, 5, 7), (16, 3, 3, 3), stride=(2, 1),
+                      padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2)
+    config = tiled.GradWeightConfig(vec=lanes, block_k=vectors, block_c=channels,
+                                    target_items=1 << 20 if split else 1, channel_lanes=True)
+    choices = {name: Choice("tiled", config if name == "grad_weight" else None, "requested") for name in PASSES}
+    plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
+    assert plan._implementation("grad_weight")._runs_channel_lanes("grad_weight")
+    inputs = check.random_inputs(case, dtype)
+    got = tuner.pass_runner(plan, "grad_weight", inputs)()
+    result = check.compare_with_oracle("grad_weight", case, inputs, got, dtype)
+    assert result.passed, f"{vectors} x {lanes} lanes x {channels} channels on Oclgrind: {result.message}"
 
 
 def test_the_tier_sees_an_out_of_bounds_read(simulator):

@@ -100,32 +100,65 @@ def test_workspace_cap_is_respected(device):
         assert check.check_pass(pass_name, case, np.float32, device=device.device, max_workspace_bytes=0).passed
 
 
-def test_suite_layers_take_no_workspace_by_default_on_cpus(device):
-    """Issue 9's target: the default plans of the 1-D, 2-D and transposed suite layers allocate nothing besides
-    their inputs and outputs in any of the three passes (3-D layers unfold their input: not counted here), but
-    for the copy of the weight a forward pass with the output channels in the lanes takes."""
+def test_suite_layers_take_no_workspace_by_default_on_cpus_but_for_copies_into_channel_lanes(device):
+    """Issue 9's target, but for the copies the passes with the output channels in the lanes make (traded for
+    their speed): the default plans of the 1-D, 2-D and transposed suite layers allocate nothing besides their
+    inputs and outputs in any of the three passes (3-D layers unfold their input: not counted here), except the
+    weight's copy of such a forward pass and grad_output's of such a weight gradient, exactly those; with a
+    workspace cap of 0 not even those."""
     if device.type != "CPU":
         pytest.skip("GPU tiles split the weight gradient's batch for parallelism; the zero default is the CPUs'")
     target = platforms.target_for_device(device)
+    in_lanes = set()
     for layer in layers.SUITE:
         if layer.kind == "conv3d":
             continue
         params = layer.params(layer.batch_for())
         plan = layer.layer_kind.plan(params, target)
-        # But for a forward pass with the output channels in the lanes, which copies the weight (LeNet-5 conv2).
-        forward = getattr(plan._implementation("forward"), "configs", {}).get("forward")
-        weight_copy = math.prod(plan.params.weight_shape) * plan.params.dtype.itemsize
-        expected = {0, weight_copy} if getattr(forward, "channel_lanes", False) else {0}
-        assert set(plan.workspace_bytes[name] for name in PASSES if name != "grad_bias") == expected, \
-            (layer.label, plan.workspace_bytes)
+        copies = {"forward": plan.params.weight_shape, "grad_weight": plan.params.output_shape}
+        for name in ("forward", "grad_input", "grad_weight"):
+            config = getattr(plan._implementation(name), "configs", {}).get(name)
+            lanes = getattr(config, "channel_lanes", False)
+            expected = math.prod(copies[name]) * plan.params.dtype.itemsize if lanes else 0
+            assert plan.workspace_bytes[name] == expected, (layer.label, name, plan.workspace_bytes)
+            if lanes:
+                in_lanes.add(name)
+        capped = planning.plan_for(plan.params, target, max_workspace_bytes=0)
+        assert set(capped.workspace_bytes.values()) == {0}, (layer.label, capped.workspace_bytes)
+    # Each copy exercised where the heuristic takes the lanes (16-lane CPUs).
+    assert in_lanes == {"forward", "grad_weight"} or not tiled_lanes_possible(device)
 
 
-@pytest.mark.parametrize("pass_name", ["grad_weight", "grad_bias"])
-def test_reductions_keep_one_scratch_buffer_shared_safely_by_threads(monkeypatch, device, pass_name):
-    """A plan allocates a reduction's partial sums once; calls from several threads at once, each on its own
-    inputs, still get exactly what they get one at a time."""
-    case = next(c for c in check.CASES if c.name == "3x3-p1")
-    plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, algo="direct", **case.conv_args)
+def tiled_lanes_possible(device) -> bool:
+    """Whether a device's heuristic may run passes with the output channels in the lanes (a CPU with 16-lane
+    vectors and no narrower limit)."""
+    return device.native_float_lanes >= 16 and device.vector_bits_limit is None
+
+
+# The direct algorithm's split partial sums; the output channels in the lanes' copy of grad_output and, with more
+# work-items wanted than one chunk has, partial sums too.
+LANES_SPLIT = GradWeightConfig(vec=4, block_k=2, block_c=3, target_items=1 << 20, channel_lanes=True)
+
+
+@pytest.mark.parametrize("pass_name, config, scratch_names", [
+    ("grad_weight", None, ["grad_weight partial sums"]),
+    ("grad_bias", None, ["grad_bias partial sums"]),
+    ("grad_weight", LANES_SPLIT, ["grad_output by position", "grad_weight partial sums"])],
+    ids=["grad_weight-direct", "grad_bias-direct", "grad_weight-lanes"])
+def test_scratch_buffers_are_kept_once_and_shared_safely_by_threads(monkeypatch, device, pass_name, config,
+                                                                     scratch_names):
+    """A plan allocates a pass's scratch buffers (a reduction's partial sums, a copy into the output channels'
+    lanes) once; calls from several threads at once, each on its own inputs, still get exactly what they get one
+    at a time."""
+    case = check.Case("3x3-p1-k8", (2, 3, 9, 9), (8, 3, 3, 3), padding=1)
+    params = case.params(np.float32)
+    target = platforms.resolve(device.device)
+    if config is None:
+        plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, algo="direct", **case.conv_args)
+    else:
+        choices = {name: planning.Choice("tiled", config if name == pass_name else None, "requested")
+                   for name in PASSES}
+        plan = planning.Conv2DPlan(params, target, choices=choices)
     assert plan.workspace_bytes[pass_name] > 0
     names = ("x", "grad_output") if pass_name == "grad_weight" else ("grad_output",)
     inputs = [check.random_inputs(case, np.float32, seed) for seed in range(4)]
@@ -135,20 +168,21 @@ def test_reductions_keep_one_scratch_buffer_shared_safely_by_threads(monkeypatch
 
     alone = [run(index) for index in range(len(inputs))]
     implementation = plan._implementation(pass_name)
-    scratch = implementation._partials[pass_name][0]
+    assert sorted(implementation._scratch) == sorted(scratch_names)
+    buffers = {name: implementation._scratch[name][0] for name in scratch_names}
     launch = implementation.launch
 
     def launch_then_pause(name, *args, **kwargs):
         event = launch(name, *args, **kwargs)
         if name != "reduce_partials":
-            time.sleep(0.005)  # time for another thread to come between writing the partial sums and reading them
+            time.sleep(0.005)  # time for another thread to come between writing a scratch buffer and reading it
         return event
 
     monkeypatch.setattr(implementation, "launch", launch_then_pause)
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         together = list(pool.map(run, [index % len(inputs) for index in range(40)]))
     assert together == [alone[index % len(inputs)] for index in range(40)]
-    assert implementation._partials[pass_name][0] is scratch
+    assert all(implementation._scratch[name][0] is buffer for name, buffer in buffers.items())
 
 
 def test_work_group_over_the_kernel_limit_is_refused(monkeypatch, device):
@@ -405,7 +439,10 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     zen = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "forward")
     xeon = tiled.default_config(layer, _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl), "forward")
     assert (zen.block_k, zen.block_v) == (6, 4) and (xeon.block_k, xeon.block_v) == (14, 2)
-    zen_weight = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "grad_weight")
+    # The weight gradient's tiles along the positions (with the output channels in the lanes see
+    # test_weight_gradients_run_with_the_output_channels_in_the_lanes_on_cpus).
+    zen_weight = tiled.default_config(layer, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), "grad_weight",
+                                      channel_lanes=False)
     assert zen_weight.block_k * zen_weight.block_c == tiled.ZEN4_POCL_TILES.grad_weight_accumulators
     assert not zen_weight.tap_pair
     # Two pairs of taps per work-item at stride 2 only (3 taps: 0-1 and 2), on every CPU, each in its own tile.
@@ -413,7 +450,7 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     for cpu, tiles in ((_cpu("pthread-skylake-avx512-AMD EPYC", pocl), tiled.ZEN4_POCL_TILES),
                        (_cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), tiled.ZEN4_INTEL_TILES),
                        (_cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl), tiled.XEON_TILES)):
-        paired = tiled.default_config(strided, cpu, "grad_weight")
+        paired = tiled.default_config(strided, cpu, "grad_weight", channel_lanes=False)
         assert paired.tap_pair and paired.tap_run == 2 and paired.block_c == 3
         assert paired.block_k * paired.block_c * paired.tap_run == tiles.grad_weight_pair_accumulators
     # Runs of taps on every CPU where one or two input channels per group would leave the tile nearly empty.
@@ -423,7 +460,7 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
                 _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl)):
         assert tiled.default_config(one_channel, cpu, "grad_weight").tap_run == 5
         assert tiled.default_config(depthwise_7x7, cpu, "grad_weight").tap_run == 4  # 7 taps: 4 + 3
-        assert tiled.default_config(layer, cpu, "grad_weight").tap_run == 1
+        assert tiled.default_config(layer, cpu, "grad_weight", channel_lanes=False).tap_run == 1
 
 
 def test_ungrouped_pointwise_layers_run_as_matrix_products_on_cpus():
@@ -463,12 +500,62 @@ def test_ungrouped_pointwise_layers_run_as_matrix_products_on_cpus():
     # And its weight gradients in tiles of 4 x 4 channels, where Zen 4's are 4 x 6.
     three_by_three = clconv.Conv2DParams.create((4, 64, 14, 14), (64, 64, 3, 3), padding=1)
     for info, tile in ((zen5, (4, 4)), (_cpu("pthread-skylake-avx512-AMD EPYC", pocl), (4, 6))):
-        config = tiled.default_config(three_by_three, info, "grad_weight")
+        config = tiled.default_config(three_by_three, info, "grad_weight", channel_lanes=False)
         assert (config.block_k, config.block_c) == tile, info.cpu_family
     gpu = dataclasses.replace(cpu, type="GPU")
     assert not tiled.default_config(pointwise, gpu, "forward").matrix_product
     candidates = tiled.candidate_configs(pointwise, cpu, "forward")
     assert any(c.matrix_product for c in candidates) and any(not c.matrix_product for c in candidates)
+
+
+def test_weight_gradients_run_with_the_output_channels_in_the_lanes_on_cpus():
+    """On CPUs with 16-lane vectors the weight gradient defaults to cl/conv2d_grad_weight_channel_lanes.cl where
+    each group's output channels fill whole vectors, with 4 input channels per group or more, and more than one tap,
+    a small plane or few output channels; PoCL's tables take 4 vectors x 6 channels, Intel's runtime on AMD 2 x 14,
+    a layer with fewer vectors more channels. Layers it does not apply to or pay on, narrower CPUs, GPUs and a
+    workspace cap below grad_output's copy keep the tiles along the positions; the tuner tries both."""
+    from clconv.algorithms import tiled
+
+    pocl = "Portable Computing Language"
+    zen_pocl, zen_intel = _cpu("pthread-skylake-avx512-AMD EPYC", pocl), _cpu("AMD EPYC 9R14", "Intel(R) OpenCL")
+    xeon = _cpu("pthread-skylake-avx512-Intel(R) Xeon(R)", pocl)
+    layers_tiles = (
+        (clconv.Conv2DParams.create((4, 64, 56, 56), (64, 64, 3, 3), padding=1), (4, 6), (2, 14)),
+        (clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1), (4, 6), (2, 14)),
+        (clconv.Conv2DParams.create((4, 512, 7, 7), (2048, 512, 1, 1)), (4, 6), (2, 14)),  # a small plane
+        (clconv.Conv2DParams.create((4, 64, 56, 56), (64, 64, 1, 1)), (4, 6), (2, 14)),  # 64 output channels
+        (clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5)), (1, 6), (1, 6)),  # LeNet-5 conv2: one vector
+        (clconv.Conv2DParams.create((4, 64, 28, 28), (32, 64, 3, 3), padding=1), (2, 8), (2, 14)),
+        # One vector per group: 16 channels in blocks of 8 (one block of 14 or 28 would pad 12).
+        (clconv.Conv2DParams.create((4, 64, 28, 28), (64, 16, 3, 3), padding=1, groups=4), (1, 8), (1, 8)))
+    for layer, pocl_tile, intel_tile in layers_tiles:
+        for cpu, tile in ((zen_pocl, pocl_tile), (xeon, pocl_tile), (zen_intel, intel_tile)):
+            config = tiled.default_config(layer, cpu, "grad_weight")
+            assert config.channel_lanes and config.vec == 16, (layer.describe(), cpu.name)
+            assert (config.block_k, config.block_c) == tile, (layer.describe(), cpu.name)
+            assert not tiled.default_config(layer, cpu, "grad_weight", channel_lanes=False).channel_lanes
+    for other in (clconv.Conv2DParams.create((4, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3),  # RGB
+                  clconv.Conv2DParams.create((4, 64, 56, 56), (256, 64, 1, 1)),  # 1x1, large plane, 256 channels
+                  clconv.Conv2DParams.create((4, 64, 28, 28), (24, 64, 3, 3), padding=1),  # off the vector
+                  clconv.Conv2DParams.create((4, 64, 28, 28), (64, 8, 3, 3), padding=1, groups=8),  # 8 per group
+                  clconv.Conv2DParams.create((4, 32, 28, 28), (32, 1, 3, 3), padding=1, groups=32)):  # depthwise
+        assert not tiled.default_config(other, zen_pocl, "grad_weight").channel_lanes, other.describe()
+    dense = layers_tiles[0][0]
+    for narrow in (_cpu("AMD Ryzen 7 3700X", pocl, lanes=8), dataclasses.replace(zen_intel, type="GPU"),
+                   _cpu("pthread-AMD EPYC", pocl,
+                        device_version="OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-znver3")):
+        assert not tiled.default_config(dense, narrow, "grad_weight").channel_lanes, narrow.name
+    candidates = tiled.candidate_configs(dense, zen_pocl, "grad_weight")
+    assert any(c.channel_lanes for c in candidates) and any(not c.channel_lanes for c in candidates)
+    target = platforms.resolve(next(d for d in clconv.devices() if d.type == "CPU").device)
+    copy_bytes = math.prod(dense.output_shape) * 4
+    assert tiled.TiledAlgorithm(dense, target).workspace_bytes("grad_weight") in (0, copy_bytes)
+    capped = tiled.TiledAlgorithm(dense, target, max_workspace_bytes=copy_bytes - 1)
+    assert not capped.configs["grad_weight"].channel_lanes and capped.workspace_bytes("grad_weight") == 0
+    # A tuned tile with the output channels in the lanes that does not fit a plan's cap runs along the positions.
+    tuned = tiled.GradWeightConfig(vec=16, block_k=4, block_c=6, channel_lanes=True)
+    assert tiled.TiledAlgorithm(dense, target, {"grad_weight": tuned}, copy_bytes - 1).workspace_bytes(
+        "grad_weight") == 0
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
@@ -523,7 +610,7 @@ def test_depthwise_tiles_run_in_work_groups_of_one_on_cpus():
 
 def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus():
     """LeNet-5 conv2's forward pass (6 -> 16 channels, 14 -> 10 columns) defaults to cl/conv2d_channel_lanes.cl on
-    every CPU table, its 10 columns in one block; other passes, layers it does not apply to (padding, stride,
+    every CPU table, its 10 columns in one block; its input gradient, layers it does not apply to (padding, stride,
     groups, output channels off the vector, 1x1) or does not pay on (one input channel, rows that lose few lanes)
     and GPUs keep the other tiles; the tuner tries both, and a workspace cap below the weight's copy keeps it out."""
     from clconv.algorithms import tiled
@@ -538,8 +625,7 @@ def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus(
         config = tiled.default_config(lenet2, cpu, "forward")
         assert config.channel_lanes and (config.vec, config.block_v) == (lanes, 10), cpu.name
         assert not tiled.default_config(lenet2, cpu, "forward", channel_lanes=False).channel_lanes
-        for pass_name in ("grad_input", "grad_weight"):
-            assert not getattr(tiled.default_config(lenet2, cpu, pass_name), "channel_lanes", False)
+        assert not getattr(tiled.default_config(lenet2, cpu, "grad_input"), "channel_lanes", False)
     cpu = _cpu("AMD EPYC 9R14", "Intel(R) OpenCL")
     for other in (clconv.Conv2DParams.create((64, 1, 32, 32), (16, 1, 5, 5)),  # one input channel
                   clconv.Conv2DParams.create((64, 6, 14, 14), (12, 6, 5, 5)),  # 12 output channels
@@ -593,25 +679,74 @@ def test_channel_lanes_tiles(device, lanes, columns, dtype):
     assert result.passed, f"no bias, x at an offset, {columns} columns x {vec} lanes: {result.message}"
 
 
+# Two groups of 16 output channels, 5 input channels each, stride, dilation and padding that differ by axis: the
+# taps' rectangles of output positions differ in both directions.
+LANES_GRAD_WEIGHT_CASE = check.Case("3x3-s2x1-d2x1-p2x1-g2-k32", (3, 10, 11, 13), (32, 5, 3, 3), stride=(2, 1),
+                                    padding=(2, 1), dilation=(2, 1), groups=2)
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("lanes, vectors, channels, split", [(16, 1, 3, False), (8, 3, 2, False), (4, 4, 6, False),
+                                                            (16, 2, 4, True)],
+                         ids=["16x1-c3", "8x3-c2", "4x4-c6", "16x2-c4-split"])
+def test_grad_weight_channel_lanes_tiles(device, lanes, vectors, channels, split, dtype):
+    """cl/conv2d_grad_weight_channel_lanes.cl, whatever the device's heuristic picks, against the oracle: input
+    channels off the block (5 in blocks of 3 and 2), a group's last block of vectors short (2 of 8 lanes in blocks of
+    3), every vector used, the batch split into partial sums; x and grad_output as views at offsets into device
+    buffers; repeated runs bit-identical; grad_output's copy is the pass's workspace."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    case = LANES_GRAD_WEIGHT_CASE
+    params = case.params(dtype)
+    vec = min(lanes, tiled.widest_vector(params, device))
+    config = GradWeightConfig(vec=vec, block_k=vectors, block_c=channels, target_items=1 << 20 if split else 1,
+                              channel_lanes=True)
+    choices = {name: planning.Choice("tiled", config if name == "grad_weight" else None, "requested")
+               for name in PASSES}
+    target = platforms.resolve(device.device)
+    plan = planning.Conv2DPlan(params, target, choices=choices)
+    copy_bytes = math.prod(params.output_shape) * np.dtype(dtype).itemsize
+    partial_bytes = math.prod(params.weight_shape) * params.N * base.accumulator_bytes(params) if split else 0
+    assert plan.workspace_bytes["grad_weight"] == copy_bytes + partial_bytes
+    launched = []
+    implementation = plan._implementation("grad_weight")
+    original = implementation.launch
+    implementation.launch = lambda name, *args: launched.append(name) or original(name, *args)
+    inputs = check.random_inputs(case, dtype)
+    first = call_plan(plan, "grad_weight", inputs)
+    result = check.compare_with_oracle("grad_weight", case, inputs, first, dtype)
+    assert result.passed, f"{vectors} x {vec} lanes x {channels} channels: {result.message}"
+    assert launched == ["conv2d_grad_weight_channel_lanes"] + (["reduce_partials"] if split else [])
+    views = {}
+    for name in ("x", "grad_output"):
+        padded = np.concatenate([np.full((1,) + inputs[name].shape[1:], np.inf, dtype), inputs[name]])
+        views[name] = cl_array.to_device(target.queue, padded)[1:]
+    again = plan.grad_weight(views["x"], views["grad_output"]).get()
+    assert again.tobytes() == first.tobytes(), "views at offsets, or a second run, changed the result"
+
+
 def test_weight_gradient_orders_its_work_by_what_streams_less():
     """Output-channel blocks side by side (k_group) while their grad_output fits the cache; all of them where
     it does not and the whole input, larger than the device's cache, would otherwise stream once per block
-    (a strided 1x1 layer); one at a time where the input stays cached or grad_output is the larger stream."""
+    (a strided 1x1 layer); one at a time where the input stays cached or grad_output is the larger stream. (Tiles
+    along the positions: with the output channels in the lanes there are no such groups.)"""
     from clconv.algorithms import tiled
 
     cache = 32 << 20
     info = dataclasses.replace(_cpu("pthread-skylake-avx512-AMD EPYC", "Portable Computing Language"),
                                device=types.SimpleNamespace(global_mem_cache_size=cache))
     small = clconv.Conv2DParams.create((2, 64, 14, 14), (64, 64, 3, 3), padding=1)
-    assert tiled.default_config(small, info, "grad_weight").k_group == 4
+    assert tiled.default_config(small, info, "grad_weight", channel_lanes=False).k_group == 4
     batch = 2 * cache // (64 * 56 * 56 * 4) + 1  # the input twice the cache
     downsample = clconv.Conv2DParams.create((batch, 64, 56, 56), (128, 64, 1, 1), stride=2)
-    config = tiled.default_config(downsample, info, "grad_weight")
+    config = tiled.default_config(downsample, info, "grad_weight", channel_lanes=False)
     assert config.k_group == -(-128 // config.block_k)
     cached = clconv.Conv2DParams.create((max(1, cache // (64 * 56 * 56 * 8)), 64, 56, 56), (128, 64, 1, 1), stride=2)
-    assert tiled.default_config(cached, info, "grad_weight").k_group == 1
+    assert tiled.default_config(cached, info, "grad_weight", channel_lanes=False).k_group == 1
     same = clconv.Conv2DParams.create((batch, 64, 56, 56), (64, 64, 3, 3), padding=1)
-    assert tiled.default_config(same, info, "grad_weight").k_group == 1
+    assert tiled.default_config(same, info, "grad_weight", channel_lanes=False).k_group == 1
 
 
 def test_multiply_add_form_follows_the_implementation(device):

@@ -2,7 +2,8 @@
 
 Forward and input gradient share cl/conv2d_tiled.cl: the input gradient is a correlation of grad_output
 with the flipped, channel-swapped kernel, computed one output phase at a time when the stride exceeds 1.
-The weight gradient uses cl/conv2d_grad_weight_tiled.cl; the bias gradient runs the direct kernel.
+The weight gradient uses cl/conv2d_grad_weight_tiled.cl, or on CPUs with 16-lane vectors mostly
+cl/conv2d_grad_weight_channel_lanes.cl; the bias gradient runs the direct kernel.
 
 Tile parameters are compile-time constants (``-D``); shapes are kernel arguments, so one build serves
 every layer with the same tiles, dtype and device.
@@ -11,6 +12,7 @@ every layer with the same tiles, dtype and device.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 import typing
@@ -20,7 +22,7 @@ import numpy as np
 from .. import channels_last
 from ..kernel_signatures import ChannelLanesArgs, CorrelationArgs, PointwiseProductArgs
 from ..params import Conv2DParams
-from .base import AlgorithmBase, bias_args, div_up, dtype_accumulator_bytes
+from .base import AlgorithmBase, DeviceTensor, bias_args, div_up, dtype_accumulator_bytes
 from .direct import DirectAlgorithm
 from .phases import PhaseRunner, phase_split
 
@@ -73,8 +75,14 @@ class GradWeightConfig:
     # Consecutive taps of a row per work-item, where rows are read at stride 1 (TAP_RUN in the kernel; capped at
     # the row's taps, ignored elsewhere, see row_taps).
     tap_run: int = 1
+    # The output channels in the lanes (cl/conv2d_grad_weight_channel_lanes.cl, see grad_weight_lanes_apply):
+    # block_k vectors of vec output channels x block_c input channels per work-item, at one tap; its copy of
+    # grad_output is workspace. k_group, tap_pair and tap_run do not apply.
+    channel_lanes: bool = False
 
     def defines(self) -> dict:
+        if self.channel_lanes:
+            return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_C": self.block_c}
         return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_C": self.block_c, "K_GROUP": self.k_group}
 
     @property
@@ -102,8 +110,19 @@ class GradWeightConfig:
 
     def items(self, p: Conv2DParams) -> int:
         """Work-items per batch chunk."""
+        if self.channel_lanes:
+            return self.tap_items(p) * self.k_items(p)
         return (div_up(p.C_per_group, self.block_c) * p.R * div_up(p.S, self.row_taps(p)) * p.groups
                 * div_up(p.K_per_group, self.block_k))
+
+    def tap_items(self, p: Conv2DParams) -> int:
+        """With the output channels in the lanes: work-items per block of output channels (input-channel blocks
+        x taps), the first axis of the kernel's NDRange."""
+        return div_up(p.C_per_group, self.block_c) * p.R * p.S
+
+    def k_items(self, p: Conv2DParams) -> int:
+        """With the output channels in the lanes: blocks of output channels, the NDRange's second axis."""
+        return p.groups * div_up(p.K_per_group, self.vec * self.block_k)
 
 
 def tap_pairs_apply(p: Conv2DParams) -> bool:
@@ -132,6 +151,8 @@ def one_axis(local: tuple) -> tuple:
 
 CONFIG_TYPES = {"forward": CorrelationConfig, "grad_input": CorrelationConfig, "grad_weight": GradWeightConfig}
 KERNELS = {"forward": "conv2d_tiled", "grad_input": "conv2d_tiled", "grad_weight": "conv2d_grad_weight_tiled"}
+# The passes that may run with the output channels in the lanes, and the kernel each then runs.
+CHANNEL_LANES_KERNELS = {"forward": "conv2d_channel_lanes", "grad_weight": "conv2d_grad_weight_channel_lanes"}
 
 
 # Input channels per group from which forward and input gradient run along whole planes (FLAT_PLANE).
@@ -154,6 +175,10 @@ class CpuTiles:
     # Its tile on planes of at most SMALL_PLANE positions, where that differs.
     small_plane_matrix_product: tuple | None = None
     grad_weight_channels: int = 6  # the most input channels of a weight-gradient tile (a listed block)
+    # (vectors of output channels, input channels) of a weight-gradient tile with the output channels in the lanes
+    # (cl/conv2d_grad_weight_channel_lanes.cl); a layer with fewer vectors takes more input channels, up to as many
+    # accumulators. PoCL 3.1 on Zen 5: 4 x 6 1.3-2.5x faster than 2 x 12 and 3 x 8, 0.98-1.07x of 2 x 14.
+    grad_weight_lanes: tuple = (4, 6)
 
     def listed_block(self, largest: int) -> int:
         """The largest listed channel block up to ``largest``."""
@@ -174,9 +199,12 @@ XEON_TILES = CpuTiles(accumulators=28, channels=14, pointwise_channels=14, grad_
 ZEN4_POCL_TILES = CpuTiles(accumulators=24, channels=6, pointwise_channels=8, grad_weight_accumulators=24,
                            grad_weight_pair_accumulators=18, matrix_product=(4, 4))
 # Intel's runtime on the same CPU: forward 8 x 3 1.2-1.5x faster than 14 x 2; weight-gradient tiles within
-# noise of each other, so the Xeon's stay; paired taps 3 x 3 x 2 0.96-1.11x as fast as 4 x 3 x 2.
+# noise of each other, so the Xeon's stay; paired taps 3 x 3 x 2 0.96-1.11x as fast as 4 x 3 x 2. With the output
+# channels in the lanes (measured on Zen 5, which takes this table too): 2 vectors x 14 input channels 1.5x faster
+# than 4 x 6 on 7x7 and 14x14 planes (ResNet-18 layer4.conv, VGG-16 conv5_2, ResNet-50 layer4.1.conv3), 1.0-1.2x
+# on most other suite layers, 0.86-0.95x on ResNet-50 layer1.0.conv1 and ResNet-18 layer1.conv (56x56).
 ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, grad_weight_accumulators=36,
-                            grad_weight_pair_accumulators=18, matrix_product=(8, 2))
+                            grad_weight_pair_accumulators=18, matrix_product=(8, 2), grad_weight_lanes=(2, 14))
 
 
 # AMD Zen 5 (x86 family 26) executes 512-bit operations whole. Against the Xeon's tables, the Zen 4 ones stayed
@@ -261,6 +289,38 @@ def channel_lanes_columns(Q: int, most: int) -> int:
     """Output columns per work-item of cl/conv2d_channel_lanes.cl: a row in as few equal blocks of at most ``most``
     columns as cover it (28 columns, at most 24: two blocks of 14)."""
     return div_up(Q, div_up(Q, most))
+
+
+def grad_weight_lanes_apply(params: Conv2DParams, lanes: int) -> bool:
+    """Whether a weight gradient can run with ``lanes`` output channels in each vector
+    (cl/conv2d_grad_weight_channel_lanes.cl): each group's output channels in whole vectors. Any padding,
+    stride and dilation."""
+    return params.K_per_group % lanes == 0
+
+
+# The output channels in the lanes against the tiles along the positions, measured on Zen 5 (fp32, device-resident,
+# the copy of grad_output included, PoCL 3.1 / Intel's runtime): 3x3 layers 1.5-2.5x / 1.6-2.9x (ResNet-18,
+# ResNet-50, VGG-16; the 7x7 and 14x14 planes gain most), ResNet-18 layer2.0.conv1 (stride 2) 1.8x / 2.1x,
+# pointwise layers on planes of 7x7 to 28x28 1.7-2.1x / 1.8x, ResNet-50 layer1.0.conv1 (56x56, 64 -> 64) 1.8x /
+# 1.5x, LeNet-5 conv2 5.5x, DCGAN main.9 1.6x, wav2vec2's 1-D layer 1.5x, the RGB stem (3 input channels) 1.2x.
+# It lost on pointwise layers of large planes whose grad_output rows hold more output channels than one
+# work-item's (ResNet-50 layer1.0.conv3, 56x56, 256 channels: 0.6x; MobileNet-v2 features.2.expand, 112x112, 96
+# channels: 0.57x, most of it the copy): each work-item streams a part of every row of that copy, once per
+# input-channel block. With 3 input channels (the RGB stem) it ran 0.94x on PoCL 3.1.
+GRAD_WEIGHT_LANES_MIN_CHANNELS = 4
+GRAD_WEIGHT_LANES_POINTWISE_PLANE = 1024
+GRAD_WEIGHT_LANES_POINTWISE_CHANNELS = 64
+
+
+def grad_weight_lanes_pay(params: Conv2DParams, info, lanes: int) -> bool:
+    """Whether the heuristic runs a weight gradient with the output channels in the lanes: on a CPU with 16-lane
+    float vectors (where it was measured), a layer where it applies with 4 input channels per group or more, and
+    either more than one tap, a small plane, or few output channels."""
+    if info.type == "GPU" or info.native_float_lanes < 16 or info.vector_bits_limit is not None:
+        return False
+    return (grad_weight_lanes_apply(params, lanes) and params.C_per_group >= GRAD_WEIGHT_LANES_MIN_CHANNELS
+            and (params.R * params.S > 1 or params.P * params.Q <= GRAD_WEIGHT_LANES_POINTWISE_PLANE
+                 or params.K_per_group <= GRAD_WEIGHT_LANES_POINTWISE_CHANNELS))
 
 
 def widest_vector(params: Conv2DParams, info) -> int:
@@ -360,8 +420,9 @@ def narrow_rows_pay(params: Conv2DParams) -> bool:
 
 
 def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bool = True):
-    """Heuristic tile for an untuned layer, for CPUs and GPUs alike (``channel_lanes``: whether it may pick
-    cl/conv2d_channel_lanes.cl, whose copy of the weight is workspace).
+    """Heuristic tile for an untuned layer, for CPUs and GPUs alike (``channel_lanes``: whether it may pick the
+    pass's kernel with the output channels in the lanes, CHANNEL_LANES_KERNELS, whose copy of the weight or of
+    grad_output is workspace).
 
     CPU: the vector runs along the output row and the tile holds as many accumulator vectors as the CPU's
     registers keep (``cpu_tiles``), split into output channels and rows; layers with few channels per group
@@ -381,6 +442,14 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
                                     block_c=_channel_block(params.C_per_group, 4), local=(16, 4, 1),
                                     target_items=16384)
         tiles = cpu_tiles(info)
+        if channel_lanes and grad_weight_lanes_pay(params, info, widest):
+            most_vectors, most_channels = tiles.grad_weight_lanes
+            vectors = min(most_vectors, params.K_per_group // widest)
+            # Channel blocks that cover the group's channels with little padding (16 in two blocks of 8, not one of 28).
+            largest = min(tiles.listed_block(most_vectors * most_channels // vectors),
+                          tiles.listed_block(params.C_per_group))
+            return GradWeightConfig(vec=widest, block_k=vectors, block_c=_channel_block(params.C_per_group, largest),
+                                    target_items=info.compute_units, channel_lanes=True)
         if whole_planes(params, pass_name):
             width = params.P * params.Q
         # Fewer input channels (an RGB layer's 3) leave room for more output channels, up to 8: 8 x 3
@@ -514,6 +583,12 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
                 grid.append(GradWeightConfig(vec, min(bk, params.K_per_group), min(bc, params.C_per_group), local,
                                              heuristic.target_items, heuristic.k_group, tap_pair=pair,
                                              tap_run=run))
+        # The output channels in the lanes: vectors of them x input channels, up to the register file.
+        if info.type != "GPU":
+            grid += [GradWeightConfig(vec, min(count, params.K_per_group // vec), min(bc, params.C_per_group),
+                                      (1, 1, 1), heuristic.target_items, channel_lanes=True)
+                     for vec, count, bc in itertools.product(vectors, (1, 2, 3, 4), (3, 4, 6, 8, 14))
+                     if count * bc <= 28 and grad_weight_lanes_apply(params, vec)]
     else:
         out_channels = params.C_per_group if pass_name == "grad_input" else params.K_per_group
         # Row tiles only where rows are what the kernel walks (on whole planes they would be the same tile).
@@ -587,9 +662,8 @@ class TiledAlgorithm(AlgorithmBase):
         super().__init__(params, target, max_workspace_bytes)
         self.kernel_layer = kernel_layer(params)
         configs = configs or {}
-        # The heuristic picks the output channels in the lanes only where their copy of the weight fits the cap.
-        lanes_fit = max_workspace_bytes is None or max_workspace_bytes >= self._weight_copy_bytes()
-        self.configs = {name: configs.get(name) or default_config(params, target.info, name, lanes_fit)
+        # The output channels in the lanes only where their copy of the weight or grad_output fits the cap.
+        self.configs = {name: configs.get(name) or default_config(params, target.info, name, self._copy_fits(name))
                         for name in KERNELS}
         self._direct = None  # the bias gradient's kernels, built on first use
         self._phase_runners = {}  # pass name -> its PhaseRunner, or None where its tile does not split
@@ -618,12 +692,21 @@ class TiledAlgorithm(AlgorithmBase):
         runner = self._phase_runner(pass_name)
         if runner is not None:
             return runner.workspace_bytes(pass_name)
-        if pass_name == "forward" and self._runs_channel_lanes():
-            return self._weight_copy_bytes()
+        if self._runs_channel_lanes(pass_name):
+            return self._copy_bytes(pass_name) + super().workspace_bytes(pass_name)
         return super().workspace_bytes(pass_name)
 
-    def _weight_copy_bytes(self) -> int:
-        return math.prod(self.params.weight_shape) * self.params.dtype.itemsize
+    def _copy_bytes(self, pass_name: str) -> int:
+        """The bytes of the copy a pass makes to run with the output channels in the lanes: the weight's for the
+        forward pass, grad_output's for the weight gradient."""
+        shape = self.params.weight_shape if pass_name == "forward" else self.params.output_shape
+        return math.prod(shape) * self.params.dtype.itemsize
+
+    def _copy_fits(self, pass_name: str) -> bool:
+        """Whether a pass may run with the output channels in the lanes: it has a kernel for them, and their copy
+        fits max_workspace_bytes."""
+        cap = self.max_workspace_bytes
+        return pass_name in CHANNEL_LANES_KERNELS and (cap is None or self._copy_bytes(pass_name) <= cap)
 
     def reduction(self, pass_name: str):
         if pass_name == "grad_weight":
@@ -711,28 +794,59 @@ class TiledAlgorithm(AlgorithmBase):
         return (self.configs[pass_name].matrix_product and not self.configs[pass_name].phase_split
                 and matrix_product_applies(self.params))
 
-    def _runs_channel_lanes(self) -> bool:
-        """Whether the forward pass runs with the output channels in the lanes: its tile says so and the layer
-        has them in whole vectors of the tile's width (a tuning record of another layer may ask it of any)."""
-        config = self.configs["forward"]
-        return config.channel_lanes and not config.phase_split and channel_lanes_applies(self.params, config.vec)
+    def _runs_channel_lanes(self, pass_name: str) -> bool:
+        """Whether a pass runs with the output channels in the lanes: its tile says so, the layer has them in whole
+        vectors of the tile's width (a tuning record of another layer may ask it of any), and the copy it needs
+        fits max_workspace_bytes."""
+        config = self.configs.get(pass_name)
+        if not getattr(config, "channel_lanes", False) or config.phase_split or not self._copy_fits(pass_name):
+            return False
+        if pass_name == "forward":
+            return channel_lanes_applies(self.params, config.vec)
+        return grad_weight_lanes_apply(self.params, config.vec)
 
     def _channel_lanes(self, x, weight, bias, y, wait_for):
         """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, C*R*S) weight is copied as (C*R*S, K)."""
         p = self.params
-        by_tap, copied = channels_last.transposed(self.target, p.dtype, weight, p.K, p.C * p.R * p.S, wait_for)
         config = self.configs["forward"]
-        args = ChannelLanesArgs(x=x.buffer, x_offset=x.offset, weight_by_tap=by_tap, **bias_args(bias),
-                                y=y.buffer, y_offset=y.offset, N=p.N, C=p.C, H=p.H, W=p.W, K=p.K, R=p.R, S=p.S,
-                                P=p.P, Q=p.Q)
-        size = (p.P * div_up(p.Q, config.block_v), p.K // config.vec, p.N)
-        return self.launch("conv2d_channel_lanes", {"VEC": config.vec, "COLUMNS": config.block_v}, size,
-                           config.local, args, [copied])
+        with self.scratch("weight by tap", self._copy_bytes("forward"), wait_for) as by_tap:
+            _, copied = channels_last.transposed(self.target, p.dtype, weight, p.K, p.C * p.R * p.S,
+                                                 by_tap.wait_for, into=by_tap.buffer)
+            args = ChannelLanesArgs(x=x.buffer, x_offset=x.offset, weight_by_tap=by_tap.buffer, **bias_args(bias),
+                                    y=y.buffer, y_offset=y.offset, N=p.N, C=p.C, H=p.H, W=p.W, K=p.K, R=p.R,
+                                    S=p.S, P=p.P, Q=p.Q)
+            size = (p.P * div_up(p.Q, config.block_v), p.K // config.vec, p.N)
+            by_tap.last_read = self.launch("conv2d_channel_lanes", {"VEC": config.vec, "COLUMNS": config.block_v},
+                                           size, config.local, args, [copied])
+            return by_tap.last_read
+
+    def _grad_weight_lanes(self, x, grad_output, grad_weight, wait_for):
+        """The weight gradient by cl/conv2d_grad_weight_channel_lanes.cl, after grad_output is copied from
+        (N, K, P*Q) to (N, P*Q, K)."""
+        p = self.kernel_layer
+        config = self.configs["grad_weight"]
+        stride = p.stride[1]
+        defines = dict(config.defines(), COL_STRIDE=stride if stride <= 2 else 0)
+
+        def launch_split(by_position, partial, n_per_split, splits, wait_for):
+            args = self.grad_weight_args(x, by_position, partial, grad_weight, n_per_split, splits, layer=p)
+            size = (config.tap_items(p), config.k_items(p), splits)
+            return self.launch(CHANNEL_LANES_KERNELS["grad_weight"], defines, size, config.local, args, wait_for)
+
+        if grad_output.buffer is None:  # an empty batch: nothing to copy, nothing read
+            return self.split_sum("grad_weight", grad_weight, functools.partial(launch_split, grad_output), wait_for)
+        with self.scratch("grad_output by position", self._copy_bytes("grad_weight"), wait_for) as by_position:
+            _, copied = channels_last.transposed(self.target, p.dtype, grad_output, p.K, p.P * p.Q,
+                                                 by_position.wait_for, matrices=p.N, into=by_position.buffer)
+            by_position.last_read = self.split_sum(
+                "grad_weight", grad_weight, functools.partial(launch_split, DeviceTensor(by_position.buffer, 0)),
+                [copied])
+            return by_position.last_read
 
     def forward(self, x, weight, bias, y, wait_for=None):
         if self._runs_matrix_product("forward"):
             return self._matrix_product("forward", x, weight, bias, y, wait_for)
-        if self._runs_channel_lanes():
+        if self._runs_channel_lanes("forward"):
             return self._channel_lanes(x, weight, bias, y, wait_for)
         runner = self._phase_runner("forward")
         if runner is not None:
@@ -782,6 +896,8 @@ class TiledAlgorithm(AlgorithmBase):
         runner = self._phase_runner("grad_weight")
         if runner is not None:
             return runner.grad_weight(x, grad_output, grad_weight, wait_for)
+        if self._runs_channel_lanes("grad_weight"):
+            return self._grad_weight_lanes(x, grad_output, grad_weight, wait_for)
         p = self.kernel_layer
         config = self.configs["grad_weight"]
         defines = self._pass_defines("grad_weight", whole_planes(p, "grad_weight"))
