@@ -1,84 +1,123 @@
 /*
- * Forward pass of an unpadded, stride-1, undilated, ungrouped convolution with the output channels in the
- * vector lanes (oneDNN's idea for its blocked layouts, here without changing the tensors' layout):
+ * Forward pass with the output channels in the vector lanes (oneDNN's idea for its blocked layouts, here
+ * without changing the tensors' layout):
  *
- *   y[n, k, p, q] = bias[k] + sum_{c, r, s} x[n, c, p + r, q + s] * weight[k, c, r, s]
+ *   y[n, k, p, q] = bias[k] + sum_{c < Cg, r, s} x[n, g*Cg + c, h, w] * weight[k, c, r, s]
  *
- * read from weight_by_tap, the weight transposed to (C, R, S, K) (clconv/algorithms/tiled.py copies it there
- * for each call), so that one tap's VEC consecutive output channels are one vector. Each work-item owns VEC
- * output channels x COLUMNS consecutive output columns of one row: every tap loads one weight vector and
- * broadcasts COLUMNS input elements against it, COLUMNS vector multiply-adds with every lane used whatever
- * the plane's width (vectors along a plane use Q of every W lanes there: LeNet-5 conv2, 10 of 14), no lane
- * masks, and no weight broadcast per multiply-add.
+ * with g = k / Kg, h = p*stride_h - pad_top + r*dil_h, w = q*stride_w - pad_left + s*dil_w (inputs outside
+ * the image read as zero), the weight read from weight_by_tap, the weight transposed to (Cg, R, S, K)
+ * (clconv/algorithms/tiled.py copies it there for each call), so that one tap's VEC consecutive output
+ * channels are one vector. Each work-item owns BLOCK_K vectors of VEC output channels of one group x COLUMNS
+ * consecutive output columns of one row: every tap loads BLOCK_K weight vectors and broadcasts COLUMNS input
+ * elements against them, BLOCK_K * COLUMNS vector multiply-adds with every lane used whatever the plane's
+ * width (vectors along a plane use Q of every W lanes there: LeNet-5 conv2, 10 of 14) and input columns read
+ * one by one, so that a column stride costs nothing (vectors along a row at stride 2 take two loads and a
+ * shuffle each).
  *
  * A row of Q columns is cut into DIV_UP(Q, COLUMNS) blocks (COLUMNS <= Q); the last block starts at
- * Q - COLUMNS instead, overlapping the one before, and stores only its own columns, so that every load
- * stays inside the row and every column is written once. The output is channels-first: each lane goes to
- * its own channel's plane, one row of COLUMNS values per channel.
+ * Q - COLUMNS instead, overlapping the one before, and stores only its own columns, so that every column is
+ * written once. Rows of taps outside the image are skipped; columns are checked one by one only in the
+ * blocks where some tap reaches outside the row. A group's output channels are a multiple of VEC (the host
+ * checks); its last block of vectors may be short, and then its vectors past the group's end repeat the last
+ * one and are not stored. The output is channels-first: each lane goes to its own channel's plane, one row of
+ * COLUMNS values per channel.
  *
- * NDRange: dim0 = P * DIV_UP(Q, COLUMNS), dim1 = K / VEC (K a multiple of VEC), dim2 = N.
+ * NDRange: dim0 = P * DIV_UP(Q, COLUMNS), dim1 = groups * DIV_UP(Kg, VEC * BLOCK_K), dim2 = N.
  */
 #include "common.h"
 
 #ifndef VEC
 #define VEC 16
 #endif
+#ifndef BLOCK_K
+#define BLOCK_K 1
+#endif
 #ifndef COLUMNS
 #define COLUMNS 8
 #endif
 #include "vector.h"
-
-/* A vector's lanes, one by one, without vstoren (a library call per use on PyPI's PoCL 3.0). */
-typedef union {
-    accv_t vector;
-    acc_t lane[VEC];
-} lanes_t;
 
 __kernel void conv2d_channel_lanes(
     __global const real_t *restrict x, const int x_offset,
     __global const real_t *restrict weight_by_tap,
     __global const real_t *restrict bias, const int bias_offset, const int has_bias,
     __global real_t *restrict y, const int y_offset,
-    const int N, const int C, const int H, const int W, const int K, const int R, const int S,
-    const int P, const int Q)
+    CONV_GEOMETRY_PARAMS)
 {
+    const int Cg = C / groups;
+    const int Kg = K / groups;
     const int column_blocks = DIV_UP(Q, COLUMNS);
+    const int k_blocks = DIV_UP(Kg, VEC * BLOCK_K);
     const int p = get_global_id(0) / column_blocks;
     const int block_start = (get_global_id(0) % column_blocks) * COLUMNS;
-    const int k0 = get_global_id(1) * VEC;
+    const int g = get_global_id(1) / k_blocks;
+    const int k0 = (get_global_id(1) % k_blocks) * VEC * BLOCK_K;  /* within the group */
     const int n = get_global_id(2);
-    if (p >= P || k0 >= K || n >= N)
+    if (p >= P || g >= groups || n >= N)
         return;
     const int q0 = min(block_start, Q - COLUMNS);
 
-    accv_t acc[COLUMNS];
-    const accv_t start = has_bias ? VLOAD(VEC, bias + bias_offset + k0) : (accv_t)0;
+    /* The first channel of each vector (past the group's end: its last vector). */
+    int lane_channel[BLOCK_K];
 #pragma unroll
-    for (int j = 0; j < COLUMNS; ++j)
-        acc[j] = start;
+    for (int v = 0; v < BLOCK_K; ++v)
+        lane_channel[v] = g * Kg + min(k0 + v * VEC, Kg - VEC);
 
-    __global const real_t *x_rows = x + x_offset + n * C * H * W + p * W + q0;
-    __global const real_t *w_tap = weight_by_tap + k0;
-    for (int c = 0; c < C; ++c) {
-        for (int r = 0; r < R; ++r) {
-            __global const real_t *row = x_rows + (c * H + r) * W;
-            for (int s = 0; s < S; ++s, w_tap += K) {
-                const accv_t w = VLOAD(VEC, w_tap);
+    accv_t acc[COLUMNS][BLOCK_K];
 #pragma unroll
-                for (int j = 0; j < COLUMNS; ++j)
-                    acc[j] = MULADD((accv_t)((acc_t)LOAD(row, j + s)), w, acc[j]);
+    for (int v = 0; v < BLOCK_K; ++v) {
+        const accv_t start = has_bias ? VLOAD(VEC, bias + bias_offset + lane_channel[v]) : (accv_t)0;
+#pragma unroll
+        for (int j = 0; j < COLUMNS; ++j)
+            acc[j][v] = start;
+    }
+
+    const int col_stride = COLUMN_STRIDE(stride_w);
+    const int w0 = q0 * col_stride - pad_left;
+    /* Whether every tap of every column of the block reads inside the row. */
+    const bool columns_inside = w0 >= 0 && (q0 + COLUMNS - 1) * col_stride - pad_left + (S - 1) * dil_w < W;
+    __global const real_t *x_image = x + x_offset + (n * C + g * Cg) * H * W + w0;
+    __global const real_t *w_channel = weight_by_tap;
+    for (int c = 0; c < Cg; ++c, w_channel += R * S * K) {
+        for (int r = 0; r < R; ++r) {
+            const int h = p * stride_h - pad_top + r * dil_h;
+            if (h < 0 || h >= H)
+                continue;
+            __global const real_t *row = x_image + (c * H + h) * W;
+            __global const real_t *w_tap = w_channel + r * S * K;
+            for (int s = 0; s < S; ++s, w_tap += K) {
+                accv_t weight[BLOCK_K];
+#pragma unroll
+                for (int v = 0; v < BLOCK_K; ++v)
+                    weight[v] = VLOAD(VEC, w_tap + lane_channel[v]);
+#pragma unroll
+                for (int j = 0; j < COLUMNS; ++j) {
+                    const int column = j * col_stride + s * dil_w;  /* from w0 */
+                    const bool inside = columns_inside || (w0 + column >= 0 && w0 + column < W);
+                    const accv_t input = (accv_t)(inside ? (acc_t)LOAD(row, column) : (acc_t)0);
+#pragma unroll
+                    for (int v = 0; v < BLOCK_K; ++v)
+                        acc[j][v] = MULADD(weight[v], input, acc[j][v]);
+                }
             }
         }
     }
 
-    lanes_t tile[COLUMNS];
-#pragma unroll
-    for (int j = 0; j < COLUMNS; ++j)
-        tile[j].vector = acc[j];
+    /* Lanes stored one by one from a private copy: a union of the vector and its lanes made PoCL 3.1 keep the
+     * accumulators in memory throughout the weight gradient's loop (cl/conv2d_grad_weight_channel_lanes.cl). */
     const int first = block_start - q0;  /* columns of the block before, in the overlapping last block */
-    for (int lane = 0; lane < VEC; ++lane) {
-        const int out_row = y_offset + ((n * K + k0 + lane) * P + p) * Q + q0;
-        for (int j = first; j < COLUMNS; ++j)
-            STORE(tile[j].lane[lane], y, out_row + j);
+#pragma unroll
+    for (int v = 0; v < BLOCK_K; ++v) {
+        if (k0 + v * VEC >= Kg)
+            continue;
+        acc_t tile[COLUMNS][VEC];
+#pragma unroll
+        for (int j = 0; j < COLUMNS; ++j)
+            CAT(vstore, VEC)(acc[j][v], 0, tile[j]);
+        for (int lane = 0; lane < VEC; ++lane) {
+            const int out_row = y_offset + ((n * K + lane_channel[v] + lane) * P + p) * Q + q0;
+            for (int j = first; j < COLUMNS; ++j)
+                STORE(tile[j][lane], y, out_row + j);
+        }
     }
 }

@@ -85,16 +85,14 @@ CorrelationArgs = typing.NamedTuple("CorrelationArgs", (
     ("ws_group", np.int32), ("ws_co", np.int32), ("ws_ci", np.int32), ("ws_r", np.int32), ("ws_s", np.int32),
 ))
 
-# cl/conv2d_channel_lanes.cl: an unpadded stride-1 forward pass with the output channels in the lanes;
-# weight_by_tap is the (K, C, R, S) weight transposed to (C, R, S, K), in a buffer of its own.
+# cl/conv2d_channel_lanes.cl: a forward pass with the output channels in the lanes; weight_by_tap is the
+# (K, C/groups, R, S) weight transposed to (C/groups, R, S, K), at offset 0.
 ChannelLanesArgs = typing.NamedTuple("ChannelLanesArgs", (
     ("x", Buffer), ("x_offset", np.int32),
     ("weight_by_tap", Buffer),
     ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
     ("y", Buffer), ("y_offset", np.int32),
-    ("N", np.int32), ("C", np.int32), ("H", np.int32), ("W", np.int32), ("K", np.int32), ("R", np.int32),
-    ("S", np.int32), ("P", np.int32), ("Q", np.int32),
-))
+) + _CONV_GEOMETRY)
 
 # DEPTH_PARAMS (cl/common.h): the depth axis of a 3-D layer (clconv/params_3d.py).
 _DEPTH_GEOMETRY = (

@@ -243,15 +243,26 @@ def test_simulated_pointwise_channels_last_is_clean_and_correct(dtype, tile, sim
     assert splits == [None, None, 2, 2, 1]
 
 
-@pytest.mark.parametrize("lanes, columns, local", [(16, 3, 3), (8, 8, 1), (4, 5, 2)])
+CHANNEL_LANES_LAYERS = (
+    check.Case("3x3-c4-k16-6x10-valid", (2, 4, 6, 10), (16, 4, 3, 3)),
+    check.Case("3x3-s2x3-asympad-d1x2-g2-k32", (2, 6, 5, 17), (32, 3, 3, 3), stride=(2, 3),
+               padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2),
+)
+
+
+@pytest.mark.parametrize("lanes, vectors, columns, local", [(16, 1, 3, 3), (8, 1, 6, 1), (4, 3, 5, 2)])
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-def test_simulated_channel_lanes_are_clean_and_correct(dtype, lanes, columns, local, simulator, clean_log):
-    """cl/conv2d_channel_lanes.cl with rows of 8 columns in blocks of 3 or 5 (the last overlapping the one
-    before) or in one block, 16 output channels in 1, 2 or 4 vectors, work-groups of 3, 1 and 2 work-items, its
-    input's last rows read up to the end of the buffer. (A column the overlapping block stored again would hold
-    the same value, which neither the oracle nor Oclgrind's race check tells apart.)"""
-    case = check.Case("3x3-c4-k16-6x10-valid", (2, 4, 6, 10), (16, 4, 3, 3))
-    config = tiled.CorrelationConfig(vec=lanes, block_k=1, block_v=columns, local=(local, 1, 1), channel_lanes=True)
+@pytest.mark.parametrize("case", CHANNEL_LANES_LAYERS, ids=lambda case: case.name)
+def test_simulated_channel_lanes_are_clean_and_correct(case, dtype, lanes, vectors, columns, local, simulator,
+                                                       clean_log):
+    """cl/conv2d_channel_lanes.cl with rows of 8 or 6 columns in blocks of 3 or 5 (the last overlapping the one
+    before) or in one block, 16 output channels (2 groups of 16 in the second layer) in 1, 2 or 4 vectors, 3 vectors
+    per block (the last ones repeated, not stored), work-groups of 3, 1 and 2 work-items, its input's last rows
+    read up to the end of the buffer; a strided, dilated, asymmetrically padded layer whose blocks reach into the
+    padding. (A column the overlapping block stored again would hold the same value, which neither the oracle
+    nor Oclgrind's race check tells apart.)"""
+    config = tiled.CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(local, 1, 1),
+                                     channel_lanes=True)
     choices = {name: Choice("tiled", config if name == "forward" else None, "requested") for name in PASSES}
     plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
     assert plan._implementation("forward")._runs_channel_lanes("forward")

@@ -610,9 +610,10 @@ def test_depthwise_tiles_run_in_work_groups_of_one_on_cpus():
 
 def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus():
     """LeNet-5 conv2's forward pass (6 -> 16 channels, 14 -> 10 columns) defaults to cl/conv2d_channel_lanes.cl on
-    every CPU table, its 10 columns in one block; its input gradient, layers it does not apply to (padding, stride,
-    groups, output channels off the vector, 1x1) or does not pay on (one input channel, rows that lose few lanes)
-    and GPUs keep the other tiles; the tuner tries both, and a workspace cap below the weight's copy keeps it out."""
+    every CPU table, its 10 columns in one block, and so do strided layers of several taps, in 4 vectors x 6
+    columns; its input gradient, layers it does not apply to (output channels off the vector) or does not pay on
+    (one input channel, rows that lose few lanes, padding, dilation or groups at stride 1, a strided 1x1 layer) and
+    GPUs keep the other tiles; the tuner tries both, and a workspace cap below the weight's copy keeps it out."""
     from clconv.algorithms import tiled
 
     pocl = "Portable Computing Language"
@@ -630,11 +631,18 @@ def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus(
     for other in (clconv.Conv2DParams.create((64, 1, 32, 32), (16, 1, 5, 5)),  # one input channel
                   clconv.Conv2DParams.create((64, 6, 14, 14), (12, 6, 5, 5)),  # 12 output channels
                   clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5), padding=1),
-                  clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5), stride=2),
                   clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5), dilation=2),
                   clconv.Conv2DParams.create((64, 6, 14, 14), (16, 3, 5, 5), groups=2),
+                  clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 1, 1), stride=2),
+                  clconv.Conv2DParams.create((4, 64, 56, 56), (24, 64, 3, 3), stride=2, padding=1),
                   clconv.Conv2DParams.create((16, 32, 16, 16), (64, 32, 3, 3))):  # 14 of 16 columns
         assert not tiled.default_config(other, cpu, "forward").channel_lanes, other.describe()
+    for strided, tile in ((clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1), (4, 6)),
+                          (clconv.Conv2DParams.create((4, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3), (4, 6)),
+                          (clconv.Conv2DParams.create((4, 16, 28, 28), (32, 8, 3, 3), stride=2, padding=1, groups=2),
+                           (1, 14))):  # one vector per group: the rest of the tile in columns
+        config = tiled.default_config(strided, cpu, "forward")
+        assert config.channel_lanes and (config.block_k, config.block_v) == tile, strided.describe()
     assert not tiled.default_config(lenet2, dataclasses.replace(cpu, type="GPU"), "forward").channel_lanes
     candidates = tiled.candidate_configs(lenet2, cpu, "forward")
     assert any(c.channel_lanes for c in candidates) and any(not c.channel_lanes for c in candidates)
@@ -645,38 +653,49 @@ def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus(
     assert tiled.TiledAlgorithm(lenet2, target, max_workspace_bytes=weight_bytes - 1).workspace_bytes("forward") == 0
 
 
+# An unpadded stride-1 layer with rows of 13 output columns; a grouped one read at column stride 3, with dilation
+# and padding that differ by axis (the columns of some blocks reach into the padding, others do not).
+CHANNEL_LANES_CASES = (check.Case("5x3-k32-9x17", (3, 5, 9, 17), (32, 5, 3, 5)),
+                       check.Case("3x3-s2x3-p1x2-d1x2-g2-k32", (2, 10, 11, 40), (32, 5, 3, 3), stride=(2, 3),
+                                  padding=(1, 2), dilation=(1, 2), groups=2))
+
+
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("lanes, columns", [(16, 5), (16, 13), (8, 4), (4, 6)])
-def test_channel_lanes_tiles(device, lanes, columns, dtype):
+@pytest.mark.parametrize("lanes, vectors, columns", [(16, 1, 5), (16, 2, 13), (8, 3, 4), (4, 4, 6)],
+                         ids=["16x1-c5", "16x2-c13", "8x3-c4", "4x4-c6"])
+@pytest.mark.parametrize("case", CHANNEL_LANES_CASES, ids=lambda case: case.name)
+def test_channel_lanes_tiles(device, case, lanes, vectors, columns, dtype):
     """cl/conv2d_channel_lanes.cl, whatever the device's heuristic picks: rows of 13 columns in blocks of 5, 4 or 6
-    (the last one overlapping the one before) or in one block, 32 output channels in 2, 4 or 8 vectors, with a
-    bias and without, x a view at an offset into a device buffer; the weight's copy is the pass's workspace."""
+    (the last one overlapping the one before) or in one block, 32 output channels (2 groups of 16 in the second
+    case) in vectors of 16, 8 or 4 lanes, 1 to 4 of them per work-item (3 of 8 lanes: a group's last block short),
+    with a bias and without, x a view at an offset into a device buffer; the weight's copy is the pass's
+    workspace."""
     if np.dtype(dtype) == np.float64 and not device.fp64:
         pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
     from clconv.algorithms import tiled
 
-    case = check.Case("5x3-k32-9x17", (3, 5, 9, 17), (32, 5, 3, 5))
     params = case.params(dtype)
     vec = min(lanes, tiled.widest_vector(params, device))
-    config = CorrelationConfig(vec=vec, block_k=1, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+    config = CorrelationConfig(vec=vec, block_k=vectors, block_v=min(columns, params.Q), local=(1, 1, 1),
+                               channel_lanes=True)
     choices = {name: planning.Choice("tiled", config if name == "forward" else None, "requested") for name in PASSES}
     target = platforms.resolve(device.device)
     plan = planning.Conv2DPlan(params, target, choices=choices)
-    assert plan.workspace_bytes["forward"] == 32 * 5 * 3 * 5 * np.dtype(dtype).itemsize
+    assert plan.workspace_bytes["forward"] == math.prod(params.weight_shape) * np.dtype(dtype).itemsize
     launched = []
     implementation = plan._implementation("forward")
     original = implementation.launch
     implementation.launch = lambda name, *args: launched.append(name) or original(name, *args)
     inputs = check.random_inputs(case, dtype)
     result = check.compare_with_oracle("forward", case, inputs, call_plan(plan, "forward", inputs), dtype)
-    assert result.passed, f"{columns} columns x {vec} lanes: {result.message}"
+    assert result.passed, f"{columns} columns x {vectors} x {vec} lanes: {result.message}"
     assert launched == ["conv2d_channel_lanes"]
     unbiased = {name: inputs[name] for name in ("x", "weight")}
     padded = np.concatenate([np.ones((1,) + params.input_shape[1:], dtype), inputs["x"]])
     x_view = cl_array.to_device(target.queue, padded)[1:]
     got = plan.forward(x_view, cl_array.to_device(target.queue, inputs["weight"])).get()
     result = check.compare_with_oracle("forward", case, unbiased, got, dtype)
-    assert result.passed, f"no bias, x at an offset, {columns} columns x {vec} lanes: {result.message}"
+    assert result.passed, f"no bias, x at an offset, {columns} columns x {vectors} x {vec} lanes: {result.message}"
 
 
 # Two groups of 16 output channels, 5 input channels each, stride, dilation and padding that differ by axis: the

@@ -48,11 +48,14 @@ class CorrelationConfig:
     # An ungrouped pointwise layer as one matrix product per image (cl/pointwise_product.cl, see
     # matrix_product_applies): block_k output channels (ROWS, 4, 8 or 16) x block_v vectors along the plane.
     matrix_product: bool = False
-    # Forward only: an unpadded stride-1 layer with the output channels in the lanes (cl/conv2d_channel_lanes.cl,
-    # see channel_lanes_applies): vec output channels x block_v consecutive output columns per work-item.
+    # Forward only: the output channels in the lanes (cl/conv2d_channel_lanes.cl, see channel_lanes_applies): block_k
+    # vectors of vec output channels x block_v consecutive output columns per work-item; its copy of the weight is
+    # workspace.
     channel_lanes: bool = False
 
     def defines(self) -> dict:
+        if self.channel_lanes:
+            return {"VEC": self.vec, "BLOCK_K": self.block_k, "COLUMNS": self.block_v}
         return {"VEC": self.vec, "BLOCK_K": self.block_k, "BLOCK_V": self.block_v}
 
 
@@ -261,28 +264,46 @@ def matrix_product_applies(params: Conv2DParams) -> bool:
 
 def channel_lanes_applies(params: Conv2DParams, lanes: int) -> bool:
     """Whether a forward pass can run with ``lanes`` output channels in each vector (cl/conv2d_channel_lanes.cl):
-    an ungrouped layer with no padding, stride or dilation, more than one tap (a pointwise one is a matrix
-    product), and output channels in whole vectors."""
-    return (params.groups == 1 and params.stride == (1, 1) and params.dilation == (1, 1) and not any(params.padding)
-            and params.R * params.S > 1 and params.K % lanes == 0)
+    each group's output channels in whole vectors. Any padding, stride and dilation."""
+    return params.K_per_group % lanes == 0
 
 
 # The output channels in the lanes, measured against this heuristic's other tiles (Zen 5, fp32, device-resident,
-# alternating in one process, the weight's copy included), PoCL 3.1 / Intel's runtime: LeNet-5 conv2 (6 -> 16
-# channels, 14 -> 10 columns, 5x5) 1.5x / 1.55x; 16 -> 32 channels, 12 -> 8 columns, 5x5: 1.1x / 1.45x. Where the
-# rows lose few lanes on whole planes the gain was small (16 -> 14 columns, 3x3, 32 channels: 1.1x; 30 -> 28:
-# 1.05-1.1x), and it lost with 1 or 3 input channels (32 -> 28 columns, 5x5: 0.75-0.95x) and on 128 channels of
-# 9 -> 7 columns (0.9-0.98x).
+# alternating in one process, the weight's copy included), PoCL 3.1 / Intel's runtime:
+# - unpadded stride-1 layers whose output rows are narrower than the input's, one vector per work-item: LeNet-5
+#   conv2 (6 -> 16 channels, 14 -> 10 columns, 5x5) 1.5x / 1.55x; 16 -> 32 channels, 12 -> 8 columns, 5x5: 1.1x /
+#   1.45x. Where the rows lose few lanes on whole planes the gain was small (16 -> 14 columns, 3x3, 32 channels:
+#   1.1x; 30 -> 28: 1.05-1.1x), and it lost with 1 or 3 input channels (32 -> 28 columns, 5x5: 0.75-0.95x) and on
+#   128 channels of 9 -> 7 columns (0.9-0.98x);
+# - layers of several taps read at a column stride (whose rows the other tiles read with two loads and a shuffle per
+#   vector), 4 vectors x 6 columns: ResNet-18 layer2.0.conv1 (3x3, stride 2) 2.0x / 1.9x, the RGB stem (7x7, stride
+#   2) 1.3x / 2.1x, wav2vec2's 1-D layer (3 taps, stride 2) 1.15x / 1.25x, the stride-2 convolution whose input
+#   gradient is DCGAN main.9's forward pass 1.7x / 1.9x. It lost on a strided 1x1 layer (ResNet-18
+#   layer2.0.downsample, 0.9x / 0.8x) and on padded stride-1 3x3 layers (0.6-0.9x on PoCL 3.1).
 CHANNEL_LANES_MIN_CHANNELS = 4
 CHANNEL_LANES_MOST_ROW_SHARE = 0.75
+CHANNEL_LANES_VECTORS = 4
 
 
 def channel_lanes_pays(params: Conv2DParams, lanes: int) -> bool:
-    """Whether the heuristic runs a forward pass with the output channels in the lanes: where it applies, with a
-    few input channels or more, on output rows narrow enough against the input's that vectors along whole planes
-    leave a quarter of their lanes unstored."""
-    return (channel_lanes_applies(params, lanes) and params.C >= CHANNEL_LANES_MIN_CHANNELS
+    """Whether the heuristic runs a forward pass with the output channels in the lanes: where it applies, on rows
+    read at a column stride by several taps, or on an unpadded ungrouped stride-1 layer with a few input channels
+    or more and output rows narrow enough against the input's that vectors along whole planes leave a quarter of
+    their lanes unstored."""
+    if not channel_lanes_applies(params, lanes):
+        return False
+    if params.stride[1] > 1:
+        return params.R * params.S > 1
+    return (params.groups == 1 and params.stride == (1, 1) and params.dilation == (1, 1) and not any(params.padding)
+            and params.R * params.S > 1 and params.C >= CHANNEL_LANES_MIN_CHANNELS
             and params.Q <= CHANNEL_LANES_MOST_ROW_SHARE * params.W)
+
+
+def channel_lanes_tile(params: Conv2DParams, lanes: int, accumulators: int) -> tuple[int, int]:
+    """(vectors, columns) of a forward tile with the output channels in the lanes: up to CHANNEL_LANES_VECTORS
+    vectors of a group's output channels, the rest of ``accumulators`` output columns."""
+    vectors = min(CHANNEL_LANES_VECTORS, params.K_per_group // lanes)
+    return vectors, channel_lanes_columns(params.Q, accumulators // vectors)
 
 
 def channel_lanes_columns(Q: int, most: int) -> int:
@@ -516,8 +537,8 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
                                  matrix_product=True)
     tiles = cpu_tiles(info)
     if pass_name == "forward" and channel_lanes and channel_lanes_pays(params, widest):
-        return CorrelationConfig(vec=widest, block_k=1, block_v=channel_lanes_columns(params.Q, tiles.accumulators),
-                                 local=(1, 1, 1), channel_lanes=True)
+        vectors, columns = channel_lanes_tile(params, widest, tiles.accumulators)
+        return CorrelationConfig(vec=widest, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
     channels = tiles.pointwise_channels if pointwise else tiles.channels
     if whole_planes(params, pass_name):
         # A tile's vectors are consecutive on a plane (of rows as wide as the input's); a plane of at most 4
@@ -601,9 +622,10 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
             grid += [CorrelationConfig(vec, rows, bp, MATRIX_PRODUCT_LOCAL, matrix_product=True)
                      for vec, rows, bp in itertools.product(vectors, (4, 8, 16), (1, 2, 3, 4)) if rows * bp <= 32]
         if pass_name == "forward" and info.type != "GPU":
-            grid += [CorrelationConfig(vec, 1, channel_lanes_columns(params.Q, most), (1, 1, 1), channel_lanes=True)
-                     for vec, most in itertools.product(vectors, (8, 12, 16, 24, 28))
-                     if channel_lanes_applies(params, vec)]
+            grid += [CorrelationConfig(vec, count, channel_lanes_columns(params.Q, most), (1, 1, 1), channel_lanes=True)
+                     for vec, count, most in itertools.product(vectors, (1, 2, 4), (4, 6, 8, 12, 16, 24, 28))
+                     if count * most <= 28 and count <= params.K_per_group // vec
+                     and channel_lanes_applies(params, vec)]
     split = phase_split(params, pass_name)
     if split is not None:  # the phased layer's own heuristic tile
         grid.append(dataclasses.replace(default_config(split.phased, info, pass_name), phase_split=True))
@@ -636,6 +658,12 @@ def _phase_taps(phase: int, pad: int, dilation: int, stride: int, extent: int) -
 # The column stride each pass reads its input at (grad_input reads grad_output at stride 1, phase by phase).
 def _column_stride(params: Conv2DParams, pass_name: str) -> int:
     return 1 if pass_name == "grad_input" else params.stride[1]
+
+
+def column_stride_define(stride: int) -> dict:
+    """COL_STRIDE (cl/vector.h): the column stride fixed at compile time where it is 1 or 2, so that the loads in
+    the hot loops carry no branch on it; 0 (read from the argument) otherwise."""
+    return {"COL_STRIDE": stride if stride <= 2 else 0}
 
 
 class TiledAlgorithm(AlgorithmBase):
@@ -715,10 +743,8 @@ class TiledAlgorithm(AlgorithmBase):
         return super().reduction(pass_name)
 
     def _pass_defines(self, pass_name: str, flat_plane: bool = False) -> dict:
-        # The column stride is fixed at compile time when it is 1 or 2 (see cl/vector.h).
-        stride = _column_stride(self.params, pass_name)
         config = self.configs[pass_name]
-        defines = dict(config.defines(), COL_STRIDE=stride if stride <= 2 else 0)
+        defines = dict(config.defines(), **column_stride_define(_column_stride(self.params, pass_name)))
         if flat_plane:
             defines["FLAT_PLANE"] = 1
         elif isinstance(config, CorrelationConfig) and config.along_row:
@@ -806,18 +832,19 @@ class TiledAlgorithm(AlgorithmBase):
         return grad_weight_lanes_apply(self.params, config.vec)
 
     def _channel_lanes(self, x, weight, bias, y, wait_for):
-        """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, C*R*S) weight is copied as (C*R*S, K)."""
+        """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, Cg*R*S) weight is copied as (Cg*R*S, K)."""
         p = self.params
         config = self.configs["forward"]
         with self.scratch("weight by tap", self._copy_bytes("forward"), wait_for) as by_tap:
-            _, copied = channels_last.transposed(self.target, p.dtype, weight, p.K, p.C * p.R * p.S,
+            _, copied = channels_last.transposed(self.target, p.dtype, weight, p.K, p.C_per_group * p.R * p.S,
                                                  by_tap.wait_for, into=by_tap.buffer)
             args = ChannelLanesArgs(x=x.buffer, x_offset=x.offset, weight_by_tap=by_tap.buffer, **bias_args(bias),
-                                    y=y.buffer, y_offset=y.offset, N=p.N, C=p.C, H=p.H, W=p.W, K=p.K, R=p.R,
-                                    S=p.S, P=p.P, Q=p.Q)
-            size = (p.P * div_up(p.Q, config.block_v), p.K // config.vec, p.N)
-            by_tap.last_read = self.launch("conv2d_channel_lanes", {"VEC": config.vec, "COLUMNS": config.block_v},
-                                           size, config.local, args, [copied])
+                                    y=y.buffer, y_offset=y.offset, **self.geometry._asdict())
+            size = (p.P * div_up(p.Q, config.block_v),
+                    p.groups * div_up(p.K_per_group, config.vec * config.block_k), p.N)
+            defines = dict(config.defines(), **column_stride_define(p.stride[1]))
+            by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["forward"], defines, size, config.local, args,
+                                           [copied])
             return by_tap.last_read
 
     def _grad_weight_lanes(self, x, grad_output, grad_weight, wait_for):
@@ -825,8 +852,7 @@ class TiledAlgorithm(AlgorithmBase):
         (N, K, P*Q) to (N, P*Q, K)."""
         p = self.kernel_layer
         config = self.configs["grad_weight"]
-        stride = p.stride[1]
-        defines = dict(config.defines(), COL_STRIDE=stride if stride <= 2 else 0)
+        defines = dict(config.defines(), **column_stride_define(p.stride[1]))
 
         def launch_split(by_position, partial, n_per_split, splits, wait_for):
             args = self.grad_weight_args(x, by_position, partial, grad_weight, n_per_split, splits, layer=p)
