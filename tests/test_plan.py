@@ -511,9 +511,10 @@ def test_ungrouped_pointwise_layers_run_as_matrix_products_on_cpus():
 def test_weight_gradients_run_with_the_output_channels_in_the_lanes_on_cpus():
     """On CPUs with 16-lane vectors the weight gradient defaults to cl/conv2d_grad_weight_channel_lanes.cl where
     each group's output channels fill whole vectors, with 4 input channels per group or more, and more than one tap,
-    a small plane or few output channels; PoCL's tables take 4 vectors x 6 channels, Intel's runtime on AMD 2 x 14,
-    a layer with fewer vectors more channels. Layers it does not apply to or pay on, narrower CPUs, GPUs and a
-    workspace cap below grad_output's copy keep the tiles along the positions; the tuner tries both."""
+    a small plane or a group's output channels in one block of the tile; PoCL's tables take 4 vectors x 6
+    channels, Intel's runtime on AMD 2 x 14, a layer with fewer vectors more channels. Layers it does not apply
+    to or pay on, narrower CPUs, GPUs and a workspace cap below grad_output's copy keep the tiles along the
+    positions; the tuner tries both."""
     from clconv.algorithms import tiled
 
     pocl = "Portable Computing Language"
@@ -523,7 +524,7 @@ def test_weight_gradients_run_with_the_output_channels_in_the_lanes_on_cpus():
         (clconv.Conv2DParams.create((4, 64, 56, 56), (64, 64, 3, 3), padding=1), (4, 6), (2, 14)),
         (clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1), (4, 6), (2, 14)),
         (clconv.Conv2DParams.create((4, 512, 7, 7), (2048, 512, 1, 1)), (4, 6), (2, 14)),  # a small plane
-        (clconv.Conv2DParams.create((4, 64, 56, 56), (64, 64, 1, 1)), (4, 6), (2, 14)),  # 64 output channels
+        (clconv.Conv2DParams.create((4, 64, 56, 56), (32, 64, 1, 1)), (2, 8), (2, 14)),  # one block of channels
         (clconv.Conv2DParams.create((64, 6, 14, 14), (16, 6, 5, 5)), (1, 6), (1, 6)),  # LeNet-5 conv2: one vector
         (clconv.Conv2DParams.create((4, 64, 28, 28), (32, 64, 3, 3), padding=1), (2, 8), (2, 14)),
         # One vector per group: 16 channels in blocks of 8 (one block of 14 or 28 would pad 12).
@@ -536,6 +537,7 @@ def test_weight_gradients_run_with_the_output_channels_in_the_lanes_on_cpus():
             assert not tiled.default_config(layer, cpu, "grad_weight", channel_lanes=False).channel_lanes
     for other in (clconv.Conv2DParams.create((4, 3, 224, 224), (64, 3, 7, 7), stride=2, padding=3),  # RGB
                   clconv.Conv2DParams.create((4, 64, 56, 56), (256, 64, 1, 1)),  # 1x1, large plane, 256 channels
+                  clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 1, 1)),  # 1x1, large plane, 2 blocks
                   clconv.Conv2DParams.create((4, 64, 28, 28), (24, 64, 3, 3), padding=1),  # off the vector
                   clconv.Conv2DParams.create((4, 64, 28, 28), (64, 8, 3, 3), padding=1, groups=8),  # 8 per group
                   clconv.Conv2DParams.create((4, 32, 28, 28), (32, 1, 3, 3), padding=1, groups=32)):  # depthwise

@@ -320,28 +320,29 @@ def grad_weight_lanes_apply(params: Conv2DParams, lanes: int) -> bool:
 
 
 # The output channels in the lanes against the tiles along the positions, measured on Zen 5 (fp32, device-resident,
-# the copy of grad_output included, PoCL 3.1 / Intel's runtime): 3x3 layers 1.5-2.5x / 1.6-2.9x (ResNet-18,
-# ResNet-50, VGG-16; the 7x7 and 14x14 planes gain most), ResNet-18 layer2.0.conv1 (stride 2) 1.8x / 2.1x,
-# pointwise layers on planes of 7x7 to 28x28 1.7-2.1x / 1.8x, ResNet-50 layer1.0.conv1 (56x56, 64 -> 64) 1.8x /
-# 1.5x, LeNet-5 conv2 5.5x, DCGAN main.9 1.6x, wav2vec2's 1-D layer 1.5x, the RGB stem (3 input channels) 1.2x.
-# It lost on pointwise layers of large planes whose grad_output rows hold more output channels than one
-# work-item's (ResNet-50 layer1.0.conv3, 56x56, 256 channels: 0.6x; MobileNet-v2 features.2.expand, 112x112, 96
-# channels: 0.57x, most of it the copy): each work-item streams a part of every row of that copy, once per
-# input-channel block. With 3 input channels (the RGB stem) it ran 0.94x on PoCL 3.1.
+# alternating in one process, the copy of grad_output included, PoCL 3.1 / Intel's runtime): the 3x3 suite layers
+# 1.4-2.5x / 1.7-2.6x (ResNet-18, ResNet-50, VGG-16; the 7x7 and 14x14 planes gain most on PoCL 3.1), ResNet-18
+# layer2.0.conv1 (stride 2) 1.9x / 2.1x, pointwise layers on planes of 7x7 to 28x28 1.6-2.1x / 1.7-2.35x, LeNet-5
+# conv2 3.9x / 2.75x, DCGAN main.9 1.7x / 1.6x, wav2vec2's 1-D layer 1.4x / 1.1x. It lost on pointwise layers of
+# large planes whose grad_output rows hold more output channels than one work-item's block (ResNet-50
+# layer1.0.conv1, 56x56, 64 channels in blocks of 32 on Intel's runtime: 0.87x, where PoCL 3.1's blocks of 64 ran
+# 1.7x; layer1.0.conv3, 256 channels: 0.6x; MobileNet-v2 features.2.expand, 112x112, 96 channels: 0.57x, most of
+# it the copy): each work-item streams a part of every row of that copy, once per input-channel block. With 3
+# input channels (the RGB stem) it ran 0.94x on PoCL 3.1.
 GRAD_WEIGHT_LANES_MIN_CHANNELS = 4
 GRAD_WEIGHT_LANES_POINTWISE_PLANE = 1024
-GRAD_WEIGHT_LANES_POINTWISE_CHANNELS = 64
 
 
 def grad_weight_lanes_pay(params: Conv2DParams, info, lanes: int) -> bool:
     """Whether the heuristic runs a weight gradient with the output channels in the lanes: on a CPU with 16-lane
     float vectors (where it was measured), a layer where it applies with 4 input channels per group or more, and
-    either more than one tap, a small plane, or few output channels."""
+    either more than one tap, a small plane, or a group's output channels in one block of the CPU's tile."""
     if info.type == "GPU" or info.native_float_lanes < 16 or info.vector_bits_limit is not None:
         return False
+    block = cpu_tiles(info).grad_weight_lanes[0] * lanes
     return (grad_weight_lanes_apply(params, lanes) and params.C_per_group >= GRAD_WEIGHT_LANES_MIN_CHANNELS
             and (params.R * params.S > 1 or params.P * params.Q <= GRAD_WEIGHT_LANES_POINTWISE_PLANE
-                 or params.K_per_group <= GRAD_WEIGHT_LANES_POINTWISE_CHANNELS))
+                 or params.K_per_group <= block))
 
 
 def widest_vector(params: Conv2DParams, info) -> int:
