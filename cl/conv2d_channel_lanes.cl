@@ -16,8 +16,10 @@
  *
  * A row of Q columns is cut into DIV_UP(Q, COLUMNS) blocks (COLUMNS <= Q); the last block starts at
  * Q - COLUMNS instead, overlapping the one before, and stores only its own columns, so that every column is
- * written once. Rows of taps outside the image are skipped; columns are checked one by one only in the
- * blocks where some tap reaches outside the row. A group's output channels are a multiple of VEC (the host
+ * written once. With PADDED, rows of taps outside the image are skipped, and columns are checked one by one
+ * in the blocks where some tap reaches outside the row; without it (a layer with no padding, every tap of
+ * which reads inside the image) no check is compiled: LeNet-5 conv2 ran 1.4x faster on PoCL 3.1 and 1.6x on
+ * Intel's runtime without the checks that never failed there. A group's output channels are a multiple of VEC (the host
  * checks); its last block of vectors may be short, and then its vectors past the group's end repeat the last
  * one and are not stored. The output is channels-first: each lane goes to its own channel's plane, one row of
  * COLUMNS values per channel.
@@ -34,6 +36,9 @@
 #endif
 #ifndef COLUMNS
 #define COLUMNS 8
+#endif
+#ifndef PADDED
+#define PADDED 1
 #endif
 #include "vector.h"
 
@@ -74,15 +79,19 @@ __kernel void conv2d_channel_lanes(
 
     const int col_stride = COLUMN_STRIDE(stride_w);
     const int w0 = q0 * col_stride - pad_left;
+#if PADDED
     /* Whether every tap of every column of the block reads inside the row. */
     const bool columns_inside = w0 >= 0 && (q0 + COLUMNS - 1) * col_stride - pad_left + (S - 1) * dil_w < W;
+#endif
     __global const real_t *x_image = x + x_offset + (n * C + g * Cg) * H * W + w0;
     __global const real_t *w_channel = weight_by_tap;
     for (int c = 0; c < Cg; ++c, w_channel += R * S * K) {
         for (int r = 0; r < R; ++r) {
             const int h = p * stride_h - pad_top + r * dil_h;
+#if PADDED
             if (h < 0 || h >= H)
                 continue;
+#endif
             __global const real_t *row = x_image + (c * H + h) * W;
             __global const real_t *w_tap = w_channel + r * S * K;
             for (int s = 0; s < S; ++s, w_tap += K) {
@@ -93,8 +102,12 @@ __kernel void conv2d_channel_lanes(
 #pragma unroll
                 for (int j = 0; j < COLUMNS; ++j) {
                     const int column = j * col_stride + s * dil_w;  /* from w0 */
+#if PADDED
                     const bool inside = columns_inside || (w0 + column >= 0 && w0 + column < W);
                     const accv_t input = (accv_t)(inside ? (acc_t)LOAD(row, column) : (acc_t)0);
+#else
+                    const accv_t input = (accv_t)((acc_t)LOAD(row, column));
+#endif
 #pragma unroll
                     for (int v = 0; v < BLOCK_K; ++v)
                         acc[j][v] = MULADD(weight[v], input, acc[j][v]);

@@ -843,7 +843,7 @@ class TiledAlgorithm(AlgorithmBase):
                                     y=y.buffer, y_offset=y.offset, **self.geometry._asdict())
             size = (p.P * div_up(p.Q, config.block_v),
                     p.groups * div_up(p.K_per_group, config.vec * config.block_k), p.N)
-            defines = dict(config.defines(), **column_stride_define(p.stride[1]))
+            defines = dict(config.defines(), PADDED=int(any(p.padding)), **column_stride_define(p.stride[1]))
             by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["forward"], defines, size, config.local, args,
                                            [copied])
             return by_tap.last_read
