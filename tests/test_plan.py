@@ -513,8 +513,8 @@ def test_weight_gradients_run_with_the_output_channels_in_the_lanes_on_cpus():
     each group's output channels fill whole vectors, with 4 input channels per group or more, and more than one tap,
     a small plane or a group's output channels in one block of the tile; PoCL's tables take 4 vectors x 6
     channels, Intel's runtime on AMD 2 x 14, a layer with fewer vectors more channels. Layers it does not apply
-    to or pay on, narrower CPUs, GPUs and a workspace cap below grad_output's copy keep the tiles along the
-    positions; the tuner tries both."""
+    to or pay on, fp16 on PoCL, narrower CPUs, GPUs and a workspace cap below grad_output's copy keep the tiles
+    along the positions; the tuner tries both."""
     from clconv.algorithms import tiled
 
     pocl = "Portable Computing Language"
@@ -543,6 +543,9 @@ def test_weight_gradients_run_with_the_output_channels_in_the_lanes_on_cpus():
                   clconv.Conv2DParams.create((4, 32, 28, 28), (32, 1, 3, 3), padding=1, groups=32)):  # depthwise
         assert not tiled.default_config(other, zen_pocl, "grad_weight").channel_lanes, other.describe()
     dense = layers_tiles[0][0]
+    half = dataclasses.replace(dense, dtype=np.dtype(np.float16))
+    assert not tiled.default_config(half, zen_pocl, "grad_weight").channel_lanes  # measured slower there
+    assert tiled.default_config(half, zen_intel, "grad_weight").channel_lanes
     for narrow in (_cpu("AMD Ryzen 7 3700X", pocl, lanes=8), dataclasses.replace(zen_intel, type="GPU"),
                    _cpu("pthread-AMD EPYC", pocl,
                         device_version="OpenCL 3.0 PoCL HSTR: pthread-x86_64-unknown-linux-gnu-znver3")):

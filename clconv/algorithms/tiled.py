@@ -328,16 +328,22 @@ def grad_weight_lanes_apply(params: Conv2DParams, lanes: int) -> bool:
 # layer1.0.conv1, 56x56, 64 channels in blocks of 32 on Intel's runtime: 0.87x, where PoCL 3.1's blocks of 64 ran
 # 1.7x; layer1.0.conv3, 256 channels: 0.6x; MobileNet-v2 features.2.expand, 112x112, 96 channels: 0.57x, most of
 # it the copy): each work-item streams a part of every row of that copy, once per input-channel block. With 3
-# input channels (the RGB stem) it ran 0.94x on PoCL 3.1.
+# input channels (the RGB stem) it ran 0.94x on PoCL 3.1. In fp64 it ran 1.3-1.8x on PoCL 3.1; in fp16 1.0-1.9x on
+# Intel's runtime but 0.63-1.64x on PoCL 3.1 (ResNet-50 layer3.1.conv1 0.63x, VGG-16 conv3_2 0.72x, ResNet-18
+# layer3.conv 0.99x, layer4.conv 1.64x), whose half loads of single input elements cost more than its vector ones:
+# fp16 on PoCL keeps the tiles along the positions.
 GRAD_WEIGHT_LANES_MIN_CHANNELS = 4
 GRAD_WEIGHT_LANES_POINTWISE_PLANE = 1024
 
 
 def grad_weight_lanes_pay(params: Conv2DParams, info, lanes: int) -> bool:
     """Whether the heuristic runs a weight gradient with the output channels in the lanes: on a CPU with 16-lane
-    float vectors (where it was measured), a layer where it applies with 4 input channels per group or more, and
-    either more than one tap, a small plane, or a group's output channels in one block of the CPU's tile."""
+    float vectors (where it was measured; fp16 not on PoCL), a layer where it applies with 4 input channels per group
+    or more, and either more than one tap, a small plane, or a group's output channels in one block of the CPU's
+    tile."""
     if info.type == "GPU" or info.native_float_lanes < 16 or info.vector_bits_limit is not None:
+        return False
+    if params.dtype == np.float16 and info.implementation == "pocl":
         return False
     block = cpu_tiles(info).grad_weight_lanes[0] * lanes
     return (grad_weight_lanes_apply(params, lanes) and params.C_per_group >= GRAD_WEIGHT_LANES_MIN_CHANNELS
