@@ -557,6 +557,10 @@ def test_weight_gradients_run_with_the_output_channels_in_the_lanes_on_cpus():
     assert tiled.TiledAlgorithm(dense, target).workspace_bytes("grad_weight") in (0, copy_bytes)
     capped = tiled.TiledAlgorithm(dense, target, max_workspace_bytes=copy_bytes - 1)
     assert not capped.configs["grad_weight"].channel_lanes and capped.workspace_bytes("grad_weight") == 0
+    # Nor does a copy beyond an eighth of the device's memory, cap or none.
+    small_memory = dataclasses.replace(target.info, global_mem_bytes=8 * copy_bytes - 1)
+    assert not tiled.TiledAlgorithm(dense, dataclasses.replace(target, info=small_memory)).configs[
+        "grad_weight"].channel_lanes
     # A tuned tile with the output channels in the lanes that does not fit a plan's cap runs along the positions.
     tuned = tiled.GradWeightConfig(vec=16, block_k=4, block_c=6, channel_lanes=True)
     assert tiled.TiledAlgorithm(dense, target, {"grad_weight": tuned}, copy_bytes - 1).workspace_bytes(

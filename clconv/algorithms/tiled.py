@@ -156,6 +156,9 @@ CONFIG_TYPES = {"forward": CorrelationConfig, "grad_input": CorrelationConfig, "
 KERNELS = {"forward": "conv2d_tiled", "grad_input": "conv2d_tiled", "grad_weight": "conv2d_grad_weight_tiled"}
 # The passes that may run with the output channels in the lanes, and the kernel each then runs.
 CHANNEL_LANES_KERNELS = {"forward": "conv2d_channel_lanes", "grad_weight": "conv2d_grad_weight_channel_lanes"}
+# The most of a device's memory their copies may take with no max_workspace_bytes: beyond it (grad_output of a large
+# batch) the pass runs the other tiles rather than risk the device's memory for a 2x.
+LANES_COPY_MEMORY_SHARE = 1 / 8
 
 
 # Input channels per group from which forward and input gradient run along whole planes (FLAT_PLANE).
@@ -739,9 +742,12 @@ class TiledAlgorithm(AlgorithmBase):
 
     def _copy_fits(self, pass_name: str) -> bool:
         """Whether a pass may run with the output channels in the lanes: it has a kernel for them, and their copy
-        fits max_workspace_bytes."""
+        fits max_workspace_bytes and LANES_COPY_MEMORY_SHARE of the device's memory."""
+        if pass_name not in CHANNEL_LANES_KERNELS:
+            return False
+        copy = self._copy_bytes(pass_name)
         cap = self.max_workspace_bytes
-        return pass_name in CHANNEL_LANES_KERNELS and (cap is None or self._copy_bytes(pass_name) <= cap)
+        return (cap is None or copy <= cap) and copy <= LANES_COPY_MEMORY_SHARE * self.target.info.global_mem_bytes
 
     def reduction(self, pass_name: str):
         if pass_name == "grad_weight":
