@@ -94,6 +94,15 @@ ChannelLanesArgs = typing.NamedTuple("ChannelLanesArgs", (
     ("y", Buffer), ("y_offset", np.int32),
 ) + _CONV_GEOMETRY)
 
+# cl/conv2d_grad_input_channel_lanes.cl: a strided input gradient with the input channels in the lanes; weight_by_tap
+# is the (K, C/groups, R, S) weight transposed to (R, S, K, C/groups), at offset 0; bias: C entries, or None.
+GradInputLanesArgs = typing.NamedTuple("GradInputLanesArgs", (
+    ("grad_output", Buffer), ("grad_output_offset", np.int32),
+    ("weight_by_tap", Buffer),
+    ("bias", Buffer), ("bias_offset", np.int32), ("has_bias", np.int32),
+    ("grad_input", Buffer), ("grad_input_offset", np.int32),
+) + _CONV_GEOMETRY)
+
 # DEPTH_PARAMS (cl/common.h): the depth axis of a 3-D layer (clconv/params_3d.py).
 _DEPTH_GEOMETRY = (
     ("N", np.int32), ("C", np.int32), ("D", np.int32), ("T", np.int32), ("D_out", np.int32), ("plane", np.int32),
@@ -167,6 +176,7 @@ SIGNATURES = {
     # Its grad_output transposed to (N, P, Q, K), at offset 0.
     "conv2d_grad_weight_channel_lanes": GradWeightArgs,
     "conv2d_channel_lanes": ChannelLanesArgs,
+    "conv2d_grad_input_channel_lanes": GradInputLanesArgs,
     "unfold_depth": UnfoldDepthArgs,
     "fold_depth": FoldDepthArgs,
     "swap_axes": SwapAxesArgs,

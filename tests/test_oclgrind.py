@@ -271,6 +271,27 @@ def test_simulated_channel_lanes_are_clean_and_correct(case, dtype, lanes, vecto
     assert result.passed, f"{columns} columns x {lanes} lanes on Oclgrind: {result.message}"
 
 
+@pytest.mark.parametrize("lanes, vectors, columns, local", [(8, 1, 3, 1), (4, 3, 2, 2), (2, 4, 5, 1)])
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+def test_simulated_grad_input_channel_lanes_are_clean_and_correct(dtype, lanes, vectors, columns, local, simulator,
+                                                                  clean_log):
+    """cl/conv2d_grad_input_channel_lanes.cl and its copy of the weight: two groups of 8 input channels in 1, 2 or
+    4 vectors per block (3 of 2 vectors: the last one repeated, not stored), phases of 3 and 2 columns (7 at
+    stride 3) in blocks of 3, 2 and 5 (wider than a phase), a dilation and asymmetric padding per axis, rows no
+    tap reaches, work-groups of 1 and 2 work-items."""
+    case = check.Case("3x3-s2x3-d1x2-asympad-g2-c16", (2, 16, 5, 7), (6, 8, 3, 3), stride=(2, 3),
+                      padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2)
+    config = tiled.CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(local, 1, 1),
+                                     channel_lanes=True)
+    choices = {name: Choice("tiled", config if name == "grad_input" else None, "requested") for name in PASSES}
+    plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
+    assert plan._implementation("grad_input")._runs_channel_lanes("grad_input")
+    inputs = check.random_inputs(case, dtype)
+    got = tuner.pass_runner(plan, "grad_input", inputs)()
+    result = check.compare_with_oracle("grad_input", case, inputs, got, dtype)
+    assert result.passed, f"{columns} columns x {vectors} x {lanes} lanes on Oclgrind: {result.message}"
+
+
 @pytest.mark.parametrize("lanes, vectors, channels, split", [(8, 1, 2, False), (4, 3, 3, True), (2, 4, 1, False)],
                          ids=["8x1-c2", "4x3-c3-split", "2x4-c1"])
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)

@@ -13,7 +13,7 @@ import pyopencl.array as cl_array
 import pytest
 
 import clconv
-from clconv import cache_files, check, layers, planning, platforms, tuning_cache
+from clconv import cache_files, check, layers, planning, platforms, reference, tuning_cache
 from clconv.algorithms import base
 from clconv.algorithms.tiled import CorrelationConfig, GradWeightConfig
 from clconv.params import PASSES, call_plan
@@ -101,11 +101,11 @@ def test_workspace_cap_is_respected(device):
 
 
 def test_suite_layers_take_no_workspace_by_default_on_cpus_but_for_copies_into_channel_lanes(device):
-    """Issue 9's target, but for the copies the passes with the output channels in the lanes make (traded for
+    """Issue 9's target, but for the copies the passes with the channels they write in the lanes make (traded for
     their speed): the default plans of the 1-D, 2-D and transposed suite layers allocate nothing besides their
     inputs and outputs in any of the three passes (3-D layers unfold their input: not counted here), except the
-    weight's copy of such a forward pass and grad_output's of such a weight gradient, exactly those; with a
-    workspace cap of 0 not even those."""
+    weight's copy of such a forward pass or input gradient and grad_output's of such a weight gradient, exactly
+    those; with a workspace cap of 0 not even those."""
     if device.type != "CPU":
         pytest.skip("GPU tiles split the weight gradient's batch for parallelism; the zero default is the CPUs'")
     target = platforms.target_for_device(device)
@@ -115,7 +115,8 @@ def test_suite_layers_take_no_workspace_by_default_on_cpus_but_for_copies_into_c
             continue
         params = layer.params(layer.batch_for())
         plan = layer.layer_kind.plan(params, target)
-        copies = {"forward": plan.params.weight_shape, "grad_weight": plan.params.output_shape}
+        copies = {"forward": plan.params.weight_shape, "grad_input": plan.params.weight_shape,
+                  "grad_weight": plan.params.output_shape}
         for name in ("forward", "grad_input", "grad_weight"):
             config = getattr(plan._implementation(name), "configs", {}).get(name)
             lanes = getattr(config, "channel_lanes", False)
@@ -126,7 +127,7 @@ def test_suite_layers_take_no_workspace_by_default_on_cpus_but_for_copies_into_c
         capped = planning.plan_for(plan.params, target, max_workspace_bytes=0)
         assert set(capped.workspace_bytes.values()) == {0}, (layer.label, capped.workspace_bytes)
     # Each copy exercised where the heuristic takes the lanes (16-lane CPUs).
-    assert in_lanes == {"forward", "grad_weight"} or not tiled_lanes_possible(device)
+    assert in_lanes == {"forward", "grad_input", "grad_weight"} or not tiled_lanes_possible(device)
 
 
 def tiled_lanes_possible(device) -> bool:
@@ -705,6 +706,76 @@ def test_channel_lanes_tiles(device, case, lanes, vectors, columns, dtype):
     got = plan.forward(x_view, cl_array.to_device(target.queue, inputs["weight"])).get()
     result = check.compare_with_oracle("forward", case, unbiased, got, dtype)
     assert result.passed, f"no bias, x at an offset, {columns} columns x {vectors} x {vec} lanes: {result.message}"
+
+
+def test_strided_input_gradients_run_with_the_input_channels_in_the_lanes_on_cpus():
+    """On CPUs with 16-lane vectors the input gradient of a layer of several taps read at a column stride defaults
+    to cl/conv2d_grad_input_channel_lanes.cl where each group's input channels fill whole vectors, 4 vectors x the
+    rest of the tile in columns of a phase; stride-1 and 1x1 layers, channels off the vector and GPUs keep the
+    tiles' phases; the tuner tries both."""
+    from clconv.algorithms import tiled
+
+    cpu = _cpu("pthread-skylake-avx512-AMD EPYC", "Portable Computing Language")
+    strided = clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 3, 3), stride=2, padding=1)
+    config = tiled.default_config(strided, cpu, "grad_input")
+    assert config.channel_lanes and (config.vec, config.block_k, config.block_v) == (16, 4, 6)
+    for other in (clconv.Conv2DParams.create((4, 64, 56, 56), (64, 64, 3, 3), padding=1),
+                  clconv.Conv2DParams.create((4, 64, 56, 56), (128, 64, 1, 1), stride=2),
+                  clconv.Conv2DParams.create((4, 24, 56, 56), (128, 24, 3, 3), stride=2, padding=1)):
+        assert not tiled.default_config(other, cpu, "grad_input").channel_lanes, other.describe()
+    assert not tiled.default_config(strided, dataclasses.replace(cpu, type="GPU"), "grad_input").channel_lanes
+    assert not tiled.default_config(strided, cpu, "grad_input", channel_lanes=False).channel_lanes
+    candidates = tiled.candidate_configs(strided, cpu, "grad_input")
+    assert any(c.channel_lanes for c in candidates) and any(not c.channel_lanes for c in candidates)
+
+
+# Strides, dilations and asymmetric padding that differ by axis, two groups of 16 input channels: phases of several
+# widths (13 columns at stride 3: 5, 4 and 4), some rows reached by no tap.
+LANES_GRAD_INPUT_CASE = check.Case("3x2-s2x3-d1x2-g2-c32", (3, 32, 11, 13), (12, 16, 3, 2), stride=(2, 3),
+                                   padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2)
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("lanes, vectors, columns", [(16, 1, 6), (8, 3, 2), (4, 4, 3)],
+                         ids=["16x1-c6", "8x3-c2", "4x4-c3"])
+def test_grad_input_channel_lanes_tiles(device, lanes, vectors, columns, dtype):
+    """cl/conv2d_grad_input_channel_lanes.cl, whatever the device's heuristic picks, against the oracle: phases
+    of 5 and 4 columns in blocks of 6 (wider than a phase), 2 and 3 (the last overlapping), 2 groups of 16 input
+    channels in vectors of 16, 8 and 4 lanes, 3 of 8 lanes per block (the group's last block short); with a
+    bias (a transposed convolution's forward pass) and without, grad_output a view at an offset into a device
+    buffer; the weight's copy is the pass's workspace."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    case = LANES_GRAD_INPUT_CASE
+    params = case.params(dtype)
+    vec = min(lanes, tiled.widest_vector(params, device))
+    config = CorrelationConfig(vec=vec, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+    choices = {name: planning.Choice("tiled", config if name == "grad_input" else None, "requested")
+               for name in PASSES}
+    target = platforms.resolve(device.device)
+    plan = planning.Conv2DPlan(params, target, choices=choices)
+    assert plan.workspace_bytes["grad_input"] == math.prod(params.weight_shape) * np.dtype(dtype).itemsize
+    launched = []
+    implementation = plan._implementation("grad_input")
+    original = implementation.launch
+    implementation.launch = lambda name, *args: launched.append(name) or original(name, *args)
+    inputs = check.random_inputs(case, dtype)
+    unbiased = call_plan(plan, "grad_input", inputs)
+    result = check.compare_with_oracle("grad_input", case, inputs, unbiased, dtype)
+    assert result.passed, f"{columns} columns x {vectors} x {vec} lanes: {result.message}"
+    assert launched == ["conv2d_grad_input_channel_lanes"]
+    padded = np.concatenate([np.ones((1,) + params.output_shape[1:], dtype), inputs["grad_output"]])
+    grad_view = cl_array.to_device(target.queue, padded)[1:]
+    bias = np.linspace(-1, 1, params.C).astype(dtype)
+    got = plan.grad_input(grad_view, cl_array.to_device(target.queue, inputs["weight"]), bias=bias).get()
+    expected, bound = (reference.conv2d_grad_input(f(inputs["grad_output"]).astype(np.float64),
+                                                   f(inputs["weight"]).astype(np.float64), params.input_shape,
+                                                   **case.conv_args) + f(bias).astype(np.float64)[None, :, None, None]
+                       for f in (lambda value: value, np.abs))
+    result = check.compare(got, expected, bound, dtype)
+    assert result.passed, f"with a bias, grad_output at an offset: {result.message}"
 
 
 # Two groups of 16 output channels, 5 input channels each, stride, dilation and padding that differ by axis: the

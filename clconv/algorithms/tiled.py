@@ -20,7 +20,7 @@ import typing
 import numpy as np
 
 from .. import channels_last
-from ..kernel_signatures import ChannelLanesArgs, CorrelationArgs, PointwiseProductArgs
+from ..kernel_signatures import ChannelLanesArgs, CorrelationArgs, GradInputLanesArgs, PointwiseProductArgs
 from ..params import Conv2DParams
 from .base import AlgorithmBase, DeviceTensor, bias_args, div_up, dtype_accumulator_bytes
 from .direct import DirectAlgorithm
@@ -48,9 +48,10 @@ class CorrelationConfig:
     # An ungrouped pointwise layer as one matrix product per image (cl/pointwise_product.cl, see
     # matrix_product_applies): block_k output channels (ROWS, 4, 8 or 16) x block_v vectors along the plane.
     matrix_product: bool = False
-    # Forward only: the output channels in the lanes (cl/conv2d_channel_lanes.cl, see channel_lanes_applies): block_k
-    # vectors of vec output channels x block_v consecutive output columns per work-item; its copy of the weight is
-    # workspace.
+    # The output channels in the lanes (forward: cl/conv2d_channel_lanes.cl, see channel_lanes_applies), or the input
+    # channels (grad_input: cl/conv2d_grad_input_channel_lanes.cl, see grad_input_lanes_apply): block_k vectors of
+    # vec channels x block_v consecutive columns (of one phase, for the input gradient) per work-item; its copy of
+    # the weight is workspace.
     channel_lanes: bool = False
 
     def defines(self) -> dict:
@@ -154,8 +155,9 @@ def one_axis(local: tuple) -> tuple:
 
 CONFIG_TYPES = {"forward": CorrelationConfig, "grad_input": CorrelationConfig, "grad_weight": GradWeightConfig}
 KERNELS = {"forward": "conv2d_tiled", "grad_input": "conv2d_tiled", "grad_weight": "conv2d_grad_weight_tiled"}
-# The passes that may run with the output channels in the lanes, and the kernel each then runs.
-CHANNEL_LANES_KERNELS = {"forward": "conv2d_channel_lanes", "grad_weight": "conv2d_grad_weight_channel_lanes"}
+# The passes that may run with the channels they write in the lanes, and the kernel each then runs.
+CHANNEL_LANES_KERNELS = {"forward": "conv2d_channel_lanes", "grad_input": "conv2d_grad_input_channel_lanes",
+                         "grad_weight": "conv2d_grad_weight_channel_lanes"}
 # The most of a device's memory their copies may take with no max_workspace_bytes: beyond it (grad_output of a large
 # batch) the pass runs the other tiles rather than risk the device's memory for a 2x.
 LANES_COPY_MEMORY_SHARE = 1 / 8
@@ -307,6 +309,24 @@ def channel_lanes_tile(params: Conv2DParams, lanes: int, accumulators: int) -> t
     vectors of a group's output channels, the rest of ``accumulators`` output columns."""
     vectors = min(CHANNEL_LANES_VECTORS, params.K_per_group // lanes)
     return vectors, channel_lanes_columns(params.Q, accumulators // vectors)
+
+
+def grad_input_lanes_apply(params: Conv2DParams, lanes: int) -> bool:
+    """Whether an input gradient can run with ``lanes`` input channels in each vector
+    (cl/conv2d_grad_input_channel_lanes.cl): each group's input channels in whole vectors. Any padding, stride and
+    dilation."""
+    return params.C_per_group % lanes == 0
+
+
+# The input channels in the lanes against the tiles' phases, measured on Zen 5 (fp32, device-resident, alternating,
+# the weight's copy included, PoCL 3.1 / Intel's runtime), 4 vectors x 6 columns of a phase: ResNet-18
+# layer2.0.conv1 (3x3, stride 2) 1.4x / 1.3x, the stride-2 4x4 convolution whose input gradient is DCGAN main.9's
+# forward pass 1.25x / 1.25x, wav2vec2's 1-D layer (3 taps, stride 2) 1.35x / 0.93x. (A first version with 2
+# vectors x 12 columns ran 0.75-1.6x of 4 x 6.)
+def grad_input_lanes_pay(params: Conv2DParams, lanes: int) -> bool:
+    """Whether the heuristic runs an input gradient with the input channels in the lanes: where it applies, on
+    layers of several taps read at a column stride."""
+    return grad_input_lanes_apply(params, lanes) and params.stride[1] > 1 and params.R * params.S > 1
 
 
 def channel_lanes_columns(Q: int, most: int) -> int:
@@ -549,6 +569,10 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
     if pass_name == "forward" and channel_lanes and channel_lanes_pays(params, widest):
         vectors, columns = channel_lanes_tile(params, widest, tiles.accumulators)
         return CorrelationConfig(vec=widest, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+    if pass_name == "grad_input" and channel_lanes and grad_input_lanes_pay(params, widest):
+        vectors = min(CHANNEL_LANES_VECTORS, params.C_per_group // widest)
+        columns = channel_lanes_columns(div_up(params.W, params.stride[1]), tiles.accumulators // vectors)
+        return CorrelationConfig(vec=widest, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
     channels = tiles.pointwise_channels if pointwise else tiles.channels
     if whole_planes(params, pass_name):
         # A tile's vectors are consecutive on a plane (of rows as wide as the input's); a plane of at most 4
@@ -631,11 +655,13 @@ def candidate_configs(params: Conv2DParams, info, pass_name: str):
         if matrix_product_applies(params) and info.type != "GPU":
             grid += [CorrelationConfig(vec, rows, bp, MATRIX_PRODUCT_LOCAL, matrix_product=True)
                      for vec, rows, bp in itertools.product(vectors, (4, 8, 16), (1, 2, 3, 4)) if rows * bp <= 32]
-        if pass_name == "forward" and info.type != "GPU":
-            grid += [CorrelationConfig(vec, count, channel_lanes_columns(params.Q, most), (1, 1, 1), channel_lanes=True)
+        if pass_name in CHANNEL_LANES_KERNELS and info.type != "GPU":
+            # Output columns of the forward pass, columns of the widest phase of the input gradient.
+            row = params.Q if pass_name == "forward" else div_up(params.W, params.stride[1])
+            applies = channel_lanes_applies if pass_name == "forward" else grad_input_lanes_apply
+            grid += [CorrelationConfig(vec, count, channel_lanes_columns(row, most), (1, 1, 1), channel_lanes=True)
                      for vec, count, most in itertools.product(vectors, (1, 2, 4), (4, 6, 8, 12, 16, 24, 28))
-                     if count * most <= 28 and count <= params.K_per_group // vec
-                     and channel_lanes_applies(params, vec)]
+                     if count * most <= 28 and count <= out_channels // vec and applies(params, vec)]
     split = phase_split(params, pass_name)
     if split is not None:  # the phased layer's own heuristic tile
         grid.append(dataclasses.replace(default_config(split.phased, info, pass_name), phase_split=True))
@@ -735,9 +761,9 @@ class TiledAlgorithm(AlgorithmBase):
         return super().workspace_bytes(pass_name)
 
     def _copy_bytes(self, pass_name: str) -> int:
-        """The bytes of the copy a pass makes to run with the output channels in the lanes: the weight's for the
-        forward pass, grad_output's for the weight gradient."""
-        shape = self.params.weight_shape if pass_name == "forward" else self.params.output_shape
+        """The bytes of the copy a pass makes to run with the channels it writes in the lanes: the weight's for the
+        forward pass and input gradient, grad_output's for the weight gradient."""
+        shape = self.params.output_shape if pass_name == "grad_weight" else self.params.weight_shape
         return math.prod(shape) * self.params.dtype.itemsize
 
     def _copy_fits(self, pass_name: str) -> bool:
@@ -840,15 +866,15 @@ class TiledAlgorithm(AlgorithmBase):
         config = self.configs.get(pass_name)
         if not getattr(config, "channel_lanes", False) or config.phase_split or not self._copy_fits(pass_name):
             return False
-        if pass_name == "forward":
-            return channel_lanes_applies(self.params, config.vec)
-        return grad_weight_lanes_apply(self.params, config.vec)
+        applies = {"forward": channel_lanes_applies, "grad_input": grad_input_lanes_apply,
+                   "grad_weight": grad_weight_lanes_apply}[pass_name]
+        return applies(self.params, config.vec)
 
     def _channel_lanes(self, x, weight, bias, y, wait_for):
         """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, Cg*R*S) weight is copied as (Cg*R*S, K)."""
         p = self.params
         config = self.configs["forward"]
-        with self.scratch("weight by tap", self._copy_bytes("forward"), wait_for) as by_tap:
+        with self.scratch("forward weight by tap", self._copy_bytes("forward"), wait_for) as by_tap:
             _, copied = channels_last.transposed(self.target, p.dtype, weight, p.K, p.C_per_group * p.R * p.S,
                                                  by_tap.wait_for, into=by_tap.buffer)
             args = ChannelLanesArgs(x=x.buffer, x_offset=x.offset, weight_by_tap=by_tap.buffer, **bias_args(bias),
@@ -858,6 +884,23 @@ class TiledAlgorithm(AlgorithmBase):
             defines = dict(config.defines(), PADDED=int(any(p.padding)), **column_stride_define(p.stride[1]))
             by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["forward"], defines, size, config.local, args,
                                            [copied])
+            return by_tap.last_read
+
+    def _grad_input_lanes(self, grad_output, weight, bias, grad_input, wait_for):
+        """The input gradient by cl/conv2d_grad_input_channel_lanes.cl, after the (K, Cg, R*S) weight is copied as
+        (R*S, K, Cg)."""
+        p = self.params
+        config = self.configs["grad_input"]
+        with self.scratch("grad_input weight by tap", self._copy_bytes("grad_input"), wait_for) as by_tap:
+            _, copied = channels_last.transposed(self.target, p.dtype, weight, p.K * p.C_per_group, p.R * p.S,
+                                                 by_tap.wait_for, into=by_tap.buffer)
+            args = GradInputLanesArgs(grad_output=grad_output.buffer, grad_output_offset=grad_output.offset,
+                                      weight_by_tap=by_tap.buffer, **bias_args(bias), grad_input=grad_input.buffer,
+                                      grad_input_offset=grad_input.offset, **self.geometry._asdict())
+            size = (p.H * p.stride[1] * div_up(div_up(p.W, p.stride[1]), config.block_v),
+                    p.groups * div_up(p.C_per_group, config.vec * config.block_k), p.N)
+            by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["grad_input"], config.defines(), size,
+                                           config.local, args, [copied])
             return by_tap.last_read
 
     def _grad_weight_lanes(self, x, grad_output, grad_weight, wait_for):
@@ -910,6 +953,8 @@ class TiledAlgorithm(AlgorithmBase):
         """
         if self._runs_matrix_product("grad_input"):
             return self._matrix_product("grad_input", grad_output, weight, bias, grad_input, wait_for)
+        if self._runs_channel_lanes("grad_input"):
+            return self._grad_input_lanes(grad_output, weight, bias, grad_input, wait_for)
         p = self.kernel_layer
         RS = p.R * p.S
         event = None
