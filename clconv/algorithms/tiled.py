@@ -2,8 +2,12 @@
 
 Forward and input gradient share cl/conv2d_tiled.cl: the input gradient is a correlation of grad_output
 with the flipped, channel-swapped kernel, computed one output phase at a time when the stride exceeds 1.
-The weight gradient uses cl/conv2d_grad_weight_tiled.cl, or on CPUs with 16-lane vectors mostly
-cl/conv2d_grad_weight_channel_lanes.cl; the bias gradient runs the direct kernel.
+The weight gradient uses cl/conv2d_grad_weight_tiled.cl. On CPUs with 16-lane vectors a pass may instead put
+the channels it writes in the lanes, from a copy of the weight or of grad_output made for each call:
+cl/conv2d_channel_lanes.cl (forward: strided layers, narrow unpadded rows), cl/conv2d_grad_input_channel_lanes.cl
+(strided input gradients) and cl/conv2d_grad_weight_channel_lanes.cl (most weight gradients). Pointwise layers'
+forward passes and input gradients run as matrix products (cl/pointwise_product.cl); the bias gradient runs the
+direct kernel.
 
 Tile parameters are compile-time constants (``-D``); shapes are kernel arguments, so one build serves
 every layer with the same tiles, dtype and device.
