@@ -476,7 +476,7 @@ def narrow_rows_pay(params: Conv2DParams) -> bool:
 
 def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bool = True):
     """Heuristic tile for an untuned layer, for CPUs and GPUs alike (``channel_lanes``: whether it may pick the
-    pass's kernel with the output channels in the lanes, CHANNEL_LANES_KERNELS, whose copy of the weight or of
+    pass's kernel with the channels it writes in the lanes, CHANNEL_LANES_KERNELS, whose copy of the weight or of
     grad_output is workspace).
 
     CPU: the vector runs along the output row and the tile holds as many accumulator vectors as the CPU's
@@ -730,7 +730,7 @@ class TiledAlgorithm(AlgorithmBase):
         super().__init__(params, target, max_workspace_bytes)
         self.kernel_layer = kernel_layer(params)
         configs = configs or {}
-        # The output channels in the lanes only where their copy of the weight or grad_output fits the cap.
+        # The channels a pass writes in the lanes only where its copy of the weight or grad_output fits.
         self.configs = {name: configs.get(name) or default_config(params, target.info, name, self._copy_fits(name))
                         for name in KERNELS}
         self._direct = None  # the bias gradient's kernels, built on first use
@@ -771,8 +771,8 @@ class TiledAlgorithm(AlgorithmBase):
         return math.prod(shape) * self.params.dtype.itemsize
 
     def _copy_fits(self, pass_name: str) -> bool:
-        """Whether a pass may run with the output channels in the lanes: it has a kernel for them, and their copy
-        fits max_workspace_bytes and LANES_COPY_MEMORY_SHARE of the device's memory."""
+        """Whether a pass may run with the channels it writes in the lanes: it has a kernel for that, and the copy it
+        makes fits max_workspace_bytes and LANES_COPY_MEMORY_SHARE of the device's memory."""
         if pass_name not in CHANNEL_LANES_KERNELS:
             return False
         copy = self._copy_bytes(pass_name)
@@ -864,9 +864,9 @@ class TiledAlgorithm(AlgorithmBase):
                 and matrix_product_applies(self.params))
 
     def _runs_channel_lanes(self, pass_name: str) -> bool:
-        """Whether a pass runs with the output channels in the lanes: its tile says so, the layer has them in whole
-        vectors of the tile's width (a tuning record of another layer may ask it of any), and the copy it needs
-        fits max_workspace_bytes."""
+        """Whether a pass runs with the channels it writes in the lanes: its tile says so, the layer has them in
+        whole vectors of the tile's width (a tuning record of another layer may ask it of any), and the copy it
+        needs fits (``_copy_fits``)."""
         config = self.configs.get(pass_name)
         if not getattr(config, "channel_lanes", False) or config.phase_split or not self._copy_fits(pass_name):
             return False
