@@ -286,8 +286,8 @@ def channel_lanes_applies(params: Conv2DParams, lanes: int) -> bool:
 #   128 channels of 9 -> 7 columns (0.9-0.98x);
 # - layers of several taps read at a column stride (whose rows the other tiles read with two loads and a shuffle per
 #   vector), 4 vectors x 6 columns: ResNet-18 layer2.0.conv1 (3x3, stride 2) 2.0x / 1.9x, the RGB stem (7x7, stride
-#   2) 1.3x / 2.1x, wav2vec2's 1-D layer (3 taps, stride 2) 1.15x / 1.25x, the stride-2 convolution whose input
-#   gradient is DCGAN main.9's forward pass 1.7x / 1.9x. It lost on a strided 1x1 layer (ResNet-18
+#   2) 1.3x / 2.1x, wav2vec2's 1-D layer (3 taps, stride 2) 1.15x / 1.25x, the stride-2 convolution whose forward
+#   pass is DCGAN main.9's input gradient 1.7x / 1.9x. It lost on a strided 1x1 layer (ResNet-18
 #   layer2.0.downsample, 0.9x / 0.8x) and on padded stride-1 3x3 layers (0.6-0.9x on PoCL 3.1).
 CHANNEL_LANES_MIN_CHANNELS = 4
 CHANNEL_LANES_MOST_ROW_SHARE = 0.75
