@@ -623,7 +623,8 @@ def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus(
     every CPU table, its 10 columns in one block, and so do strided layers of several taps, in 4 vectors x 6
     columns; its input gradient, layers it does not apply to (output channels off the vector) or does not pay on
     (one input channel, rows that lose few lanes, padding, dilation or groups at stride 1, a strided 1x1 layer) and
-    GPUs keep the other tiles; the tuner tries both, and a workspace cap below the weight's copy keeps it out."""
+    GPUs keep the other tiles; the tuner tries both, and a workspace cap below the weight's copy or blocks of
+    columns wider than the rows keep it out."""
     from clconv.algorithms import tiled
 
     pocl = "Portable Computing Language"
@@ -661,6 +662,9 @@ def test_narrow_unpadded_rows_run_with_the_output_channels_in_the_lanes_on_cpus(
     weight_bytes = 16 * 6 * 5 * 5 * 4
     assert tiled.TiledAlgorithm(lenet2, target).workspace_bytes("forward") in (0, weight_bytes)
     assert tiled.TiledAlgorithm(lenet2, target, max_workspace_bytes=weight_bytes - 1).workspace_bytes("forward") == 0
+    # A tile whose blocks of columns are wider than the output rows (10 columns) runs the other tiles.
+    wide = CorrelationConfig(vec=16, block_k=1, block_v=11, local=(1, 1, 1), channel_lanes=True)
+    assert not tiled.TiledAlgorithm(lenet2, target, {"forward": wide})._runs_channel_lanes("forward")
 
 
 # An unpadded stride-1 layer with rows of 13 output columns; a grouped one read at column stride 3, with dilation

@@ -865,10 +865,12 @@ class TiledAlgorithm(AlgorithmBase):
 
     def _runs_channel_lanes(self, pass_name: str) -> bool:
         """Whether a pass runs with the channels it writes in the lanes: its tile says so, the layer has them in
-        whole vectors of the tile's width (a tuning record of another layer may ask it of any), and the copy it
-        needs fits (``_copy_fits``)."""
+        whole vectors of the tile's width (a tuning record of another layer may ask it of any), a forward tile's
+        columns fit in an output row, and the copy it needs fits (``_copy_fits``)."""
         config = self.configs.get(pass_name)
         if not getattr(config, "channel_lanes", False) or config.phase_split or not self._copy_fits(pass_name):
+            return False
+        if pass_name == "forward" and config.block_v > self.params.Q:
             return False
         applies = {"forward": channel_lanes_applies, "grad_input": grad_input_lanes_apply,
                    "grad_weight": grad_weight_lanes_apply}[pass_name]
