@@ -131,7 +131,7 @@ def test_suite_layers_take_no_workspace_by_default_on_cpus_but_for_copies_into_c
 
 
 def tiled_lanes_possible(device) -> bool:
-    """Whether a device's heuristic may run passes with the output channels in the lanes (a CPU with 16-lane
+    """Whether a device's heuristic may run passes with the channels they write in the lanes (a CPU with 16-lane
     vectors and no narrower limit)."""
     return device.native_float_lanes >= 16 and device.vector_bits_limit is None
 
@@ -148,9 +148,9 @@ LANES_SPLIT = GradWeightConfig(vec=4, block_k=2, block_c=3, target_items=1 << 20
     ids=["grad_weight-direct", "grad_bias-direct", "grad_weight-lanes"])
 def test_scratch_buffers_are_kept_once_and_shared_safely_by_threads(monkeypatch, device, pass_name, config,
                                                                      scratch_names):
-    """A plan allocates a pass's scratch buffers (a reduction's partial sums, a copy into the output channels'
-    lanes) once; calls from several threads at once, each on its own inputs, still get exactly what they get one
-    at a time."""
+    """A plan allocates a pass's scratch buffers (a reduction's partial sums, the weight gradient's copy of
+    grad_output with its output channels in the lanes) once; calls from several threads at once, each on its own
+    inputs, still get exactly what they get one at a time."""
     case = check.Case("3x3-p1-k8", (2, 3, 9, 9), (8, 3, 3, 3), padding=1)
     params = case.params(np.float32)
     target = platforms.resolve(device.device)
