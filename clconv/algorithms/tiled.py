@@ -308,11 +308,12 @@ def channel_lanes_pays(params: Conv2DParams, lanes: int) -> bool:
             and params.Q <= CHANNEL_LANES_MOST_ROW_SHARE * params.W)
 
 
-def channel_lanes_tile(params: Conv2DParams, lanes: int, accumulators: int) -> tuple[int, int]:
-    """(vectors, columns) of a forward tile with the output channels in the lanes: up to CHANNEL_LANES_VECTORS
-    vectors of a group's output channels, the rest of ``accumulators`` output columns."""
-    vectors = min(CHANNEL_LANES_VECTORS, params.K_per_group // lanes)
-    return vectors, channel_lanes_columns(params.Q, accumulators // vectors)
+def channel_lanes_tile(channels: int, row: int, lanes: int, accumulators: int) -> tuple[int, int]:
+    """(vectors, columns) of a forward or input-gradient tile with the channels it writes in the lanes: up to
+    CHANNEL_LANES_VECTORS vectors of a group's ``channels``, the rest of ``accumulators`` columns of a ``row`` (an
+    output row, or the widest phase of an input row)."""
+    vectors = min(CHANNEL_LANES_VECTORS, channels // lanes)
+    return vectors, channel_lanes_columns(row, accumulators // vectors)
 
 
 def grad_input_lanes_apply(params: Conv2DParams, lanes: int) -> bool:
@@ -571,11 +572,11 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
                                  matrix_product=True)
     tiles = cpu_tiles(info)
     if pass_name == "forward" and channel_lanes and channel_lanes_pays(params, widest):
-        vectors, columns = channel_lanes_tile(params, widest, tiles.accumulators)
+        vectors, columns = channel_lanes_tile(params.K_per_group, params.Q, widest, tiles.accumulators)
         return CorrelationConfig(vec=widest, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
     if pass_name == "grad_input" and channel_lanes and grad_input_lanes_pay(params, widest):
-        vectors = min(CHANNEL_LANES_VECTORS, params.C_per_group // widest)
-        columns = channel_lanes_columns(div_up(params.W, params.stride[1]), tiles.accumulators // vectors)
+        vectors, columns = channel_lanes_tile(params.C_per_group, div_up(params.W, params.stride[1]), widest,
+                                              tiles.accumulators)
         return CorrelationConfig(vec=widest, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
     channels = tiles.pointwise_channels if pointwise else tiles.channels
     if whole_planes(params, pass_name):
