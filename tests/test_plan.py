@@ -830,6 +830,31 @@ def test_grad_weight_channel_lanes_tiles(device, lanes, vectors, channels, split
     assert again.tobytes() == first.tobytes(), "views at offsets, or a second run, changed the result"
 
 
+# A tile of each lanes kernel, as a tuning record or a caller gives it.
+LANES_TILES = {"forward": CorrelationConfig(16, 2, 4, (1, 1, 1), channel_lanes=True),
+               "grad_input": CorrelationConfig(16, 1, 3, (1, 1, 1), channel_lanes=True),
+               "grad_weight": GradWeightConfig(16, 2, 3, channel_lanes=True)}
+
+
+@pytest.mark.parametrize("pass_name", list(LANES_TILES))
+def test_lanes_tiles_that_cannot_run_there_give_way_to_the_heuristic(device, pass_name):
+    """A tile with the channels in the lanes on a plan whose cap its copy exceeds, or on a layer whose channels do not
+    fill its vectors (a record of another layer), is replaced by the heuristic's other tile, which computes the pass:
+    the other kernels would read the lanes tile's fields as other work and leave weights unwritten."""
+    target = platforms.resolve(device.device)
+    for case, cap in ((check.Case("3x3-c16-k32-s2", (2, 16, 9, 9), (32, 16, 3, 3), stride=2, padding=1), 0),
+                      (check.Case("3x3-c24-k24-s2", (2, 24, 9, 9), (24, 24, 3, 3), stride=2, padding=1), None)):
+        params = case.params(np.float32)
+        choices = {name: planning.Choice("tiled", LANES_TILES[name] if name == pass_name else None, "requested")
+                   for name in PASSES}
+        plan = planning.Conv2DPlan(params, target, choices=choices, max_workspace_bytes=cap)
+        assert not plan._implementation(pass_name).configs[pass_name].channel_lanes, case.name
+        inputs = check.random_inputs(case, np.float32)
+        result = check.compare_with_oracle(pass_name, case, inputs, call_plan(plan, pass_name, inputs), np.float32)
+        assert result.passed, f"{case.name}, max_workspace_bytes={cap}: {result.message}"
+        assert cap is None or plan.workspace_bytes[pass_name] <= cap
+
+
 def test_weight_gradient_orders_its_work_by_what_streams_less():
     """Output-channel blocks side by side (k_group) while their grad_output fits the cache; all of them where
     it does not and the whole input, larger than the device's cache, would otherwise stream once per block

@@ -734,6 +734,12 @@ class TiledAlgorithm(AlgorithmBase):
         # The channels a pass writes in the lanes only where its copy of the weight or grad_output fits.
         self.configs = {name: configs.get(name) or default_config(params, target.info, name, self._copy_fits(name))
                         for name in KERNELS}
+        # A given tile (a tuning record, a caller's) with the channels in the lanes where they cannot run there (the
+        # copy does not fit, or the record is another layer's) gives way to the heuristic's other tile: the other
+        # kernels read a lanes tile's fields as something else (cover other work-items, or none).
+        self.configs.update({name: default_config(params, target.info, name, channel_lanes=False)
+                             for name, config in self.configs.items()
+                             if getattr(config, "channel_lanes", False) and not self._runs_channel_lanes(name)})
         self._direct = None  # the bias gradient's kernels, built on first use
         self._phase_runners = {}  # pass name -> its PhaseRunner, or None where its tile does not split
 
