@@ -22,7 +22,8 @@
  * Intel's runtime without the checks that never failed there. A group's output channels are a multiple of VEC (the host
  * checks); its last block of vectors may be short, and then its vectors past the group's end repeat the last
  * one and are not stored. The output is channels-first: each lane goes to its own channel's plane, one row of
- * COLUMNS values per channel.
+ * COLUMNS values per channel. x is read in (N, C, H, W) memory, or with X_CHANNELS_LAST in its channels-last
+ * (N, H, W, C) memory, with nothing converted.
  *
  * NDRange: dim0 = P * DIV_UP(Q, COLUMNS), dim1 = groups * DIV_UP(Kg, VEC * BLOCK_K), dim2 = N.
  */
@@ -39,6 +40,16 @@
 #endif
 #ifndef PADDED
 #define PADDED 1
+#endif
+#ifndef X_CHANNELS_LAST
+#define X_CHANNELS_LAST 0
+#endif
+#if X_CHANNELS_LAST
+#define X_CHANNEL_STRIDE 1
+#define X_PIXEL_STRIDE C
+#else
+#define X_CHANNEL_STRIDE (H * W)
+#define X_PIXEL_STRIDE 1
 #endif
 #include "vector.h"
 
@@ -83,7 +94,7 @@ __kernel void conv2d_channel_lanes(
     /* Whether every tap of every column of the block reads inside the row. */
     const bool columns_inside = w0 >= 0 && (q0 + COLUMNS - 1) * col_stride - pad_left + (S - 1) * dil_w < W;
 #endif
-    __global const real_t *x_image = x + x_offset + (n * C + g * Cg) * H * W + w0;
+    __global const real_t *x_image = x + x_offset + n * C * H * W + g * Cg * X_CHANNEL_STRIDE + w0 * X_PIXEL_STRIDE;
     __global const real_t *w_channel = weight_by_tap;
     for (int c = 0; c < Cg; ++c, w_channel += R * S * K) {
         for (int r = 0; r < R; ++r) {
@@ -92,7 +103,7 @@ __kernel void conv2d_channel_lanes(
             if (h < 0 || h >= H)
                 continue;
 #endif
-            __global const real_t *row = x_image + (c * H + h) * W;
+            __global const real_t *row = x_image + c * X_CHANNEL_STRIDE + h * W * X_PIXEL_STRIDE;
             __global const real_t *w_tap = w_channel + r * S * K;
             for (int s = 0; s < S; ++s, w_tap += K) {
                 accv_t weight[BLOCK_K];
@@ -104,9 +115,9 @@ __kernel void conv2d_channel_lanes(
                     const int column = j * col_stride + s * dil_w;  /* from w0 */
 #if PADDED
                     const bool inside = columns_inside || (w0 + column >= 0 && w0 + column < W);
-                    const accv_t input = (accv_t)(inside ? (acc_t)LOAD(row, column) : (acc_t)0);
+                    const accv_t input = (accv_t)(inside ? (acc_t)LOAD(row, column * X_PIXEL_STRIDE) : (acc_t)0);
 #else
-                    const accv_t input = (accv_t)((acc_t)LOAD(row, column));
+                    const accv_t input = (accv_t)((acc_t)LOAD(row, column * X_PIXEL_STRIDE));
 #endif
 #pragma unroll
                     for (int v = 0; v < BLOCK_K; ++v)

@@ -21,6 +21,8 @@
  * grad_output columns past its row are read as zero. A group's input channels are a multiple of VEC (the host
  * checks); its last block of vectors may be short, and then its vectors past the group's end repeat the last one
  * and are not stored. Every element of grad_input is written, with the bias alone where no tap reaches it.
+ * grad_output is read in (N, K, P, Q) memory, or with GRAD_OUTPUT_CHANNELS_LAST in its channels-last
+ * (N, P, Q, K) memory, with nothing converted.
  *
  * NDRange: dim0 = H * stride_w * DIV_UP(DIV_UP(W, stride_w), COLUMNS), dim1 = groups * DIV_UP(Cg, VEC * BLOCK_K),
  * dim2 = N.
@@ -35,6 +37,16 @@
 #endif
 #ifndef COLUMNS
 #define COLUMNS 6
+#endif
+#ifndef GRAD_OUTPUT_CHANNELS_LAST
+#define GRAD_OUTPUT_CHANNELS_LAST 0
+#endif
+#if GRAD_OUTPUT_CHANNELS_LAST
+#define GRAD_CHANNEL_STRIDE 1
+#define GRAD_PIXEL_STRIDE K
+#else
+#define GRAD_CHANNEL_STRIDE (P * Q)
+#define GRAD_PIXEL_STRIDE 1
 #endif
 #include "vector.h"
 
@@ -79,7 +91,7 @@ __kernel void conv2d_grad_input_channel_lanes(
             acc[j][v] = start;
     }
 
-    __global const real_t *grad_image = grad_output + grad_output_offset + (n * K + g * Kg) * P * Q;
+    __global const real_t *grad_image = grad_output + grad_output_offset + n * K * P * Q + g * Kg * GRAD_CHANNEL_STRIDE;
     for (int r = 0; r < R; ++r) {
         const int row_shift = h + pad_top - r * dil_h;
         if (row_shift % stride_h != 0)  /* zero exactly where the division is exact, negative shifts too */
@@ -93,9 +105,9 @@ __kernel void conv2d_grad_input_channel_lanes(
                 continue;
             const int q0 = column_shift / stride_w + j0;  /* the grad_output column of the block's first */
             const bool columns_inside = q0 >= 0 && q0 + COLUMNS <= Q;
-            __global const real_t *grad_row = grad_image + p * Q + q0;
+            __global const real_t *grad_row = grad_image + (p * Q + q0) * GRAD_PIXEL_STRIDE;
             __global const real_t *w_tap = weight_by_tap + ((r * S + s) * K + g * Kg) * Cg;
-            for (int k = 0; k < Kg; ++k, grad_row += P * Q, w_tap += Cg) {
+            for (int k = 0; k < Kg; ++k, grad_row += GRAD_CHANNEL_STRIDE, w_tap += Cg) {
                 accv_t weight[BLOCK_K];
 #pragma unroll
                 for (int v = 0; v < BLOCK_K; ++v)
@@ -103,7 +115,7 @@ __kernel void conv2d_grad_input_channel_lanes(
 #pragma unroll
                 for (int j = 0; j < COLUMNS; ++j) {
                     const bool inside = columns_inside || (q0 + j >= 0 && q0 + j < Q);
-                    const accv_t grad = (accv_t)(inside ? (acc_t)LOAD(grad_row, j) : (acc_t)0);
+                    const accv_t grad = (accv_t)(inside ? (acc_t)LOAD(grad_row, j * GRAD_PIXEL_STRIDE) : (acc_t)0);
 #pragma unroll
                     for (int v = 0; v < BLOCK_K; ++v)
                         acc[j][v] = MULADD(weight[v], grad, acc[j][v]);

@@ -3,9 +3,10 @@
  * blocked layouts, here for grad_output alone):
  *   grad_weight[k,c,r,s] = sum_{n<N, p<P, q<Q} grad_output[n,k,p,q] * x[n, g*Cg+c, h, w]
  * with g = k / Kg, h = p*stride_h - pad_top + r*dil_h, w = q*stride_w - pad_left + s*dil_w, read from
- * grad_output transposed to (N, P, Q, K) (clconv/algorithms/tiled.py copies it there for each call), so that
- * one position's VEC consecutive output channels are one vector. x and grad_weight keep their layouts
- * (common.h).
+ * grad_output in (N, P, Q, K) memory, so that one position's VEC consecutive output channels are one vector:
+ * a channels-last grad_output as it is, any other transposed there for each call (clconv/algorithms/tiled.py).
+ * x is read in (N, C, H, W) memory, or with X_CHANNELS_LAST in its channels-last (N, H, W, C) memory;
+ * grad_weight keeps its layout (common.h).
  *
  * Each work-item owns BLOCK_K vectors of VEC consecutive output channels of one group x BLOCK_C input
  * channels, at one tap (r, s): every output position loads BLOCK_K grad_output vectors and broadcasts
@@ -33,6 +34,16 @@
 #endif
 #ifndef BLOCK_C
 #define BLOCK_C 6
+#endif
+#ifndef X_CHANNELS_LAST
+#define X_CHANNELS_LAST 0
+#endif
+#if X_CHANNELS_LAST
+#define X_CHANNEL_STRIDE 1
+#define X_PIXEL_STRIDE C
+#else
+#define X_CHANNEL_STRIDE (H * W)
+#define X_PIXEL_STRIDE 1
 #endif
 #include "vector.h"
 
@@ -75,7 +86,7 @@ __kernel void conv2d_grad_weight_channel_lanes(
     int x_channel[BLOCK_C], grad_lane[BLOCK_K];
 #pragma unroll
     for (int j = 0; j < BLOCK_C; ++j)
-        x_channel[j] = (g * Cg + min(c0 + j, Cg - 1)) * H * W;
+        x_channel[j] = (g * Cg + min(c0 + j, Cg - 1)) * X_CHANNEL_STRIDE;
     const int last_vector = Kg - VEC;
 #pragma unroll
     for (int v = 0; v < BLOCK_K; ++v)
@@ -84,16 +95,16 @@ __kernel void conv2d_grad_weight_channel_lanes(
     const int n_begin = split * n_per_split;
     const int n_end = min(N, n_begin + n_per_split);
     for (int n = n_begin; n < n_end; ++n) {
-        __global const real_t *x_image = x + x_offset + n * C * H * W + w_shift;
+        __global const real_t *x_image = x + x_offset + n * C * H * W + w_shift * X_PIXEL_STRIDE;
         for (int p = p_begin; p < p_end; ++p) {
-            __global const real_t *x_row = x_image + (p * stride_h + h_shift) * W;
-            __global const real_t *grad_row = grad_output + ((n * P + p) * Q) * K;
+            __global const real_t *x_row = x_image + (p * stride_h + h_shift) * W * X_PIXEL_STRIDE;
+            __global const real_t *grad_row = grad_output + grad_output_offset + ((n * P + p) * Q) * K;
             for (int q = q_begin; q < q_end; ++q) {
                 accv_t grad[BLOCK_K];
 #pragma unroll
                 for (int v = 0; v < BLOCK_K; ++v)
                     grad[v] = VLOAD(VEC, grad_row + q * K + grad_lane[v]);
-                const int w = q * col_stride;
+                const int w = q * col_stride * X_PIXEL_STRIDE;
 #pragma unroll
                 for (int j = 0; j < BLOCK_C; ++j) {
                     const accv_t input = (accv_t)((acc_t)LOAD(x_row + x_channel[j], w));

@@ -22,7 +22,7 @@ import pyopencl.array as cl_array
 
 from . import arrays, channels_last_pointwise, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
-from .algorithms.tiled import matrix_product_applies
+from .algorithms.tiled import CHANNELS_LAST_READS, matrix_product_applies
 from .arrays import Array
 from .params import PASSES, Conv2DParams, Padding, Pair
 
@@ -128,12 +128,17 @@ class Conv2DPlan:
         return call.finish(result, event)
 
     def _launch_channels_last(self, pass_name: str, call: arrays.CallArrays, out_tensor):
-        """Enqueue a 1x1 pass on its channels-last input's own memory (clconv.channels_last_pointwise); None
-        where that does not apply (the layer, the inputs, an algorithm the caller asked for) or its kernel
-        failed its check, which the conversion into channels-first memory then replaces."""
+        """Enqueue a pass on its channels-last inputs' own memory: where the plan's kernel for it reads that layout
+        (_launch_lanes_channels_last), or a 1x1 pass (clconv.channels_last_pointwise). None where neither applies
+        (the layer, the inputs, an algorithm the caller asked for) or the kernel failed its check, which the
+        conversion into channels-first memory then replaces."""
+        last = call.channels_last_names()
+        if CHANNELS_LAST_READS.get(pass_name) in last:
+            event = self._launch_lanes_channels_last(pass_name, call, last, out_tensor)
+            if event is not None:
+                return event
         if self.choices[pass_name].source == "requested" or not matrix_product_applies(self.params):
             return None
-        last = call.channels_last_names()
         if not channels_last_pointwise.reads_in_place(self.params, pass_name, last):
             return None
         launcher = channels_last_pointwise.launcher(self.target, self.params.dtype)
@@ -152,6 +157,24 @@ class Conv2DPlan:
         except kernel_check.KernelVariantFailed as failure:
             kernel_check.warn_fallback(failure, "Channels-last 1x1 layers are converted into channels-first "
                                                 "memory instead", stacklevel=5)
+            return None
+
+    def _launch_lanes_channels_last(self, pass_name: str, call: arrays.CallArrays, last: set, out_tensor):
+        """A pass whose kernel puts the channels it writes in the lanes (clconv.algorithms.tiled) reading its
+        channels-last input (CHANNELS_LAST_READS) in place, as a weight gradient's x where that is channels-last:
+        the layout those kernels broadcast their inputs from costs them nothing, and a channels-last grad_output
+        is the copy the weight gradient would make. None where the plan's pass runs another kernel."""
+        implementation = self._implementation(pass_name)
+        if not getattr(implementation, "reads_channels_last", lambda name: False)(pass_name):
+            return None
+        in_place = {CHANNELS_LAST_READS[pass_name]} | ({"x"} & last if pass_name == "grad_weight" else set())
+        tensors = {name: call.channels_last_memory(name) if name in in_place else call.device_tensor(name)
+                   for name in call.arrays}
+        try:
+            return implementation.run_channels_last(pass_name, tensors, in_place, out_tensor, call.wait_for)
+        except kernel_check.KernelVariantFailed as failure:
+            kernel_check.warn_fallback(failure, f"Channels-last {CHANNELS_LAST_READS[pass_name]} is converted into "
+                                                "channels-first memory instead", stacklevel=5)
             return None
 
     def _launch(self, pass_name: str, tensors: list, out_tensor, wait_for):

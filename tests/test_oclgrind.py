@@ -15,13 +15,14 @@ import os
 
 import numpy as np
 import pyopencl as cl
+import pyopencl.array as cl_array
 import pytest
 
 from clconv import channels_last, channels_last_pointwise, check, kernel_check, platforms, tuner
 from clconv.algorithms import ALGORITHMS, tiled
 from clconv.algorithms.phases import phase_split
 from clconv.algorithms.tiled import KERNELS, default_config
-from clconv.params import PASSES
+from clconv.params import PASSES, call_plan
 from clconv.planning import Choice, Conv2DPlan
 
 LOG = os.environ["OCLGRIND_LOG"]
@@ -250,35 +251,50 @@ CHANNEL_LANES_LAYERS = (
 )
 
 
+def run_on_channels_last(plan, pass_name: str, inputs: dict, names) -> np.ndarray:
+    """One pass of ``plan`` with inputs ``names`` as channels-last device arrays of their exact size (so that a read
+    past one is a read past its buffer), the others NumPy; the plan's kernel reads them in place."""
+    assert plan._implementation(pass_name).reads_channels_last(pass_name)
+    queue = plan.target.queue
+    moved = {name: cl_array.to_device(queue, np.ascontiguousarray(np.moveaxis(value, 1, -1))).transpose((0, 3, 1, 2))
+             if name in names else value for name, value in inputs.items()}
+    got = call_plan(plan, pass_name, moved)
+    return got.get() if isinstance(got, cl_array.Array) else got
+
+
+@pytest.mark.parametrize("channels_last_x", [False, True], ids=["channels-first", "channels-last"])
 @pytest.mark.parametrize("lanes, vectors, columns, local", [(16, 1, 3, 3), (8, 1, 6, 1), (4, 3, 5, 2)])
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", CHANNEL_LANES_LAYERS, ids=lambda case: case.name)
-def test_simulated_channel_lanes_are_clean_and_correct(case, dtype, lanes, vectors, columns, local, simulator,
-                                                       clean_log):
+def test_simulated_channel_lanes_are_clean_and_correct(case, dtype, lanes, vectors, columns, local, channels_last_x,
+                                                       simulator, clean_log):
     """cl/conv2d_channel_lanes.cl with rows of 8 or 6 columns in blocks of 3 or 5 (the last overlapping the one
     before) or in one block, 16 output channels (2 groups of 16 in the second layer) in 1, 2 or 4 vectors, 3 vectors
     per block (the last ones repeated, not stored), work-groups of 3, 1 and 2 work-items, its input's last rows
     read up to the end of the buffer; a strided, dilated, asymmetrically padded layer whose blocks reach into the
     padding. (A column the overlapping block stored again would hold the same value, which neither the oracle
-    nor Oclgrind's race check tells apart.)"""
+    nor Oclgrind's race check tells apart.) x channels-first, or channels-last read in place."""
     config = tiled.CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(local, 1, 1),
                                      channel_lanes=True)
     choices = {name: Choice("tiled", config if name == "forward" else None, "requested") for name in PASSES}
     plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
     assert plan._implementation("forward")._runs_channel_lanes("forward")
     inputs = check.random_inputs(case, dtype)
-    result = check.compare_with_oracle("forward", case, inputs, tuner.pass_runner(plan, "forward", inputs)(), dtype)
+    got = (run_on_channels_last(plan, "forward", inputs, ("x",)) if channels_last_x
+           else tuner.pass_runner(plan, "forward", inputs)())
+    result = check.compare_with_oracle("forward", case, inputs, got, dtype)
     assert result.passed, f"{columns} columns x {lanes} lanes on Oclgrind: {result.message}"
 
 
+@pytest.mark.parametrize("channels_last_grad_output", [False, True], ids=["channels-first", "channels-last"])
 @pytest.mark.parametrize("lanes, vectors, columns, local", [(8, 1, 3, 1), (4, 3, 2, 2), (2, 4, 5, 1)])
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-def test_simulated_grad_input_channel_lanes_are_clean_and_correct(dtype, lanes, vectors, columns, local, simulator,
-                                                                  clean_log):
+def test_simulated_grad_input_channel_lanes_are_clean_and_correct(dtype, lanes, vectors, columns, local,
+                                                                  channels_last_grad_output, simulator, clean_log):
     """cl/conv2d_grad_input_channel_lanes.cl and its copy of the weight: two groups of 8 input channels in 1, 2 or
     4 vectors per block (3 of 2 vectors: the last one repeated, not stored), phases of 3 and 2 columns (7 at
     stride 3) in blocks of 3, 2 and 5 (wider than a phase), a dilation and asymmetric padding per axis, rows no
-    tap reaches, work-groups of 1 and 2 work-items."""
+    tap reaches, work-groups of 1 and 2 work-items; grad_output channels-first, or channels-last read in place."""
     case = check.Case("3x3-s2x3-d1x2-asympad-g2-c16", (2, 16, 5, 7), (6, 8, 3, 3), stride=(2, 3),
                       padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2)
     config = tiled.CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(local, 1, 1),
@@ -287,19 +303,22 @@ def test_simulated_grad_input_channel_lanes_are_clean_and_correct(dtype, lanes, 
     plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
     assert plan._implementation("grad_input")._runs_channel_lanes("grad_input")
     inputs = check.random_inputs(case, dtype)
-    got = tuner.pass_runner(plan, "grad_input", inputs)()
+    got = (run_on_channels_last(plan, "grad_input", inputs, ("grad_output",)) if channels_last_grad_output
+           else tuner.pass_runner(plan, "grad_input", inputs)())
     result = check.compare_with_oracle("grad_input", case, inputs, got, dtype)
     assert result.passed, f"{columns} columns x {vectors} x {lanes} lanes on Oclgrind: {result.message}"
 
 
+@pytest.mark.parametrize("channels_last_inputs", [False, True], ids=["channels-first", "channels-last"])
 @pytest.mark.parametrize("lanes, vectors, channels, split", [(8, 1, 2, False), (4, 3, 3, True), (2, 4, 1, False)],
                          ids=["8x1-c2", "4x3-c3-split", "2x4-c1"])
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-def test_simulated_grad_weight_channel_lanes_are_clean_and_correct(dtype, lanes, vectors, channels, split, simulator,
-                                                                   clean_log):
-    """cl/conv2d_grad_weight_channel_lanes.cl and its copy of grad_output: two groups of 8 output channels in 1, 2
-    or 4 vectors per block (3 of 2 vectors: the last one repeated, not stored), 3 input channels per group in blocks
-    of 2, 3 and 1, a stride, dilation and asymmetric padding per axis, and the batch split into partial sums."""
+def test_simulated_grad_weight_channel_lanes_are_clean_and_correct(dtype, lanes, vectors, channels, split,
+                                                                   channels_last_inputs, simulator, clean_log):
+    """cl/conv2d_grad_weight_channel_lanes.cl and its copy of grad_output, or (channels-last inputs, device arrays
+    of their exact size) x and grad_output read in their own memory: two groups of 8 output channels in 1, 2 or 4
+    vectors per block (3 of 2 vectors: the last one repeated, not stored), 3 input channels per group in blocks of
+    2, 3 and 1, a stride, dilation and asymmetric padding per axis, and the batch split into partial sums."""
     case = check.Case("3x3-s2x1-d1x2-asympad-g2-k16", (2, 6, 5, 7), (16, 3, 3, 3), stride=(2, 1),
                       padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2)
     config = tiled.GradWeightConfig(vec=lanes, block_k=vectors, block_c=channels,
@@ -308,7 +327,11 @@ def test_simulated_grad_weight_channel_lanes_are_clean_and_correct(dtype, lanes,
     plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
     assert plan._implementation("grad_weight")._runs_channel_lanes("grad_weight")
     inputs = check.random_inputs(case, dtype)
-    got = tuner.pass_runner(plan, "grad_weight", inputs)()
+    if channels_last_inputs:
+        got = run_on_channels_last(plan, "grad_weight", inputs, ("x", "grad_output"))
+        assert "grad_output by position" not in plan._implementation("grad_weight")._scratch, "grad_output was copied"
+    else:
+        got = tuner.pass_runner(plan, "grad_weight", inputs)()
     result = check.compare_with_oracle("grad_weight", case, inputs, got, dtype)
     assert result.passed, f"{vectors} x {lanes} lanes x {channels} channels on Oclgrind: {result.message}"
 

@@ -13,7 +13,7 @@ import pyopencl.array as cl_array
 import pytest
 
 import clconv
-from clconv import cache_files, check, layers, planning, platforms, reference, tuning_cache
+from clconv import arrays, cache_files, check, layers, planning, platforms, reference, tuning_cache
 from clconv.algorithms import base
 from clconv.algorithms.tiled import CorrelationConfig, GradWeightConfig
 from clconv.params import PASSES, call_plan
@@ -853,6 +853,79 @@ def test_lanes_tiles_that_cannot_run_there_give_way_to_the_heuristic(device, pas
         result = check.compare_with_oracle(pass_name, case, inputs, call_plan(plan, pass_name, inputs), np.float32)
         assert result.passed, f"{case.name}, max_workspace_bytes={cap}: {result.message}"
         assert cap is None or plan.workspace_bytes[pass_name] <= cap
+
+
+# Each lanes kernel's case, tile and the inputs given channels-last, NumPy or ("-device") device views: the input
+# each reads in place (CHANNELS_LAST_READS), and for the weight gradient x too.
+CHANNELS_LAST_LANES = [
+    pytest.param("forward", CHANNEL_LANES_CASES[1], CorrelationConfig(16, 2, 4, (1, 1, 1), channel_lanes=True),
+                 ("x",), id="forward"),
+    pytest.param("forward", CHANNEL_LANES_CASES[0], CorrelationConfig(8, 3, 5, (1, 1, 1), channel_lanes=True),
+                 ("x-device",), id="forward-unpadded-device"),
+    pytest.param("grad_input", LANES_GRAD_INPUT_CASE, CorrelationConfig(16, 1, 3, (1, 1, 1), channel_lanes=True),
+                 ("grad_output",), id="grad_input"),
+    pytest.param("grad_input", LANES_GRAD_INPUT_CASE, CorrelationConfig(8, 3, 2, (1, 1, 1), channel_lanes=True),
+                 ("grad_output-device",), id="grad_input-device"),
+    pytest.param("grad_weight", LANES_GRAD_WEIGHT_CASE, GradWeightConfig(16, 2, 3, target_items=1, channel_lanes=True),
+                 ("grad_output",), id="grad_weight"),
+    pytest.param("grad_weight", LANES_GRAD_WEIGHT_CASE, GradWeightConfig(8, 3, 2, target_items=1, channel_lanes=True),
+                 ("x", "grad_output"), id="grad_weight-both"),
+    pytest.param("grad_weight", LANES_GRAD_WEIGHT_CASE, GradWeightConfig(16, 1, 4, target_items=1 << 20,
+                                                                           channel_lanes=True),
+                 ("x-device", "grad_output-device"), id="grad_weight-both-device-split"),
+]
+
+
+def channels_last_view(queue, array: np.ndarray, layout: str):
+    """``array``'s values in channels-last memory: NumPy, or (``layout`` ending in "-device") a device view one
+    image of infinities into its buffer."""
+    memory = np.moveaxis(array, 1, -1)
+    if not layout.endswith("-device"):
+        return np.moveaxis(np.ascontiguousarray(memory), -1, 1)
+    padded = np.concatenate([np.full((1,) + memory.shape[1:], np.inf, array.dtype), memory])
+    return cl_array.to_device(queue, padded)[1:].transpose((0, 3, 1, 2))
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("pass_name, case, config, layouts", CHANNELS_LAST_LANES)
+def test_channel_lanes_kernels_read_channels_last_inputs_in_place(monkeypatch, device, pass_name, case, config,
+                                                                  layouts, dtype):
+    """The lanes kernels broadcast their input's elements, which channels-last memory serves as well as
+    channels-first: the input each reads in place (x of the forward pass, grad_output of the others, x of the
+    weight gradient too) is not converted, and the weight gradient's channels-last grad_output is the (N, P, Q, K)
+    copy it makes otherwise, so it copies nothing. The bytes are those of channels-first inputs, and match the
+    oracle."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    params = case.params(dtype)
+    config = dataclasses.replace(config, vec=min(config.vec, tiled.widest_vector(params, device)))
+    choices = {name: planning.Choice("tiled", config if name == pass_name else None, "requested") for name in PASSES}
+    target = platforms.resolve(device.device)
+    inputs = check.random_inputs(case, dtype)
+    expected = call_plan(planning.Conv2DPlan(params, target, choices=choices), pass_name, inputs)
+    converted = []
+    original_conversion = arrays.CallArrays._channels_first
+    monkeypatch.setattr(arrays.CallArrays, "_channels_first",
+                        lambda self, name, array: converted.append(name) or original_conversion(self, name, array))
+    moved = dict(inputs)
+    for layout in layouts:
+        name = layout.removesuffix("-device")
+        moved[name] = channels_last_view(target.queue, inputs[name], layout)
+    plan = planning.Conv2DPlan(params, target, choices=choices)
+    launched = []
+    implementation = plan._implementation(pass_name)
+    original = implementation.launch
+    implementation.launch = lambda name, *args: launched.append(name) or original(name, *args)
+    got = call_plan(plan, pass_name, moved)
+    got = got.get() if isinstance(got, cl_array.Array) else got
+    assert tiled.CHANNEL_LANES_KERNELS[pass_name] in launched, launched
+    assert not converted, f"{converted} converted"
+    assert "grad_output by position" not in implementation._scratch, "grad_output was copied"
+    assert got.tobytes() == expected.tobytes(), "not the channels-first bytes"
+    result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
+    assert result.passed, result.message
 
 
 def test_weight_gradient_orders_its_work_by_what_streams_less():

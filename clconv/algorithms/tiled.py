@@ -160,6 +160,8 @@ def one_axis(local: tuple) -> tuple:
 CONFIG_TYPES = {"forward": CorrelationConfig, "grad_input": CorrelationConfig, "grad_weight": GradWeightConfig}
 KERNELS = {"forward": "conv2d_tiled", "grad_input": "conv2d_tiled", "grad_weight": "conv2d_grad_weight_tiled"}
 # The passes that may run with the channels they write in the lanes, and the kernel each then runs.
+#: The input each channel-lanes kernel can read in its channels-last memory (the weight gradient's x too).
+CHANNELS_LAST_READS = {"forward": "x", "grad_input": "grad_output", "grad_weight": "grad_output"}
 CHANNEL_LANES_KERNELS = {"forward": "conv2d_channel_lanes", "grad_input": "conv2d_grad_input_channel_lanes",
                          "grad_weight": "conv2d_grad_weight_channel_lanes"}
 # The most of a device's memory their copies may take with no max_workspace_bytes: beyond it (grad_output of a large
@@ -883,8 +885,9 @@ class TiledAlgorithm(AlgorithmBase):
                    "grad_weight": grad_weight_lanes_apply}[pass_name]
         return applies(self.params, config.vec)
 
-    def _channel_lanes(self, x, weight, bias, y, wait_for):
-        """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, Cg*R*S) weight is copied as (Cg*R*S, K)."""
+    def _channel_lanes(self, x, weight, bias, y, wait_for, x_channels_last: bool = False):
+        """The forward pass by cl/conv2d_channel_lanes.cl, after the (K, Cg*R*S) weight is copied as (Cg*R*S, K); x
+        channels-first or (``x_channels_last``) channels-last."""
         p = self.params
         config = self.configs["forward"]
         with self.scratch("forward weight by tap", self._copy_bytes("forward"), wait_for) as by_tap:
@@ -894,14 +897,15 @@ class TiledAlgorithm(AlgorithmBase):
                                     y=y.buffer, y_offset=y.offset, **self.geometry._asdict())
             size = (p.P * div_up(p.Q, config.block_v),
                     p.groups * div_up(p.K_per_group, config.vec * config.block_k), p.N)
-            defines = dict(config.defines(), PADDED=int(any(p.padding)), **column_stride_define(p.stride[1]))
+            defines = dict(config.defines(), PADDED=int(any(p.padding)), X_CHANNELS_LAST=int(x_channels_last),
+                           **column_stride_define(p.stride[1]))
             by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["forward"], defines, size, config.local, args,
                                            [copied])
             return by_tap.last_read
 
-    def _grad_input_lanes(self, grad_output, weight, bias, grad_input, wait_for):
+    def _grad_input_lanes(self, grad_output, weight, bias, grad_input, wait_for, grad_output_channels_last=False):
         """The input gradient by cl/conv2d_grad_input_channel_lanes.cl, after the (K, Cg, R*S) weight is copied as
-        (R*S, K, Cg)."""
+        (R*S, K, Cg); grad_output channels-first or (``grad_output_channels_last``) channels-last."""
         p = self.params
         config = self.configs["grad_input"]
         with self.scratch("grad_input weight by tap", self._copy_bytes("grad_input"), wait_for) as by_tap:
@@ -912,23 +916,49 @@ class TiledAlgorithm(AlgorithmBase):
                                       grad_input_offset=grad_input.offset, **self.geometry._asdict())
             size = (p.H * p.stride[1] * div_up(div_up(p.W, p.stride[1]), config.block_v),
                     p.groups * div_up(p.C_per_group, config.vec * config.block_k), p.N)
-            by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["grad_input"], config.defines(), size,
-                                           config.local, args, [copied])
+            defines = dict(config.defines(), GRAD_OUTPUT_CHANNELS_LAST=int(grad_output_channels_last))
+            by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["grad_input"], defines, size, config.local, args,
+                                           [copied])
             return by_tap.last_read
 
-    def _grad_weight_lanes(self, x, grad_output, grad_weight, wait_for):
+    def reads_channels_last(self, pass_name: str) -> bool:
+        """Whether a pass runs a kernel with the channels it writes in the lanes, which reads its channels-last
+        input (CHANNELS_LAST_READS) in that input's own memory: a weight gradient's grad_output is the
+        (N, P, Q, K) copy it would otherwise make."""
+        if self._phase_runner(pass_name) is not None:
+            return False
+        if pass_name != "grad_weight" and self._runs_matrix_product(pass_name):
+            return False
+        return self._runs_channel_lanes(pass_name)
+
+    def run_channels_last(self, pass_name: str, tensors: dict, channels_last_inputs, out, wait_for):
+        """Enqueue a pass that ``reads_channels_last``, its input CHANNELS_LAST_READS[pass_name] in its channels-last
+        memory (``tensors`` by input name), a weight gradient's x too where it is among ``channels_last_inputs``;
+        returns the last event."""
+        if pass_name == "forward":
+            return self._channel_lanes(tensors["x"], tensors["weight"], tensors.get("bias"), out, wait_for,
+                                       x_channels_last=True)
+        if pass_name == "grad_input":
+            return self._grad_input_lanes(tensors["grad_output"], tensors["weight"], tensors.get("bias"), out,
+                                          wait_for, grad_output_channels_last=True)
+        return self._grad_weight_lanes(tensors["x"], tensors["grad_output"], out, wait_for,
+                                       x_channels_last="x" in channels_last_inputs, grad_output_by_position=True)
+
+    def _grad_weight_lanes(self, x, grad_output, grad_weight, wait_for, x_channels_last: bool = False,
+                           grad_output_by_position: bool = False):
         """The weight gradient by cl/conv2d_grad_weight_channel_lanes.cl, after grad_output is copied from
-        (N, K, P*Q) to (N, P*Q, K)."""
+        (N, K, P*Q) to (N, P*Q, K) unless it is given that way (``grad_output_by_position``); x channels-first or
+        (``x_channels_last``) channels-last."""
         p = self.kernel_layer
         config = self.configs["grad_weight"]
-        defines = dict(config.defines(), **column_stride_define(p.stride[1]))
+        defines = dict(config.defines(), X_CHANNELS_LAST=int(x_channels_last), **column_stride_define(p.stride[1]))
 
         def launch_split(by_position, partial, n_per_split, splits, wait_for):
             args = self.grad_weight_args(x, by_position, partial, grad_weight, n_per_split, splits, layer=p)
             size = (config.tap_items(p), config.k_items(p), splits)
             return self.launch(CHANNEL_LANES_KERNELS["grad_weight"], defines, size, config.local, args, wait_for)
 
-        if grad_output.buffer is None:  # an empty batch: nothing to copy, nothing read
+        if grad_output_by_position or grad_output.buffer is None:  # nothing to copy (an empty batch: nothing read)
             return self.split_sum("grad_weight", grad_weight, functools.partial(launch_split, grad_output), wait_for)
         with self.scratch("grad_output by position", self._copy_bytes("grad_weight"), wait_for) as by_position:
             _, copied = channels_last.transposed(self.target, p.dtype, grad_output, p.K, p.P * p.Q,
