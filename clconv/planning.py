@@ -22,7 +22,7 @@ import pyopencl.array as cl_array
 
 from . import arrays, channels_last_pointwise, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
-from .algorithms.tiled import CHANNELS_LAST_READS, matrix_product_applies
+from .algorithms.tiled import CHANNELS_LAST_READS
 from .arrays import Array
 from .params import PASSES, Conv2DParams, Padding, Pair
 
@@ -127,55 +127,55 @@ class Conv2DPlan:
                                      arrays.output_tensor(result), call.wait_for)
         return call.finish(result, event)
 
-    def _launch_channels_last(self, pass_name: str, call: arrays.CallArrays, out_tensor):
-        """Enqueue a pass on its channels-last inputs' own memory: where the plan's kernel for it reads that layout
-        (_launch_lanes_channels_last), or a 1x1 pass (clconv.channels_last_pointwise). None where neither applies
-        (the layer, the inputs, an algorithm the caller asked for) or the kernel failed its check, which the
-        conversion into channels-first memory then replaces."""
-        last = call.channels_last_names()
-        if CHANNELS_LAST_READS.get(pass_name) in last:
-            event = self._launch_lanes_channels_last(pass_name, call, last, out_tensor)
-            if event is not None:
-                return event
-        if self.choices[pass_name].source == "requested" or not matrix_product_applies(self.params):
-            return None
-        if not channels_last_pointwise.reads_in_place(self.params, pass_name, last):
-            return None
-        launcher = channels_last_pointwise.launcher(self.target, self.params.dtype)
-        tensors = {name: call.channels_last_memory(name) if name in last else call.device_tensor(name)
-                   for name in call.arrays}
-        p = self.params
-        try:
-            if pass_name == "forward":
-                return launcher.forward(p, tensors["x"], tensors["weight"], tensors.get("bias"), out_tensor,
-                                        call.wait_for)
-            if pass_name == "grad_input":
-                return launcher.grad_input(p, tensors["grad_output"], tensors["weight"], tensors.get("bias"),
-                                           out_tensor, call.wait_for)
-            return launcher.grad_weight(p, tensors["x"], "x" in last, tensors["grad_output"],
-                                        "grad_output" in last, out_tensor, call.wait_for, self.max_workspace_bytes)
-        except kernel_check.KernelVariantFailed as failure:
-            kernel_check.warn_fallback(failure, "Channels-last 1x1 layers are converted into channels-first "
-                                                "memory instead", stacklevel=5)
-            return None
-
-    def _launch_lanes_channels_last(self, pass_name: str, call: arrays.CallArrays, last: set, out_tensor):
-        """A pass whose kernel puts the channels it writes in the lanes (clconv.algorithms.tiled) reading its
-        channels-last input (CHANNELS_LAST_READS) in place, as a weight gradient's x where that is channels-last:
-        the layout those kernels broadcast their inputs from costs them nothing, and a channels-last grad_output
-        is the copy the weight gradient would make. None where the plan's pass runs another kernel."""
+    def channels_last_reader(self, pass_name: str, channels_last_inputs) -> str | None:
+        """The kernel that runs a pass on its channels-last inputs' own memory, given their names: "channel lanes"
+        where the plan's kernel for the pass puts the channels it writes in the lanes and so broadcasts its input
+        (CHANNELS_LAST_READS) from either layout, a channels-last grad_output being the weight gradient's (N, P, Q, K)
+        copy; "pointwise" for a 1x1 layer (clconv.channels_last_pointwise) unless the caller asked for an algorithm;
+        None where the inputs are converted into channels-first memory first."""
         implementation = self._implementation(pass_name)
-        if not getattr(implementation, "reads_channels_last", lambda name: False)(pass_name):
+        if (CHANNELS_LAST_READS.get(pass_name) in channels_last_inputs
+                and getattr(implementation, "reads_channels_last", lambda name: False)(pass_name)):
+            return "channel lanes"
+        if (self.choices[pass_name].source != "requested"
+                and channels_last_pointwise.reads_in_place(self.params, pass_name, channels_last_inputs)):
+            return "pointwise"
+        return None
+
+    def _launch_channels_last(self, pass_name: str, call: arrays.CallArrays, out_tensor):
+        """Enqueue a pass on its channels-last inputs' own memory where a kernel reads them there
+        (channels_last_reader); None where none does or the kernel failed its check, which the conversion into
+        channels-first memory then replaces."""
+        last = call.channels_last_names()
+        reader = self.channels_last_reader(pass_name, last)
+        if reader is None:
             return None
-        in_place = {CHANNELS_LAST_READS[pass_name]} | ({"x"} & last if pass_name == "grad_weight" else set())
+        # The lanes kernels read their input (a weight gradient's x too) in place; the pointwise one, any.
+        in_place = ({CHANNELS_LAST_READS[pass_name]} | ({"x"} & last if pass_name == "grad_weight" else set())
+                    if reader == "channel lanes" else last)
         tensors = {name: call.channels_last_memory(name) if name in in_place else call.device_tensor(name)
                    for name in call.arrays}
         try:
-            return implementation.run_channels_last(pass_name, tensors, in_place, out_tensor, call.wait_for)
+            if reader == "channel lanes":
+                return self._implementation(pass_name).run_channels_last(pass_name, tensors, in_place, out_tensor,
+                                                                         call.wait_for)
+            return self._pointwise_channels_last(pass_name, tensors, last, out_tensor, call.wait_for)
         except kernel_check.KernelVariantFailed as failure:
-            kernel_check.warn_fallback(failure, f"Channels-last {CHANNELS_LAST_READS[pass_name]} is converted into "
-                                                "channels-first memory instead", stacklevel=5)
+            kernel_check.warn_fallback(failure, "Channels-last inputs are converted into channels-first memory "
+                                                "instead", stacklevel=5)
             return None
+
+    def _pointwise_channels_last(self, pass_name: str, tensors: dict, last: set, out_tensor, wait_for):
+        """A 1x1 pass by cl/pointwise_product.cl, its channels-last inputs (``last``) read in place."""
+        launcher = channels_last_pointwise.launcher(self.target, self.params.dtype)
+        p = self.params
+        if pass_name == "forward":
+            return launcher.forward(p, tensors["x"], tensors["weight"], tensors.get("bias"), out_tensor, wait_for)
+        if pass_name == "grad_input":
+            return launcher.grad_input(p, tensors["grad_output"], tensors["weight"], tensors.get("bias"), out_tensor,
+                                       wait_for)
+        return launcher.grad_weight(p, tensors["x"], "x" in last, tensors["grad_output"], "grad_output" in last,
+                                    out_tensor, wait_for, self.max_workspace_bytes)
 
     def _launch(self, pass_name: str, tensors: list, out_tensor, wait_for):
         """Enqueue a pass; a kernel variant that failed its check is replaced by the next-best choice.
