@@ -1,13 +1,15 @@
-"""Channels-last inputs of the suite's 1x1 layers: read in place against converted first, and channels-first.
+"""Channels-last inputs of the suite's 2-D layers: read in place against converted first, and channels-first.
 
-    python bench/channels_last.py DEVICE          e.g. python bench/channels_last.py pocl:2:0
+    python bench/channels_last.py DEVICE [LAYER ...]
+    e.g. python bench/channels_last.py pocl:2:0 ResNet-18/layer1.conv
 
-For each stride-1 1x1 layer of the suite (clconv.layers) and each pass that reads a channels-last input in
-place (clconv.channels_last_pointwise), end to end from NumPy, fp32, at the suite's batch size: x and
-grad_output channels-first; channels-last and read in place; channels-last and converted into channels-first
-memory first (the path every other layer takes); and, where PyTorch is installed, PyTorch on channels-last
-tensors (torch.channels_last, its result channels-last too). The runs take turns, three rounds of medians of
-5; printed: milliseconds and the speed-up of reading in place over converting.
+For each 2-D convolution of the suite (clconv.layers; or the layers named) and each pass, end to end from NumPy,
+fp32, at the suite's batch size: x and grad_output channels-first; channels-last, read in place where a kernel
+reads them so (Conv2DPlan.channels_last_reader: the lanes kernels, whose input is broadcast from either layout, and
+1x1 layers' matrix product) and else converted; channels-last and converted into channels-first memory first; and,
+where PyTorch is installed, PyTorch on channels-last tensors (torch.channels_last, its result channels-last too).
+The runs take turns, three rounds of medians of 5; printed: milliseconds, the speed-up of the default over
+converting, and the kernel that read in place ("-": none, both runs convert).
 """
 
 import sys
@@ -16,7 +18,8 @@ import time
 import numpy as np
 
 import clconv
-from clconv import channels_last_pointwise, check, layers, platforms
+from clconv import check, layers, planning, platforms
+from clconv.params import call_function
 
 PASSES = ("forward", "grad_input", "grad_weight")
 
@@ -43,23 +46,20 @@ def alternating_seconds(runs: dict, rounds: int = 3, repeats: int = 5) -> dict:
 
 
 def clconv_runs(pass_name: str, p, data: dict, device) -> dict:
-    """The three clconv runs of a pass: channels-first, channels-last in place, channels-last converted."""
-    last = {name: channels_last(data[name]) for name in ("x", "grad_output")}
+    """The three clconv runs of a pass: channels-first, channels-last (the default path), channels-last converted."""
+    last = dict(data, **{name: channels_last(data[name]) for name in ("x", "grad_output")})
 
     def call(inputs):
-        if pass_name == "forward":
-            return clconv.conv2d(inputs["x"], data["weight"], device=device)
-        if pass_name == "grad_input":
-            return clconv.conv2d_grad_input(inputs["grad_output"], data["weight"], p.input_shape, device=device)
-        return clconv.conv2d_grad_weight(inputs["x"], inputs["grad_output"], p.weight_shape, device=device)
+        return call_function(clconv, pass_name, p, {name: value for name, value in inputs.items() if name != "bias"},
+                             device=device)
 
     def converted():
-        in_place = channels_last_pointwise.reads_in_place
-        channels_last_pointwise.reads_in_place = lambda *args: False
+        reader = planning.Conv2DPlan.channels_last_reader
+        planning.Conv2DPlan.channels_last_reader = lambda *args: None
         try:
             return call(last)
         finally:
-            channels_last_pointwise.reads_in_place = in_place
+            planning.Conv2DPlan.channels_last_reader = reader
 
     return {"channels-first": lambda: call(data), "in place": lambda: call(last), "converted": converted}
 
@@ -72,20 +72,29 @@ def torch_run(pass_name: str, p, data: dict):
         return None
     tensors = {name: torch.from_numpy(channels_last(value) if value.ndim == 4 else value)
                for name, value in data.items()}
+    # The suite's 2-D layers pad symmetrically, the only padding PyTorch's functions take.
+    geometry = dict(stride=p.stride, padding=(p.padding[0], p.padding[2]), dilation=p.dilation, groups=p.groups)
     if pass_name == "forward":
-        return lambda: torch.nn.functional.conv2d(tensors["x"], tensors["weight"]).numpy()
+        return lambda: torch.nn.functional.conv2d(tensors["x"], tensors["weight"], **geometry).numpy()
     if pass_name == "grad_input":
-        return lambda: torch.nn.grad.conv2d_input(p.input_shape, tensors["weight"], tensors["grad_output"]).numpy()
-    return lambda: torch.nn.grad.conv2d_weight(tensors["x"], p.weight_shape, tensors["grad_output"]).numpy()
+        return lambda: torch.nn.grad.conv2d_input(p.input_shape, tensors["weight"], tensors["grad_output"],
+                                                  **geometry).numpy()
+    return lambda: torch.nn.grad.conv2d_weight(tensors["x"], p.weight_shape, tensors["grad_output"],
+                                               **geometry).numpy()
+
+
+def reader_name(p, pass_name: str, device) -> str:
+    """The kernel that reads the pass's channels-last x and grad_output in place, or "-"."""
+    plan = planning.plan_for(p, platforms.resolve(device))
+    return plan.channels_last_reader(pass_name, {"x", "grad_output"}) or "-"
 
 
 def main(argv):
     target = platforms.resolve(argv[0])
-    print(f"{target.info.summary()}\nms end to end from NumPy, fp32: channels-first | channels-last in place | "
-          f"converted first (in-place speed-up) | PyTorch channels-last")
-    pointwise = [layer for layer in layers.SUITE if layer.kind == "conv2d" and (layer.R, layer.S) == (1, 1)
-                 and layer.stride == 1]
-    for layer in pointwise:
+    print(f"{target.info.summary()}\nms end to end from NumPy, fp32: channels-first | channels-last (default) | "
+          f"converted first (default's speed-up, kernel read in place) | PyTorch channels-last")
+    chosen = [layer for layer in layers.SUITE if layer.kind == "conv2d" and (not argv[1:] or layer.label in argv[1:])]
+    for layer in chosen:
         p = layer.params(layer.batch_for())
         data = check.layer_inputs(p)
         for pass_name in PASSES:
@@ -96,7 +105,8 @@ def main(argv):
             ms = {name: seconds * 1e3 for name, seconds in alternating_seconds(runs).items()}
             torch_ms = f"{ms['PyTorch']:8.2f}" if "PyTorch" in ms else "       -"
             print(f"{layer.label:30s} N={p.N:<3d} {pass_name:11s} {ms['channels-first']:8.2f} | {ms['in place']:8.2f} "
-                  f"| {ms['converted']:8.2f} ({ms['converted'] / ms['in place']:.2f}x) | {torch_ms}", flush=True)
+                  f"| {ms['converted']:8.2f} ({ms['converted'] / ms['in place']:.2f}x, "
+                  f"{reader_name(p, pass_name, target.info.device)}) | {torch_ms}", flush=True)
 
 
 if __name__ == "__main__":

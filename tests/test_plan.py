@@ -928,6 +928,28 @@ def test_channel_lanes_kernels_read_channels_last_inputs_in_place(monkeypatch, d
     assert result.passed, result.message
 
 
+def test_pointwise_weight_gradients_read_channels_last_in_the_lanes_on_small_planes(device):
+    """A 1x1 weight gradient on channels-last inputs whose tile puts the output channels in the lanes runs that
+    kernel on planes of at most POINTWISE_LANES_MOST_POSITIONS positions, else the matrix product over the positions
+    (cl/pointwise_product.cl), both in place; a layer that is no matrix product (3x3) takes the lanes whatever its
+    plane; inputs all channels-first read nothing in place."""
+    from clconv.algorithms import tiled
+
+    target = platforms.resolve(device.device)
+    most = planning.POINTWISE_LANES_MOST_POSITIONS
+    for shape, kernel, expected in (((2, 32, 7, 7), 1, "channel lanes"), ((2, 32, 8, 9), 1, "pointwise"),
+                                    ((2, 32, 8, 9), 3, "channel lanes")):
+        params = clconv.Conv2DParams.create(shape, (32, 32, kernel, kernel), padding=kernel // 2)
+        assert (params.P * params.Q <= most) == (shape[2] == 7)
+        config = GradWeightConfig(vec=min(16, tiled.widest_vector(params, device)), block_k=1, block_c=4,
+                                  channel_lanes=True)
+        plan = planning.Conv2DPlan(params, target, choices={
+            name: planning.Choice("tiled", config if name == "grad_weight" else None, "heuristic")
+            for name in PASSES})
+        assert plan.channels_last_reader("grad_weight", {"x", "grad_output"}) == expected, params.describe()
+        assert plan.channels_last_reader("grad_weight", set()) is None
+
+
 def test_weight_gradient_orders_its_work_by_what_streams_less():
     """Output-channel blocks side by side (k_group) while their grad_output fits the cache; all of them where
     it does not and the whole input, larger than the device's cache, would otherwise stream once per block
