@@ -22,7 +22,7 @@ import pyopencl.array as cl_array
 
 from . import arrays, channels_last_pointwise, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
-from .algorithms.tiled import CHANNELS_LAST_READS
+from .algorithms.tiled import CHANNELS_LAST_READS, LANES_COPY_MEMORY_SHARE
 from .arrays import Array
 from .params import PASSES, Conv2DParams, Padding, Pair
 
@@ -95,6 +95,10 @@ class Conv2DPlan:
         self.choices = choices or {name: choose(params, target.info, name, algo)
                                    for name in PASSES}
         self._implementations = {}
+        # Channels-first copies of channels-last inputs, kept up to the share of the device's memory the lanes
+        # kernels' copies may take.
+        self._conversions = arrays.ConversionBuffers(
+            target.context, int(LANES_COPY_MEMORY_SHARE * target.info.global_mem_bytes))
 
     # -- what the plan runs -------------------------------------------------------------------
     @property
@@ -130,10 +134,13 @@ class Conv2DPlan:
         result = call.result_array(out_name, out_shape, self.params.dtype)
         event = None
         if result.size:
-            event = self._launch_channels_last(pass_name, call, arrays.output_tensor(result))
-            if event is None:
-                event = self._launch(pass_name, [call.device_tensor(name) for name in named],
-                                     arrays.output_tensor(result), call.wait_for)
+            with self._conversions.use() as conversions:
+                call.conversions = conversions
+                event = self._launch_channels_last(pass_name, call, arrays.output_tensor(result))
+                if event is None:
+                    event = self._launch(pass_name, [call.device_tensor(name) for name in named],
+                                         arrays.output_tensor(result), call.wait_for)
+                conversions.last_read = event
         return call.finish(result, event)
 
     def channels_last_reader(self, pass_name: str, channels_last_inputs) -> str | None:

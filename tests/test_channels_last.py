@@ -3,6 +3,7 @@ cl/channels_first.cl, with the same bytes out as channels-first inputs, no host 
 and a kernel variant that fails its check giving way to the next; 1x1 layers read in place by
 cl/pointwise_product.cl, against the oracle."""
 
+import concurrent.futures
 import time
 
 import numpy as np
@@ -293,6 +294,42 @@ def test_a_channels_last_device_out_is_refused(device):
 def activations_channels_last(inputs: dict) -> dict:
     """x and grad_output in channels-last memory (a 1x1 weight's is its C order), the rest as they are."""
     return dict(inputs, **channels_last_inputs({name: inputs[name] for name in ("x", "grad_output")}))
+
+
+@pytest.mark.parametrize("pass_name", PASSES)
+def test_plans_keep_their_conversion_buffers_and_share_them_safely_by_threads(monkeypatch, device, pass_name):
+    """A plan converts each channels-last input into one buffer it keeps from call to call (a fresh one costs a
+    page fault per page); calls from several threads at once, each on its own inputs and with time between
+    the conversion and the kernels reading it, still get the bytes of channels-first inputs. A copy over the
+    plan's limit gets a fresh buffer each call."""
+    case = check.Case("3x3-s2-c5-k6", (2, 5, 9, 8), (6, 5, 3, 3), stride=2, padding=1)
+    plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, algo="direct", **case.conv_args)
+    names = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight"),
+             "grad_weight": ("x", "grad_output"), "grad_bias": ("grad_output",)}[pass_name]
+    inputs = [check.random_inputs(case, np.float32, seed) for seed in range(4)]
+
+    def run(index, layout=channels_last_inputs):
+        return getattr(plan, pass_name)(*(layout(inputs[index])[name] for name in names)).tobytes()
+
+    channels_first = [run(index, dict) for index in range(len(inputs))]
+    assert [run(index) for index in range(len(inputs))] == channels_first
+    kept = dict(plan._conversions._buffers)
+    assert set(kept) == set(names)
+    original = channels_last.ChannelsFirst.convert
+
+    def convert_then_pause(self, *args):
+        event = original(self, *args)
+        time.sleep(0.005)  # time for another thread to come between the conversion and the kernels that read it
+        return event
+
+    monkeypatch.setattr(channels_last.ChannelsFirst, "convert", convert_then_pause)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(run, [index % len(inputs) for index in range(24)]))
+    assert together == [channels_first[index % len(inputs)] for index in range(24)]
+    assert all(plan._conversions._buffers[name][0] is entry[0] for name, entry in kept.items())
+    monkeypatch.setattr(plan._conversions, "_most_bytes", 0)
+    monkeypatch.setattr(plan._conversions, "_buffers", {})
+    assert run(0) == channels_first[0] and not plan._conversions._buffers
 
 
 @pytest.fixture

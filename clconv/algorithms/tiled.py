@@ -160,10 +160,10 @@ def one_axis(local: tuple) -> tuple:
 CONFIG_TYPES = {"forward": CorrelationConfig, "grad_input": CorrelationConfig, "grad_weight": GradWeightConfig}
 KERNELS = {"forward": "conv2d_tiled", "grad_input": "conv2d_tiled", "grad_weight": "conv2d_grad_weight_tiled"}
 # The passes that may run with the channels they write in the lanes, and the kernel each then runs.
-#: The input each channel-lanes kernel can read in its channels-last memory (the weight gradient's x too).
-CHANNELS_LAST_READS = {"forward": "x", "grad_input": "grad_output", "grad_weight": "grad_output"}
 CHANNEL_LANES_KERNELS = {"forward": "conv2d_channel_lanes", "grad_input": "conv2d_grad_input_channel_lanes",
                          "grad_weight": "conv2d_grad_weight_channel_lanes"}
+# The input each of those kernels also reads in its channels-last memory (the weight gradient's x too).
+CHANNELS_LAST_READS = {"forward": "x", "grad_input": "grad_output", "grad_weight": "grad_output"}
 # The most of a device's memory their copies may take with no max_workspace_bytes: beyond it (grad_output of a large
 # batch) the pass runs the other tiles rather than risk the device's memory for a 2x.
 LANES_COPY_MEMORY_SHARE = 1 / 8
