@@ -111,6 +111,17 @@ typedef ACC_NAME acc_t;
     const int N, const int C, const int D, const int T, const int D_out, const int plane, \
     const int stride_d, const int pad_front, const int dil_d
 
+/* Elements between x's channels and between its neighbouring columns, for kernels that read x one element at a
+ * time: in (N, C, H, W) memory, or with X_CHANNELS_LAST in its channels-last (N, H, W, C) memory (the lanes
+ * kernels, cl/conv2d_channel_lanes.cl and cl/conv2d_grad_weight_channel_lanes.cl). */
+#if defined(X_CHANNELS_LAST) && X_CHANNELS_LAST
+#define X_CHANNEL_STRIDE 1
+#define X_PIXEL_STRIDE C
+#else
+#define X_CHANNEL_STRIDE (H * W)
+#define X_PIXEL_STRIDE 1
+#endif
+
 /* Ceiling division for non-negative ints. */
 #define DIV_UP(a, b) (((a) + (b) - 1) / (b))
 

@@ -41,16 +41,6 @@
 #ifndef PADDED
 #define PADDED 1
 #endif
-#ifndef X_CHANNELS_LAST
-#define X_CHANNELS_LAST 0
-#endif
-#if X_CHANNELS_LAST
-#define X_CHANNEL_STRIDE 1
-#define X_PIXEL_STRIDE C
-#else
-#define X_CHANNEL_STRIDE (H * W)
-#define X_PIXEL_STRIDE 1
-#endif
 #include "vector.h"
 
 __kernel void conv2d_channel_lanes(

@@ -35,16 +35,6 @@
 #ifndef BLOCK_C
 #define BLOCK_C 6
 #endif
-#ifndef X_CHANNELS_LAST
-#define X_CHANNELS_LAST 0
-#endif
-#if X_CHANNELS_LAST
-#define X_CHANNEL_STRIDE 1
-#define X_PIXEL_STRIDE C
-#else
-#define X_CHANNEL_STRIDE (H * W)
-#define X_PIXEL_STRIDE 1
-#endif
 #include "vector.h"
 
 __kernel void conv2d_grad_weight_channel_lanes(
