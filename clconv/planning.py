@@ -164,7 +164,7 @@ class Conv2DPlan:
         (channels_last_reader); None where none does or the kernel failed its check, which the conversion into
         channels-first memory then replaces."""
         last = call.channels_last_names()
-        reader = self.channels_last_reader(pass_name, last)
+        reader = self.channels_last_reader(pass_name, last) if last else None  # most calls have none
         if reader is None:
             return None
         # The lanes kernels read their input (a weight gradient's x too) in place; the pointwise one, any.
