@@ -103,6 +103,16 @@ GradInputLanesArgs = typing.NamedTuple("GradInputLanesArgs", (
     ("grad_input", Buffer), ("grad_input_offset", np.int32),
 ) + _CONV_GEOMETRY)
 
+# cl/conv2d_grad_weight_depthwise_channels_last.cl: GradWeightArgs with the batch's output rows (n * P + p) cut
+# into splits of rows_per_split, not its images.
+DepthwiseGradWeightArgs = typing.NamedTuple("DepthwiseGradWeightArgs", (
+    ("x", Buffer), ("x_offset", np.int32),
+    ("grad_output", Buffer), ("grad_output_offset", np.int32),
+    ("partial", Buffer),
+    ("grad_weight", Buffer), ("grad_weight_offset", np.int32),
+    ("rows_per_split", np.int32), ("splits", np.int32),
+) + _CONV_GEOMETRY)
+
 # DEPTH_PARAMS (cl/common.h): the depth axis of a 3-D layer (clconv/params_3d.py).
 _DEPTH_GEOMETRY = (
     ("N", np.int32), ("C", np.int32), ("D", np.int32), ("T", np.int32), ("D_out", np.int32), ("plane", np.int32),
@@ -177,6 +187,10 @@ SIGNATURES = {
     "conv2d_grad_weight_channel_lanes": GradWeightArgs,
     "conv2d_channel_lanes": ChannelLanesArgs,
     "conv2d_grad_input_channel_lanes": GradInputLanesArgs,
+    # Their weight_by_tap is the (C, 1, R, S) weight transposed to (R, S, C).
+    "conv2d_depthwise_channels_last": ChannelLanesArgs,
+    "conv2d_grad_input_depthwise_channels_last": GradInputLanesArgs,
+    "conv2d_grad_weight_depthwise_channels_last": DepthwiseGradWeightArgs,
     "unfold_depth": UnfoldDepthArgs,
     "fold_depth": FoldDepthArgs,
     "swap_axes": SwapAxesArgs,

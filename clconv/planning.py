@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 import pyopencl.array as cl_array
 
-from . import arrays, channels_last_pointwise, kernel_check, platforms, tuning_cache
+from . import arrays, channels_last_depthwise, channels_last_pointwise, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
 from .algorithms.tiled import CHANNELS_LAST_READS, LANES_COPY_MEMORY_SHARE
 from .arrays import Array
@@ -147,17 +147,23 @@ class Conv2DPlan:
         """The kernel that runs a pass on its channels-last inputs' own memory, given their names: "channel lanes"
         where the plan's kernel for the pass puts the channels it writes in the lanes and so broadcasts its input
         (CHANNELS_LAST_READS) from either layout, a channels-last grad_output being the weight gradient's (N, P, Q, K)
-        copy; "pointwise" for a 1x1 layer (clconv.channels_last_pointwise) unless the caller asked for an algorithm;
-        None where the inputs are converted into channels-first memory first. A 1x1 weight gradient both could run
-        takes the lanes on small planes only (POINTWISE_LANES_MOST_POSITIONS)."""
+        copy; "pointwise" for a 1x1 layer (clconv.channels_last_pointwise) and "depthwise" for a depthwise one
+        (clconv.channels_last_depthwise) unless the caller asked for an algorithm; None where the inputs are
+        converted into channels-first memory first. A 1x1 weight gradient both could run takes the lanes on small
+        planes only (POINTWISE_LANES_MOST_POSITIONS)."""
         implementation = self._implementation(pass_name)
         lanes = (CHANNELS_LAST_READS.get(pass_name) in channels_last_inputs
                  and getattr(implementation, "reads_channels_last", lambda name: False)(pass_name))
-        pointwise = (self.choices[pass_name].source != "requested"
-                     and channels_last_pointwise.reads_in_place(self.params, pass_name, channels_last_inputs))
+        requested = self.choices[pass_name].source == "requested"
+        pointwise = not requested and channels_last_pointwise.reads_in_place(self.params, pass_name,
+                                                                              channels_last_inputs)
         if lanes and not (pointwise and self.params.P * self.params.Q > POINTWISE_LANES_MOST_POSITIONS):
             return "channel lanes"
-        return "pointwise" if pointwise else None
+        if pointwise:
+            return "pointwise"
+        if not requested and channels_last_depthwise.reads_in_place(self.params, pass_name, channels_last_inputs):
+            return "depthwise"
+        return None
 
     def _launch_channels_last(self, pass_name: str, call: arrays.CallArrays, out_tensor):
         """Enqueue a pass on its channels-last inputs' own memory where a kernel reads them there
@@ -167,7 +173,8 @@ class Conv2DPlan:
         reader = self.channels_last_reader(pass_name, last) if last else None  # most calls have none
         if reader is None:
             return None
-        # The lanes kernels read their input (a weight gradient's x too) in place; the pointwise one, any.
+        # The lanes kernels read their input (a weight gradient's x too) in place; the pointwise ones, any; the
+        # depthwise ones, those they need channels-last.
         in_place = ({CHANNELS_LAST_READS[pass_name]} | ({"x"} & last if pass_name == "grad_weight" else set())
                     if reader == "channel lanes" else last)
         tensors = {name: call.channels_last_memory(name) if name in in_place else call.device_tensor(name)
@@ -176,6 +183,8 @@ class Conv2DPlan:
             if reader == "channel lanes":
                 return self._implementation(pass_name).run_channels_last(pass_name, tensors, in_place, out_tensor,
                                                                          call.wait_for)
+            if reader == "depthwise":
+                return self._depthwise_channels_last(pass_name, tensors, out_tensor, call.wait_for)
             return self._pointwise_channels_last(pass_name, tensors, last, out_tensor, call.wait_for)
         except kernel_check.KernelVariantFailed as failure:
             kernel_check.warn_fallback(failure, "Channels-last inputs are converted into channels-first memory "
@@ -193,6 +202,18 @@ class Conv2DPlan:
                                        wait_for)
         return launcher.grad_weight(p, tensors["x"], "x" in last, tensors["grad_output"], "grad_output" in last,
                                     out_tensor, wait_for, self.max_workspace_bytes)
+
+    def _depthwise_channels_last(self, pass_name: str, tensors: dict, out_tensor, wait_for):
+        """A depthwise pass by clconv.channels_last_depthwise's kernels, its channels-last inputs read in place."""
+        launcher = channels_last_depthwise.launcher(self.target, self.params.dtype)
+        p = self.params
+        if pass_name == "forward":
+            return launcher.forward(p, tensors["x"], tensors["weight"], tensors.get("bias"), out_tensor, wait_for)
+        if pass_name == "grad_input":
+            return launcher.grad_input(p, tensors["grad_output"], tensors["weight"], tensors.get("bias"), out_tensor,
+                                       wait_for)
+        return launcher.grad_weight(p, tensors["x"], tensors["grad_output"], out_tensor, wait_for,
+                                    self.max_workspace_bytes)
 
     def _launch(self, pass_name: str, tensors: list, out_tensor, wait_for):
         """Enqueue a pass; a kernel variant that failed its check is replaced by the next-best choice.

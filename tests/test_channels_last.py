@@ -1,7 +1,7 @@
 """Channels-last inputs (NLC, NHWC, NDHWC memory seen as (N, C, *spatial)): converted on the device by
 cl/channels_first.cl, with the same bytes out as channels-first inputs, no host copy, the events kept in order,
 and a kernel variant that fails its check giving way to the next; 1x1 layers read in place by
-cl/pointwise_product.cl, against the oracle."""
+cl/pointwise_product.cl and depthwise layers by clconv.channels_last_depthwise's kernels, against the oracle."""
 
 import concurrent.futures
 import time
@@ -12,8 +12,16 @@ import pyopencl.array as cl_array
 import pytest
 
 import clconv
-from clconv import arrays, channels_last, channels_last_pointwise, check, kernel_check, platforms
-from clconv.algorithms.base import DeviceTensor
+from clconv import (
+    arrays,
+    channels_last,
+    channels_last_depthwise,
+    channels_last_pointwise,
+    check,
+    kernel_check,
+    platforms,
+)
+from clconv.algorithms.base import DeviceTensor, split_batch
 from clconv.params import PASSES
 
 # Channel counts and spatial sizes off the 8x8 blocks (and on them: K = 16), strides, groups, and a transposed
@@ -40,6 +48,24 @@ POINTWISE_CASES = [
 ]
 # The passes a 1x1 layer runs in place with x and grad_output channels-last (the bias gradient converts).
 IN_PLACE_PASSES = ("forward", "grad_input", "grad_weight")
+
+# Depthwise layers read in place: channels filling whole vectors of 16 and off them (the last vector overlapping
+# the one before), fewer channels than 8 and 4 lanes, strides, dilation, asymmetric padding, rows narrower than a
+# work-item's columns, kernels of more taps than a weight-gradient work-item holds, a 1-D layer and a transposed
+# one (whose forward pass is the input gradient, with a bias).
+DEPTHWISE_CASES = [
+    pytest.param(check.Case("dw-3x3-c32", (2, 32, 9, 11), (32, 1, 3, 3), padding=1, groups=32), id="3x3-c32"),
+    pytest.param(check.Case("dw-3x3-s2-c20", (2, 20, 9, 10), (20, 1, 3, 3), stride=2, padding=1, groups=20),
+                 id="3x3-s2-c20"),
+    pytest.param(check.Case("dw-5x3-c5-d2x1", (3, 5, 12, 9), (5, 1, 5, 3), stride=(1, 2), padding=((2, 1), (1, 0)),
+                            dilation=(2, 1), groups=5), id="5x3-c5-dilated"),
+    pytest.param(check.Case("dw-7x7-s3-c19", (1, 19, 15, 16), (19, 1, 7, 7), stride=3, padding=3, groups=19),
+                 id="7x7-s3-c19"),
+    pytest.param(check.Case("dw-3x3-c2-w4", (2, 2, 5, 4), (2, 1, 3, 3), padding=1, groups=2), id="3x3-c2-w4"),
+    pytest.param(check.Case("dw-1d-k5-c12", (2, 12, 23), (12, 1, 5), padding=2, groups=12), id="1d"),
+    pytest.param(check.TransposedCase("dw-t-3x3-s2-c24", (2, 24, 5, 6), (24, 1, 3, 3), stride=2, padding=1,
+                                      output_padding=1, groups=24), id="2d-transposed"),
+]
 
 
 def to_channels_last(array: np.ndarray) -> np.ndarray:
@@ -426,23 +452,118 @@ def test_a_requested_algorithm_converts_channels_last_pointwise_inputs(device, i
     assert not in_place_products
 
 
-def test_a_failed_pointwise_kernel_gives_way_to_the_conversion(monkeypatch, device):
+@pytest.mark.parametrize("module, kernel, case", [
+    pytest.param(channels_last_pointwise, "pointwise_product", POINTWISE_CASES[0].values[0], id="pointwise"),
+    pytest.param(channels_last_depthwise, "conv2d_grad_input_depthwise_channels_last", DEPTHWISE_CASES[0].values[0],
+                 id="depthwise"),
+])
+def test_a_failed_in_place_kernel_gives_way_to_the_conversion(monkeypatch, device, module, kernel, case):
     """The in-place kernel failing its check: a warning, then the conversion and the plan's kernels, with the
     bytes of channels-first inputs."""
+    inputs = check.random_inputs(case, np.float32)
+    # Before the kernel fails: the plan's own kernels may run it too (a 1x1 input gradient's matrix product).
+    expected = check.run_pass("grad_input", case, inputs, device=device.device)
     original = kernel_check.checked_kernel
 
     def checked_kernel(target, name, defines, local, args):
-        if name == "pointwise_product":
+        if name == kernel:
             variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
             raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
         return original(target, name, defines, local, args)
 
     monkeypatch.setattr(kernel_check, "checked_kernel", checked_kernel)
     monkeypatch.setattr(kernel_check, "_warned", set())
-    monkeypatch.setattr(channels_last_pointwise, "launcher", channels_last_pointwise.launcher.__wrapped__)
-    case = POINTWISE_CASES[0].values[0]
-    inputs = check.random_inputs(case, np.float32)
-    expected = check.run_pass("grad_input", case, inputs, device=device.device)
+    monkeypatch.setattr(module, "launcher", module.launcher.__wrapped__)
     with pytest.warns(clconv.KernelFallbackWarning, match="converted into channels-first memory instead"):
         got = check.run_pass("grad_input", case, activations_channels_last(inputs), device=device.device)
     assert got.tobytes() == expected.tobytes()
+
+
+@pytest.fixture
+def in_place_depthwise(monkeypatch):
+    """The depthwise channels-last kernels a test launches, by name (reduce_partials after them is not listed)."""
+    launches = []
+    original = channels_last_depthwise.DepthwiseChannelsLast.launch
+
+    def counted(self, name, defines, size, local, args, wait_for):
+        if name != "reduce_partials":
+            launches.append(name)
+        return original(self, name, defines, size, local, args, wait_for)
+
+    monkeypatch.setattr(channels_last_depthwise.DepthwiseChannelsLast, "launch", counted)
+    return launches
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pass_name", PASSES)
+@pytest.mark.parametrize("case", DEPTHWISE_CASES)
+def test_depthwise_layers_read_channels_last_in_place(device, case, pass_name, dtype, in_place_depthwise):
+    """x and grad_output channels-last: the depthwise passes run on their memory as it lies, and match the
+    oracle."""
+    if dtype == np.float64 and not device.fp64:
+        pytest.skip("no cl_khr_fp64")
+    inputs = check.random_inputs(case, dtype)
+    got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device)
+    assert_matches_oracle(pass_name, case, inputs, got, dtype)
+    assert len(in_place_depthwise) == (pass_name in IN_PLACE_PASSES)
+
+
+@pytest.mark.parametrize("channels_last_input", ["x", "grad_output"])
+def test_a_depthwise_weight_gradient_with_one_input_channels_last_converts_it(device, channels_last_input,
+                                                                               in_place_depthwise):
+    """The depthwise weight gradient reads both inputs channels-last or neither: with one, that one is converted
+    and the plan's kernel runs, with the bytes of channels-first inputs."""
+    case = DEPTHWISE_CASES[0].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    mixed = dict(inputs, **{channels_last_input: to_channels_last(inputs[channels_last_input])})
+    expected = check.run_pass("grad_weight", case, inputs, device=device.device)
+    assert check.run_pass("grad_weight", case, mixed, device=device.device).tobytes() == expected.tobytes()
+    assert not in_place_depthwise
+
+
+def test_depthwise_weight_gradient_sums_in_splits_deterministically(device, in_place_depthwise, monkeypatch):
+    """The depthwise weight gradient sums the batch's output rows in splits (their partial sums then added in
+    split order): the same bytes on every run, one split within a workspace of 0 bytes, both against the
+    oracle."""
+    splits = []
+    monkeypatch.setattr(channels_last_depthwise.base, "split_batch",
+                        lambda *args: splits.append(split_batch(*args)) or splits[-1])
+    case = DEPTHWISE_CASES[1].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    moved = activations_channels_last(inputs)
+    split = check.run_pass("grad_weight", case, moved, device=device.device)
+    assert splits[-1][1] > 1
+    assert_matches_oracle("grad_weight", case, inputs, split, np.float32)
+    assert check.run_pass("grad_weight", case, moved, device=device.device).tobytes() == split.tobytes()
+    whole = check.run_pass("grad_weight", case, moved, device=device.device, max_workspace_bytes=0)
+    assert splits[-1][1] == 1
+    assert_matches_oracle("grad_weight", case, inputs, whole, np.float32)
+    assert len(in_place_depthwise) == 3
+
+
+def test_depthwise_device_views_read_in_place(device, in_place_depthwise):
+    """Channels-last device views at an offset into their buffer, results left on the device."""
+    case = DEPTHWISE_CASES[1].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    queue = platforms.resolve(device.device).queue
+    on_device = {name: device_channels_last(queue, value, spare_images=1) if name in ("x", "grad_output")
+                 else cl_array.to_device(queue, value) for name, value in inputs.items()}
+    for pass_name in IN_PLACE_PASSES:
+        got = check.run_pass(pass_name, case, on_device)
+        assert isinstance(got, cl_array.Array) and got.flags.c_contiguous
+        assert_matches_oracle(pass_name, case, inputs, got.get(), np.float32)
+    assert in_place_depthwise == [f"conv2d_{name}depthwise_channels_last"
+                                  for name in ("", "grad_input_", "grad_weight_")]
+
+
+def test_a_requested_algorithm_converts_channels_last_depthwise_inputs(device, in_place_depthwise):
+    """algo= names the kernels a caller wants: those run, on the converted inputs, with the same bytes out as
+    channels-first inputs."""
+    case = DEPTHWISE_CASES[0].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    for pass_name in IN_PLACE_PASSES:
+        expected = check.run_pass(pass_name, case, inputs, device=device.device, algo="tiled")
+        got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device,
+                             algo="tiled")
+        assert got.tobytes() == expected.tobytes()
+    assert not in_place_depthwise

@@ -18,7 +18,15 @@ import pyopencl as cl
 import pyopencl.array as cl_array
 import pytest
 
-from clconv import channels_last, channels_last_pointwise, check, kernel_check, platforms, tuner
+from clconv import (
+    channels_last,
+    channels_last_depthwise,
+    channels_last_pointwise,
+    check,
+    kernel_check,
+    platforms,
+    tuner,
+)
 from clconv.algorithms import ALGORITHMS, tiled
 from clconv.algorithms.phases import phase_split
 from clconv.algorithms.tiled import KERNELS, default_config
@@ -242,6 +250,40 @@ def test_simulated_pointwise_channels_last_is_clean_and_correct(dtype, tile, sim
         result = check.compare_with_oracle(pass_name, POINTWISE_LAYER, inputs, got, dtype)
         assert result.passed, f"{pass_name} of channels-last 1x1 on Oclgrind: {result.message}"
     assert splits == [None, None, 2, 2, 1]
+
+
+# Depthwise layers on channels-last inputs: whole vectors of 16 channels, 20 channels (the last vector of 16
+# overlapping the one before), 6 of 4 lanes, 3 of 2, with strides, dilation, asymmetric padding and rows narrower
+# than a work-item's columns; the batch the weight gradient splits.
+DEPTHWISE_LAYERS = (
+    check.Case("dw-3x3-c16-p1", (2, 16, 5, 6), (16, 1, 3, 3), padding=1, groups=16),
+    check.Case("dw-3x3-s2-c20", (2, 20, 5, 7), (20, 1, 3, 3), stride=2, padding=1, groups=20),
+    check.Case("dw-5x3-s1x2-d2x1-c6", (1, 6, 9, 7), (6, 1, 5, 3), stride=(1, 2), padding=((2, 1), (1, 0)),
+               dilation=(2, 1), groups=6),
+    check.Case("dw-3x3-c3-w2", (2, 3, 4, 2), (3, 1, 3, 3), padding=1, groups=3),
+)
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", DEPTHWISE_LAYERS, ids=lambda case: case.name)
+def test_simulated_depthwise_channels_last_is_clean_and_correct(case, dtype, simulator, clean_log, monkeypatch):
+    """The three depthwise kernels on channels-last device arrays of their exact size (a read past one is a read
+    past its buffer), the weight gradient in splits and in one."""
+    launches = []
+    launch = channels_last_depthwise.DepthwiseChannelsLast.launch
+    monkeypatch.setattr(channels_last_depthwise.DepthwiseChannelsLast, "launch",
+                        lambda self, name, *args: launches.append(name) or launch(self, name, *args))
+    queue = platforms.resolve(simulator.device).queue
+    inputs = check.random_inputs(case, dtype)
+    moved = {name: cl_array.to_device(queue, np.ascontiguousarray(np.moveaxis(value, 1, -1))).transpose((0, 3, 1, 2))
+             if name in ("x", "grad_output") else value for name, value in inputs.items()}
+    for pass_name, workspace in [("forward", None), ("grad_input", None), ("grad_weight", None), ("grad_weight", 0)]:
+        got = check.run_pass(pass_name, case, moved, device=simulator.device, max_workspace_bytes=workspace).get()
+        result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
+        assert result.passed, f"{pass_name} of channels-last {case.name} on Oclgrind: {result.message}"
+    assert launches == ["conv2d_depthwise_channels_last", "conv2d_grad_input_depthwise_channels_last",
+                        "conv2d_grad_weight_depthwise_channels_last", "reduce_partials",
+                        "conv2d_grad_weight_depthwise_channels_last"]
 
 
 CHANNEL_LANES_LAYERS = (
