@@ -2,10 +2,12 @@
  * The input of a 3-D layer unfolded along depth, so that one 2-D layer computes the 3-D one
  * (clconv/params_3d.py):
  *   cols[n, d, c, t, i] = in[n, c, d*stride_d - pad_front + t*dil_d, i]   (zero where that depth is outside [0, D))
- * in: (N, C, D, plane), cols: (N, D_out, C, T, plane); i runs over one H x W plane (`plane` elements).
+ * in: (N, C, D, plane), or with X_CHANNELS_LAST its channels-last (N, D, plane, C) memory, read there;
+ * cols: (N, D_out, C, T, plane); i runs over one H x W plane (`plane` elements).
  *
- * Each work-item copies one whole plane, a contiguous run: indexing every element separately spent its time
- * in integer divisions, which CPUs do not vectorise (20x slower on PoCL 3.1).
+ * Each work-item copies one whole plane, a contiguous run of cols (and of a channels-first input; a channels-last
+ * one's plane lies C elements apart, the neighbouring work-items' channels between): indexing every element
+ * separately spent its time in integer divisions, which CPUs do not vectorise (20x slower on PoCL 3.1).
  *
  * NDRange: dim0 = C * T, dim1 = N * D_out (each rounded up to the work-group shape).
  */
@@ -25,9 +27,15 @@ __kernel void unfold_depth(
     const int depth = d * stride_d - pad_front + t * dil_d;
     const int to = cols_offset + (nd * C * T + ct) * plane;
     if (depth >= 0 && depth < D) {
+#if defined(X_CHANNELS_LAST) && X_CHANNELS_LAST
+        const int from = in_offset + (n * D + depth) * plane * C + c;
+        for (int i = 0; i < plane; ++i)
+            STORE(LOAD(in, from + i * C), cols, to + i);
+#else
         const int from = in_offset + ((n * C + c) * D + depth) * plane;
         for (int i = 0; i < plane; ++i)
             STORE(LOAD(in, from + i), cols, to + i);
+#endif
     } else {
         for (int i = 0; i < plane; ++i)
             STORE((acc_t)0, cols, to + i);

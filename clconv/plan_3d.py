@@ -25,7 +25,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cl_array
 
-from . import arrays, platforms
+from . import arrays, channels_last, platforms
 from .algorithms.base import DeviceTensor, KernelLauncher, bias_args
 from .arrays import Array, output_tensor
 from .kernel_signatures import DepthGeometry, FoldDepthArgs, SwapAxesArgs, UnfoldDepthArgs
@@ -47,11 +47,14 @@ class DepthKernels(KernelLauncher):
     def _local(self) -> tuple:
         return (self.local_width, 1)
 
-    def unfold(self, x: DeviceTensor, cols: DeviceTensor, wait_for):
+    def unfold(self, x: DeviceTensor, cols: DeviceTensor, wait_for, x_channels_last: bool = False):
+        """Enqueue x unfolded along depth into ``cols``; x in (N, C, D, H, W) memory, or (``x_channels_last``) in
+        its channels-last (N, D, H, W, C) memory, read there."""
         g = self.unfold_geometry
         args = UnfoldDepthArgs(in_=x.buffer, in_offset=x.offset, cols=cols.buffer, cols_offset=cols.offset,
                                **g._asdict())
-        return self.launch("unfold_depth", {}, (g.C * g.T, g.N * g.D_out), self._local(), args, wait_for)
+        return self.launch("unfold_depth", {"X_CHANNELS_LAST": int(x_channels_last)}, (g.C * g.T, g.N * g.D_out),
+                           self._local(), args, wait_for)
 
     def fold(self, cols: DeviceTensor, bias: DeviceTensor | None, out: DeviceTensor, wait_for):
         g = self.unfold_geometry
@@ -131,17 +134,33 @@ class Conv3DPlan:
         return array
 
     def _unfolded_input(self, call: arrays.CallArrays) -> cl_array.Array:
+        """x unfolded along depth; a channels-last x is read in its own memory by the unfolding, not converted
+        first."""
         cols = self._scratch(self.params.unfolded_shape)
         if cols.size:
-            cols.add_event(self.depth.unfold(call.device_tensor("x"), output_tensor(cols), call.wait_for))
+            if "x" in call.channels_last_names():
+                event = self.depth.unfold(call.channels_last_memory("x"), output_tensor(cols), call.wait_for,
+                                          x_channels_last=True)
+            else:
+                event = self.depth.unfold(call.device_tensor("x"), output_tensor(cols), call.wait_for)
+            cols.add_event(event)
         return cols.reshape(self.params.layer.input_shape)
 
     def _swapped_grad_output(self, call: arrays.CallArrays) -> cl_array.Array:
+        """grad_output as the 2-D layer's (N, D_out, K, P, Q). A channels-last grad_output, (N, D_out, P, Q, K)
+        memory, is N * D_out images of P * Q positions of K channels, which the channels-last conversion turns
+        into that layout in its one pass, where converting it first and then swapping would take two."""
         p = self.params
         swapped = self._scratch((p.N, p.D_out, p.K, p.P, p.Q))
         if swapped.size:
-            swapped.add_event(self.depth.swap(call.device_tensor("grad_output"), output_tensor(swapped),
-                                              (p.N, p.K, p.D_out, p.P * p.Q), call.wait_for))
+            if "grad_output" in call.channels_last_names():
+                converter = channels_last.channels_first(self.target, p.dtype)
+                event = converter.convert(call.channels_last_memory("grad_output"), output_tensor(swapped),
+                                          (p.N * p.D_out, p.K, p.P * p.Q), call.wait_for)
+            else:
+                event = self.depth.swap(call.device_tensor("grad_output"), output_tensor(swapped),
+                                        (p.N, p.K, p.D_out, p.P * p.Q), call.wait_for)
+            swapped.add_event(event)
         return swapped.reshape(p.layer.output_shape)
 
     def _done(self, array: cl_array.Array):

@@ -567,3 +567,24 @@ def test_a_requested_algorithm_converts_channels_last_depthwise_inputs(device, i
                              algo="tiled")
         assert got.tobytes() == expected.tobytes()
     assert not in_place_depthwise
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("pass_name", IN_PLACE_PASSES)
+def test_three_d_layers_read_channels_last_inputs_where_they_copy_them_anyway(device, monkeypatch, pass_name, dtype):
+    """A 3-D layer copies x into its depth unfolding and grad_output into the 2-D layer's (N, D_out, K, P, Q)
+    anyway: a channels-last x is read in place by the unfolding, and a channels-last grad_output is converted
+    straight into that layout, neither converted into channels-first memory first. The bytes are those of
+    channels-first inputs."""
+    if dtype == np.float64 and not device.fp64:
+        pytest.skip("no cl_khr_fp64")
+    case = CASES[2].values[0]
+    inputs = check.random_inputs(case, dtype)
+    expected = check.run_pass(pass_name, case, inputs, device=device.device)
+    converted = []
+    original = arrays.CallArrays._channels_first
+    monkeypatch.setattr(arrays.CallArrays, "_channels_first",
+                        lambda self, name, array: converted.append(name) or original(self, name, array))
+    got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device)
+    assert got.tobytes() == expected.tobytes()
+    assert not {"x", "grad_output"} & set(converted)

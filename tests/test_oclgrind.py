@@ -286,6 +286,21 @@ def test_simulated_depthwise_channels_last_is_clean_and_correct(case, dtype, sim
                         "conv2d_grad_weight_depthwise_channels_last"]
 
 
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+def test_simulated_three_d_channels_last_is_clean_and_correct(dtype, simulator, clean_log):
+    """A 3-D layer's channels-last x unfolded in place and its channels-last grad_output converted into the 2-D
+    layer's layout, both device arrays of their exact size."""
+    case = THREE_D_LAYERS[0]
+    queue = platforms.resolve(simulator.device).queue
+    inputs = check.random_inputs(case, dtype)
+    moved = {name: cl_array.to_device(queue, np.ascontiguousarray(np.moveaxis(value, 1, -1))).transpose(
+        (0, 4, 1, 2, 3)) if name in ("x", "grad_output") else value for name, value in inputs.items()}
+    for pass_name in ("forward", "grad_input", "grad_weight"):
+        got = check.run_pass(pass_name, case, moved, device=simulator.device).get()
+        result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
+        assert result.passed, f"{pass_name} of channels-last {case.name} on Oclgrind: {result.message}"
+
+
 CHANNEL_LANES_LAYERS = (
     check.Case("3x3-c4-k16-6x10-valid", (2, 4, 6, 10), (16, 4, 3, 3)),
     check.Case("3x3-s2x3-asympad-d1x2-g2-k32", (2, 6, 5, 17), (32, 3, 3, 3), stride=(2, 3),
