@@ -14,6 +14,7 @@ whose unfolding reads x and whose grad_output is converted straight into the 2-D
 both runs convert).
 """
 
+import contextlib
 import sys
 import time
 
@@ -47,6 +48,18 @@ def alternating_seconds(runs: dict, rounds: int = 3, repeats: int = 5) -> dict:
     return best
 
 
+@contextlib.contextmanager
+def converting():
+    """Within it, every channels-last input is converted into channels-first memory first: no kernel reads one in
+    place."""
+    names = arrays.CallArrays.channels_last_names
+    arrays.CallArrays.channels_last_names = lambda self: set()  # every input goes through device_tensor
+    try:
+        yield
+    finally:
+        arrays.CallArrays.channels_last_names = names
+
+
 def clconv_runs(pass_name: str, p, data: dict, device) -> dict:
     """The three clconv runs of a pass: channels-first, channels-last (the default path), channels-last converted."""
     last = dict(data, **{name: channels_last(data[name]) for name in ("x", "grad_output")})
@@ -56,12 +69,8 @@ def clconv_runs(pass_name: str, p, data: dict, device) -> dict:
                              device=device)
 
     def converted():
-        names = arrays.CallArrays.channels_last_names
-        arrays.CallArrays.channels_last_names = lambda self: set()  # every input goes through device_tensor
-        try:
+        with converting():
             return call(last)
-        finally:
-            arrays.CallArrays.channels_last_names = names
 
     return {"channels-first": lambda: call(data), "in place": lambda: call(last), "converted": converted}
 

@@ -7,14 +7,16 @@ The plan's tiles for a stride-1 3x3 forward pass or input gradient run their vec
 channels-last memory does not give, so those passes convert a channels-last input first. The kernels with the
 channels they write in the lanes (cl/conv2d_channel_lanes.cl, cl/conv2d_grad_input_channel_lanes.cl) read it in
 place instead. For each dense stride-1 3x3 layer of the suite (or the layers named), end to end from NumPy, fp32,
-at the suite's batch size, alternating: channels-first inputs and the default plan; channels-last inputs and the
-default plan (converted); channels-last inputs and lanes tiles of 24 and 28 accumulators (read in place). Printed:
-milliseconds, and each lanes tile's speed-up over converting.
+at the suite's batch size, alternating: channels-first inputs; channels-last inputs converted into channels-first
+memory first, on the default plan's tile; channels-last inputs and lanes tiles of 24 and 28 accumulators (read in
+place; an input gradient's default on the CPUs whose tiles have 24, see tiled.grad_input_lanes_in_place_config).
+Printed: milliseconds, and each lanes tile's speed-up over converting.
 """
 
+import functools
 import sys
 
-from channels_last import alternating_seconds, channels_last
+from channels_last import alternating_seconds, channels_last, converting
 
 from clconv import check, layers, planning, platforms
 from clconv.algorithms import tiled
@@ -43,6 +45,11 @@ def lanes_plan(p, target, pass_name: str, accumulators: int):
     return plan, f"lanes {vectors}x{columns}"
 
 
+def converted(plan, pass_name: str, inputs: dict):
+    with converting():
+        return call_plan(plan, pass_name, inputs)
+
+
 def main(argv):
     target = platforms.resolve(argv[0])
     print(f"{target.info.summary()}\nms end to end from NumPy, fp32: channels-first | channels-last converted | "
@@ -55,14 +62,13 @@ def main(argv):
         last = {name: channels_last(value) if name in ("x", "grad_output") else value for name, value in first.items()}
         default = planning.plan_for(p, target)
         for pass_name in LANES_PASSES:
-            runs = {"channels-first": (default, first), "converted": (default, last)}
+            runs = {"channels-first": functools.partial(call_plan, default, pass_name, first),
+                    "converted": functools.partial(converted, default, pass_name, last)}
             for accumulators in (24, 28):
                 plan, name = lanes_plan(p, target, pass_name, accumulators)
                 if plan is not None:
-                    runs[name] = (plan, last)
-            ms = {name: seconds * 1e3 for name, seconds in alternating_seconds(
-                {name: (lambda plan=plan, inputs=inputs, pass_name=pass_name: call_plan(plan, pass_name, inputs))
-                 for name, (plan, inputs) in runs.items()}).items()}
+                    runs[name] = functools.partial(call_plan, plan, pass_name, last)
+            ms = {name: seconds * 1e3 for name, seconds in alternating_seconds(runs).items()}
             lanes = "  ".join(f"{name} {ms[name]:7.2f} ({ms['converted'] / ms[name]:.2f}x)"
                               for name in runs if name.startswith("lanes"))
             print(f"{layer.label:28s} N={p.N:<3d} {pass_name:10s} {ms['channels-first']:7.2f} | "

@@ -117,7 +117,11 @@ class DepthwiseChannelsLast(KernelLauncher):
                                        rows_per_split=rows_per_split, splits=splits, **base.conv_geometry(p)._asdict())
         defines = {"VEC": lanes, "TAP_ROWS": tap_rows, "S_TAPS": p.S}
         size = (div_up(p.C, lanes), div_up(p.R, tap_rows), splits)
-        event = self.launch("conv2d_grad_weight_depthwise_channels_last", defines, size, (1, 1, 1), args, wait_for)
+        # One work-item per work-group on CPUs: groups of 8 splits measured 1.0-1.25x slower on PoCL 3.1 (Zen 4,
+        # MobileNet-v2's depthwise layers) and no faster on Intel's runtime. GPUs take groups along the splits, as a
+        # layer may have a single channel vector and row of taps.
+        local = (1, 1, 1) if self.target.info.type == "CPU" else (1, 1, self.local_width)
+        event = self.launch("conv2d_grad_weight_depthwise_channels_last", defines, size, local, args, wait_for)
         if partial is None:
             return event
         reduce_args = ReducePartialsArgs(partial=partial, count=count, splits=splits, out=grad_weight.buffer,

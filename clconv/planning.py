@@ -22,7 +22,7 @@ import pyopencl.array as cl_array
 
 from . import arrays, channels_last_depthwise, channels_last_pointwise, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
-from .algorithms.tiled import CHANNELS_LAST_READS, LANES_COPY_MEMORY_SHARE
+from .algorithms.tiled import CHANNELS_LAST_READS, LANES_COPY_MEMORY_SHARE, grad_input_lanes_in_place_config
 from .arrays import Array
 from .params import PASSES, Conv2DParams, Padding, Pair
 
@@ -120,6 +120,25 @@ class Conv2DPlan:
                                                                   self.max_workspace_bytes)
         return self._implementations[key]
 
+    def _channels_last_implementation(self, pass_name: str):
+        """The implementation that runs a pass whose inputs include channels-last ones: the plan's own, but for an
+        input gradient whose heuristic tile converts grad_output, the tile with the input channels in the lanes that
+        reads it in place where it runs (grad_input_lanes_in_place_config). A tuned or requested tile stays."""
+        implementation = self._implementation(pass_name)
+        choice = self.choices[pass_name]
+        if (pass_name != "grad_input" or choice.source != "heuristic" or choice.algo != "tiled"
+                or implementation.reads_channels_last(pass_name)):
+            return implementation
+        config = grad_input_lanes_in_place_config(self.params, self.target.info)
+        if config is None:
+            return implementation
+        key = ("tiled", config, pass_name)
+        if key not in self._implementations:
+            self._implementations[key] = ALGORITHMS["tiled"](self.params, self.target, {pass_name: config},
+                                                              self.max_workspace_bytes)
+        lanes = self._implementations[key]
+        return lanes if lanes.reads_channels_last(pass_name) else implementation
+
     def __repr__(self) -> str:
         picked = ", ".join(f"{name}={choice.algo}({choice.source})" for name, choice in self.choices.items())
         return f"Conv2DPlan({self.params.describe()} on [{self.target.info.index}] {self.target.info.name}: {picked})"
@@ -147,11 +166,12 @@ class Conv2DPlan:
         """The kernel that runs a pass on its channels-last inputs' own memory, given their names: "channel lanes"
         where the plan's kernel for the pass puts the channels it writes in the lanes and so broadcasts its input
         (CHANNELS_LAST_READS) from either layout, a channels-last grad_output being the weight gradient's (N, P, Q, K)
-        copy; "pointwise" for a 1x1 layer (clconv.channels_last_pointwise) and "depthwise" for a depthwise one
+        copy (an input gradient's heuristic tile gives way to such a kernel, see _channels_last_implementation);
+        "pointwise" for a 1x1 layer (clconv.channels_last_pointwise) and "depthwise" for a depthwise one
         (clconv.channels_last_depthwise) unless the caller asked for an algorithm; None where the inputs are
         converted into channels-first memory first. A 1x1 weight gradient both could run takes the lanes on small
         planes only (POINTWISE_LANES_MOST_POSITIONS)."""
-        implementation = self._implementation(pass_name)
+        implementation = self._channels_last_implementation(pass_name)
         lanes = (CHANNELS_LAST_READS.get(pass_name) in channels_last_inputs
                  and getattr(implementation, "reads_channels_last", lambda name: False)(pass_name))
         requested = self.choices[pass_name].source == "requested"
@@ -181,37 +201,28 @@ class Conv2DPlan:
                    for name in call.arrays}
         try:
             if reader == "channel lanes":
-                return self._implementation(pass_name).run_channels_last(pass_name, tensors, in_place, out_tensor,
-                                                                         call.wait_for)
-            if reader == "depthwise":
-                return self._depthwise_channels_last(pass_name, tensors, out_tensor, call.wait_for)
-            return self._pointwise_channels_last(pass_name, tensors, last, out_tensor, call.wait_for)
+                return self._channels_last_implementation(pass_name).run_channels_last(pass_name, tensors, in_place,
+                                                                                       out_tensor, call.wait_for)
+            return self._in_place_channels_last(reader, pass_name, tensors, last, out_tensor, call.wait_for)
         except kernel_check.KernelVariantFailed as failure:
             kernel_check.warn_fallback(failure, "Channels-last inputs are converted into channels-first memory "
                                                 "instead", stacklevel=5)
             return None
 
-    def _pointwise_channels_last(self, pass_name: str, tensors: dict, last: set, out_tensor, wait_for):
-        """A 1x1 pass by cl/pointwise_product.cl, its channels-last inputs (``last``) read in place."""
-        launcher = channels_last_pointwise.launcher(self.target, self.params.dtype)
+    def _in_place_channels_last(self, reader: str, pass_name: str, tensors: dict, last: set, out_tensor, wait_for):
+        """A 1x1 pass by cl/pointwise_product.cl (``reader`` "pointwise") or a depthwise one by
+        clconv.channels_last_depthwise's kernels, its channels-last inputs (``last``) read in place."""
+        module = channels_last_pointwise if reader == "pointwise" else channels_last_depthwise
+        launcher = module.launcher(self.target, self.params.dtype)
         p = self.params
         if pass_name == "forward":
             return launcher.forward(p, tensors["x"], tensors["weight"], tensors.get("bias"), out_tensor, wait_for)
         if pass_name == "grad_input":
             return launcher.grad_input(p, tensors["grad_output"], tensors["weight"], tensors.get("bias"), out_tensor,
                                        wait_for)
-        return launcher.grad_weight(p, tensors["x"], "x" in last, tensors["grad_output"], "grad_output" in last,
-                                    out_tensor, wait_for, self.max_workspace_bytes)
-
-    def _depthwise_channels_last(self, pass_name: str, tensors: dict, out_tensor, wait_for):
-        """A depthwise pass by clconv.channels_last_depthwise's kernels, its channels-last inputs read in place."""
-        launcher = channels_last_depthwise.launcher(self.target, self.params.dtype)
-        p = self.params
-        if pass_name == "forward":
-            return launcher.forward(p, tensors["x"], tensors["weight"], tensors.get("bias"), out_tensor, wait_for)
-        if pass_name == "grad_input":
-            return launcher.grad_input(p, tensors["grad_output"], tensors["weight"], tensors.get("bias"), out_tensor,
-                                       wait_for)
+        if reader == "pointwise":  # either input may be the channels-last one
+            return launcher.grad_weight(p, tensors["x"], "x" in last, tensors["grad_output"], "grad_output" in last,
+                                        out_tensor, wait_for, self.max_workspace_bytes)
         return launcher.grad_weight(p, tensors["x"], tensors["grad_output"], out_tensor, wait_for,
                                     self.max_workspace_bytes)
 

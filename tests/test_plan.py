@@ -928,6 +928,44 @@ def test_channel_lanes_kernels_read_channels_last_inputs_in_place(monkeypatch, d
     assert result.passed, result.message
 
 
+def test_stride_one_input_gradients_take_the_lanes_to_read_channels_last_grad_output_in_place(monkeypatch, device):
+    """A stride-1 input gradient's heuristic tile runs along the rows, which would convert a channels-last grad_output;
+    on CPUs with 16-lane vectors the tile with the input channels in the lanes runs instead and reads it in place, with
+    the bytes that tile gives on channels-first inputs, matching the oracle. Elsewhere, with channels-first inputs, a
+    requested tile, or for the forward pass, nothing changes."""
+    from clconv.algorithms import tiled
+
+    case = check.Case("3x3-c32-k16-p1", (2, 32, 6, 7), (16, 32, 3, 3), padding=1)
+    params = case.params(np.float32)
+    target = platforms.resolve(device.device)
+    lanes_cpu = device.type == "CPU" and device.native_float_lanes >= 16 and device.vector_bits_limit is None
+    config = tiled.grad_input_lanes_in_place_config(params, device)
+    assert (config is not None) == lanes_cpu
+    plan = planning.Conv2DPlan(params, target)
+    assert not plan._implementation("grad_input").reads_channels_last("grad_input")
+    assert plan.channels_last_reader("grad_input", {"grad_output"}) == ("channel lanes" if lanes_cpu else None)
+    assert plan.channels_last_reader("forward", {"x"}) is None
+    requested = planning.Conv2DPlan(params, target, algo="tiled")
+    assert requested.channels_last_reader("grad_input", {"grad_output"}) is None
+    inputs = check.random_inputs(case, np.float32)
+    converted = []
+    original_conversion = arrays.CallArrays._channels_first
+    monkeypatch.setattr(arrays.CallArrays, "_channels_first",
+                        lambda self, name, array: converted.append(name) or original_conversion(self, name, array))
+    moved = dict(inputs, grad_output=channels_last_view(target.queue, inputs["grad_output"], "numpy"))
+    got = call_plan(plan, "grad_input", moved)
+    result = check.compare_with_oracle("grad_input", case, inputs, got, np.float32)
+    assert result.passed, result.message
+    if lanes_cpu:
+        assert not converted
+        choices = {name: planning.Choice("tiled", config if name == "grad_input" else None, "requested")
+                   for name in PASSES}
+        expected = call_plan(planning.Conv2DPlan(params, target, choices=choices), "grad_input", inputs)
+        assert got.tobytes() == expected.tobytes()
+    else:
+        assert converted == ["grad_output"]
+
+
 def test_pointwise_weight_gradients_read_channels_last_in_the_lanes_on_small_planes(device):
     """A 1x1 weight gradient on channels-last inputs whose tile puts the output channels in the lanes runs that
     kernel on planes of at most POINTWISE_LANES_MOST_POSITIONS positions, else the matrix product over the positions

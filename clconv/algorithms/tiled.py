@@ -336,6 +336,27 @@ def grad_input_lanes_pay(params: Conv2DParams, lanes: int) -> bool:
     return grad_input_lanes_apply(params, lanes) and params.stride[1] > 1 and params.R * params.S > 1
 
 
+# An input gradient on a channels-last grad_output whose own tile runs along the rows (the stride-1 layers, which
+# would convert grad_output first) runs with the input channels in the lanes instead, which reads it in place.
+# Measured on Zen 4 against converting, end to end from NumPy, alternating (bench/lanes_in_place.py), over the
+# seven dense stride-1 3x3 suite layers: 1.07x geometric mean on PoCL 3.1 (0.85-1.24x; the one loss ResNet-18
+# layer4.conv's 7x7 planes), 1.065x on Intel's runtime (0.99-1.13x). The forward pass measured 0.64-1.14x and
+# 0.88-1.09x there, and keeps converting.
+def grad_input_lanes_in_place_config(params: Conv2DParams, info) -> CorrelationConfig | None:
+    """The tile with the input channels in the lanes that an input gradient runs on a channels-last grad_output
+    instead of the heuristic's own, or None where it keeps its own: on CPUs with 16-lane vectors (where it was
+    measured), a layer of more than one tap whose groups' input channels fill whole vectors."""
+    if info.type == "GPU" or info.native_float_lanes < 16 or info.vector_bits_limit is not None:
+        return None
+    params = kernel_layer(params)
+    lanes = widest_vector(params, info)
+    if params.R * params.S == 1 or not grad_input_lanes_apply(params, lanes):
+        return None
+    vectors, columns = channel_lanes_tile(params.C_per_group, div_up(params.W, params.stride[1]), lanes,
+                                          cpu_tiles(info).accumulators)
+    return CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+
+
 def channel_lanes_columns(Q: int, most: int) -> int:
     """Output columns per work-item of cl/conv2d_channel_lanes.cl: a row in as few equal blocks of at most ``most``
     columns as cover it (28 columns, at most 24: two blocks of 14)."""
