@@ -193,6 +193,9 @@ class CpuTiles:
     # (cl/conv2d_grad_weight_channel_lanes.cl); a layer with fewer vectors takes more input channels, up to as many
     # accumulators. PoCL 3.1 on Zen 5: 4 x 6 1.3-2.5x faster than 2 x 12 and 3 x 8, 0.98-1.07x of 2 x 14.
     grad_weight_lanes: tuple = (4, 6)
+    # The most input channels per group of a stride-1 input gradient that takes the lanes on a channels-last
+    # grad_output (grad_input_lanes_in_place_config): 0 for none, None for any.
+    grad_input_lanes_in_place_channels: int | None = 0
 
     def listed_block(self, largest: int) -> int:
         """The largest listed channel block up to ``largest``."""
@@ -211,14 +214,16 @@ XEON_TILES = CpuTiles(accumulators=28, channels=14, pointwise_channels=14, grad_
 # than 14 x 2, 1x1 8 x 3 1.7x; weight gradient 4 x 6 1.15-1.4x faster than 6 x 6; paired taps 3 x 3 x 2 pairs
 # 1.03x faster than 4 x 3 x 2 and 1.15x than 4 x 6 x 1 (ResNet-18 layer2.0.conv1, DCGAN main.9).
 ZEN4_POCL_TILES = CpuTiles(accumulators=24, channels=6, pointwise_channels=8, grad_weight_accumulators=24,
-                           grad_weight_pair_accumulators=18, matrix_product=(4, 4))
+                           grad_weight_pair_accumulators=18, matrix_product=(4, 4),
+                           grad_input_lanes_in_place_channels=256)
 # Intel's runtime on the same CPU: forward 8 x 3 1.2-1.5x faster than 14 x 2; weight-gradient tiles within
 # noise of each other, so the Xeon's stay; paired taps 3 x 3 x 2 0.96-1.11x as fast as 4 x 3 x 2. With the output
 # channels in the lanes (measured on Zen 5, which takes this table too): 2 vectors x 14 input channels 1.5x faster
 # than 4 x 6 on 7x7 and 14x14 planes (ResNet-18 layer4.conv, VGG-16 conv5_2, ResNet-50 layer4.1.conv3), 1.0-1.2x
 # on most other suite layers, 0.86-0.95x on ResNet-50 layer1.0.conv1 and ResNet-18 layer1.conv (56x56).
 ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, grad_weight_accumulators=36,
-                            grad_weight_pair_accumulators=18, matrix_product=(8, 2), grad_weight_lanes=(2, 14))
+                            grad_weight_pair_accumulators=18, matrix_product=(8, 2), grad_weight_lanes=(2, 14),
+                            grad_input_lanes_in_place_channels=None)
 
 
 # AMD Zen 5 (x86 family 26) executes 512-bit operations whole. Against the Xeon's tables, the Zen 4 ones stayed
@@ -338,22 +343,29 @@ def grad_input_lanes_pay(params: Conv2DParams, lanes: int) -> bool:
 
 # An input gradient on a channels-last grad_output whose own tile runs along the rows (the stride-1 layers, which
 # would convert grad_output first) runs with the input channels in the lanes instead, which reads it in place.
-# Measured on Zen 4 against converting, end to end from NumPy, alternating (bench/lanes_in_place.py), over the
-# seven dense stride-1 3x3 suite layers: 1.07x geometric mean on PoCL 3.1 (0.85-1.24x; the one loss ResNet-18
-# layer4.conv's 7x7 planes), 1.065x on Intel's runtime (0.99-1.13x). The forward pass measured 0.64-1.14x and
-# 0.88-1.09x there, and keeps converting.
+# Measured on Zen 4 against converting, end to end from NumPy, alternating, over the seven dense stride-1 3x3 suite
+# layers in two runs (bench/lanes_in_place.py), tiles of 24 accumulators: Intel's runtime 0.99-1.19x, all but one
+# faster; PoCL 3.1 1.07-1.24x on the layers of 64 to 256 input channels (0.96-1.00x on VGG-16 conv3_2), 0.76-0.86x
+# on ResNet-18 layer4.conv and 0.86-1.13x on VGG-16 conv5_2 (512 channels on 7x7 and 14x14 planes). Hence
+# CpuTiles.grad_input_lanes_in_place_channels: any on Intel's runtime, up to 256 on PoCL, none on the CPUs not
+# measured (the Xeon's 28 accumulators give 4 x 7 tiles, which ran 0.75-1.14x). The forward pass measured 0.63-1.13x
+# on PoCL 3.1 and 0.87-1.08x on Intel's runtime, and keeps converting.
 def grad_input_lanes_in_place_config(params: Conv2DParams, info) -> CorrelationConfig | None:
     """The tile with the input channels in the lanes that an input gradient runs on a channels-last grad_output
-    instead of the heuristic's own, or None where it keeps its own: on CPUs with 16-lane vectors (where it was
-    measured), a layer of more than one tap whose groups' input channels fill whole vectors."""
-    if info.type == "GPU" or info.native_float_lanes < 16 or info.vector_bits_limit is not None:
+    instead of the heuristic's own, or None where it keeps its own: on the CPUs whose tile table says so (16-lane
+    vectors), a layer of more than one tap whose groups' input channels fill whole vectors, up to the table's
+    number of them."""
+    if info.type == "GPU":
         return None
+    tiles = cpu_tiles(info)
+    most = tiles.grad_input_lanes_in_place_channels
     params = kernel_layer(params)
     lanes = widest_vector(params, info)
-    if params.R * params.S == 1 or not grad_input_lanes_apply(params, lanes):
+    if (most == 0 or (most is not None and params.C_per_group > most) or params.R * params.S == 1
+            or not grad_input_lanes_apply(params, lanes)):
         return None
     vectors, columns = channel_lanes_tile(params.C_per_group, div_up(params.W, params.stride[1]), lanes,
-                                          cpu_tiles(info).accumulators)
+                                          tiles.accumulators)
     return CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
 
 
