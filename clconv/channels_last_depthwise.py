@@ -22,13 +22,12 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-import pyopencl as cl
 
 from . import channels_last
 from .algorithms import base
 from .algorithms.base import DeviceTensor, KernelLauncher, accumulator_bytes, bias_args, div_up
 from .algorithms.tiled import channel_lanes_columns, column_stride_define, widest_lanes
-from .kernel_signatures import ChannelLanesArgs, DepthwiseGradWeightArgs, GradInputLanesArgs, ReducePartialsArgs
+from .kernel_signatures import ChannelLanesArgs, DepthwiseGradWeightArgs, GradInputLanesArgs
 from .params import Conv2DParams
 
 #: The inputs of each pass that must be channels-last for the pass to run here.
@@ -108,25 +107,22 @@ class DepthwiseChannelsLast(KernelLauncher):
         count = p.C * p.R * p.S
         rows_per_split, splits = base.split_batch(p.N * p.P, items, base.REDUCTION_TARGET_ITEMS, count,
                                                   accumulator_bytes(p), max_workspace_bytes)
-        partial = None
-        if splits > 1:
-            partial = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * accumulator_bytes(p))
-        args = DepthwiseGradWeightArgs(x=x.buffer, x_offset=x.offset, grad_output=grad_output.buffer,
-                                       grad_output_offset=grad_output.offset, partial=partial,
-                                       grad_weight=grad_weight.buffer, grad_weight_offset=grad_weight.offset,
-                                       rows_per_split=rows_per_split, splits=splits, **base.conv_geometry(p)._asdict())
         defines = {"VEC": lanes, "TAP_ROWS": tap_rows, "S_TAPS": p.S}
         size = (div_up(p.C, lanes), div_up(p.R, tap_rows), splits)
         # One work-item per work-group on CPUs: groups of 8 splits measured 1.0-1.25x slower on PoCL 3.1 (Zen 4,
         # MobileNet-v2's depthwise layers) and no faster on Intel's runtime. GPUs take groups along the splits, as a
         # layer may have a single channel vector and row of taps.
         local = (1, 1, 1) if self.target.info.type == "CPU" else (1, 1, self.local_width)
-        event = self.launch("conv2d_grad_weight_depthwise_channels_last", defines, size, local, args, wait_for)
-        if partial is None:
-            return event
-        reduce_args = ReducePartialsArgs(partial=partial, count=count, splits=splits, out=grad_weight.buffer,
-                                         out_offset=grad_weight.offset)
-        return self.launch("reduce_partials", {}, (count,), (self.local_width,), reduce_args, [event])
+
+        def launch_split(partial):
+            args = DepthwiseGradWeightArgs(x=x.buffer, x_offset=x.offset, grad_output=grad_output.buffer,
+                                           grad_output_offset=grad_output.offset, partial=partial,
+                                           grad_weight=grad_weight.buffer, grad_weight_offset=grad_weight.offset,
+                                           rows_per_split=rows_per_split, splits=splits,
+                                           **base.conv_geometry(p)._asdict())
+            return self.launch("conv2d_grad_weight_depthwise_channels_last", defines, size, local, args, wait_for)
+
+        return self.sum_in_splits(count, splits, accumulator_bytes(p), grad_weight, launch_split)
 
 
 @functools.lru_cache(maxsize=32)

@@ -22,13 +22,12 @@ import functools
 import math
 
 import numpy as np
-import pyopencl as cl
 
 from . import channels_last
 from .algorithms import base
 from .algorithms.base import DeviceTensor, KernelLauncher, accumulator_bytes, bias_args, div_up
 from .algorithms.tiled import matrix_product_applies, matrix_product_tile, widest_lanes
-from .kernel_signatures import PointwiseProductArgs, ReducePartialsArgs
+from .kernel_signatures import PointwiseProductArgs
 from .params import Conv2DParams
 
 #: The input of each pass that this module reads in place when it is channels-last (either one for the
@@ -116,20 +115,16 @@ class PointwiseChannelsLast(KernelLauncher):
         count, acc_bytes = p.K * p.C, accumulator_bytes(p)
         n_per_split, splits = base.split_batch(p.N, math.prod(self.tiles(a_channels, j_channels)),
                                                base.REDUCTION_TARGET_ITEMS, count, acc_bytes, max_workspace_bytes)
-        partial = None
-        if splits > 1:
-            partial = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * acc_bytes)
-        args = PointwiseProductArgs(
-            a=a.buffer, a_offset=a.offset, a_batch=a_strides["batch"], a_r=a_strides["r"], a_i=a_strides["i"],
-            b=b.buffer, b_offset=b.offset, b_batch=plane * j_channels, b_r=j_channels, **bias_args(None),
-            out=grad_weight.buffer, out_offset=grad_weight.offset, out_batch=0, out_i=out_i, out_j=out_j,
-            partial=partial, n_per_split=n_per_split, N=p.N, I=a_channels, J=j_channels, R=plane)
-        event = self._product(args, splits, wait_for)
-        if partial is None:
-            return event
-        reduce_args = ReducePartialsArgs(partial=partial, count=count, splits=splits, out=grad_weight.buffer,
-                                         out_offset=grad_weight.offset)
-        return self.launch("reduce_partials", {}, (count,), (self.local_width,), reduce_args, [event])
+
+        def launch_split(partial):
+            args = PointwiseProductArgs(
+                a=a.buffer, a_offset=a.offset, a_batch=a_strides["batch"], a_r=a_strides["r"], a_i=a_strides["i"],
+                b=b.buffer, b_offset=b.offset, b_batch=plane * j_channels, b_r=j_channels, **bias_args(None),
+                out=grad_weight.buffer, out_offset=grad_weight.offset, out_batch=0, out_i=out_i, out_j=out_j,
+                partial=partial, n_per_split=n_per_split, N=p.N, I=a_channels, J=j_channels, R=plane)
+            return self._product(args, splits, wait_for)
+
+        return self.sum_in_splits(count, splits, acc_bytes, grad_weight, launch_split)
 
 
 @functools.lru_cache(maxsize=32)

@@ -142,6 +142,18 @@ class KernelLauncher:
     def local_width(self) -> int:
         return 32 if self.target.info.type == "GPU" else 8
 
+    def sum_in_splits(self, count: int, splits: int, acc_bytes: int, out: DeviceTensor, launch_split):
+        """Enqueue a sum of ``count`` elements over ``splits`` fixed splits into ``out``, its partial sums in a
+        buffer of this call's own; returns the last event. ``launch_split(partial)`` enqueues the kernel, which
+        writes each split's partial sums (acc_t, ``acc_bytes`` each) into ``partial``, or with one split
+        (``partial`` None) the result into ``out`` itself; the partial sums are then added in split order."""
+        if splits == 1:
+            return launch_split(None)
+        partial = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * acc_bytes)
+        event = launch_split(partial)
+        args = ReducePartialsArgs(partial=partial, count=count, splits=splits, out=out.buffer, out_offset=out.offset)
+        return self.launch("reduce_partials", {}, (count,), (self.local_width,), args, [event])
+
 
 class AlgorithmBase(KernelLauncher):
     """A launcher for one layer's passes: the layer's geometry, its workspace and the deterministic batch split."""
