@@ -1,6 +1,7 @@
 /*
  * Gradient with respect to the input with the input channels in the vector lanes, for layers read at a column
- * stride (the forward pass of a strided transposed convolution, with a bias):
+ * stride (the forward pass of a strided transposed convolution, with a bias) and for stride-1 layers whose
+ * grad_output is channels-last (read in place, clconv.algorithms.tiled.grad_input_lanes_in_place_config):
  *
  *   grad_input[n, c, h, w] = bias[c] + sum_{k < Kg, r, s} grad_output[n, g*Kg + k, p, q] * weight[g*Kg + k, c', r, s]
  *

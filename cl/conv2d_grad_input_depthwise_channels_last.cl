@@ -13,8 +13,8 @@
  * reaches it; the output is channels-first.
  *
  * A row of W columns is cut into DIV_UP(W, COLUMNS) blocks (COLUMNS <= W), the last one overlapping the one
- * before, as in the forward pass. COL_STRIDE (vector.h) fixes a column stride of 1 at compile time, where every
- * column of a tap reaches grad_output and only the row's ends are checked.
+ * before, as in the forward pass. COL_STRIDE (vector.h) fixes a column stride of 1 or 2 at compile time, so that
+ * the test of whether a tap reaches a column costs no division there.
  *
  * NDRange: dim0 = H * DIV_UP(W, COLUMNS), dim1 = DIV_UP(C, VEC), dim2 = N.
  */

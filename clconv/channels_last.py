@@ -4,8 +4,9 @@ A channels-last array is (N, C, *spatial) by shape with (N, *spatial, C) memory:
 (N, *spatial, C) array with its last axis moved to position 1 (``np.moveaxis(a, -1, 1)``), as PyTorch's
 ``channels_last`` and ``channels_last_3d`` tensors are (NLC, NHWC, NDHWC). The kernels read (N, C, *spatial)
 memory, and gathering such an array into it on the host (``np.ascontiguousarray``) is a slow strided copy.
-The device reads the array in its own layout instead, and cl/channels_first.cl copies it into a fresh
-channels-first buffer there: clconv.arrays.CallArrays.device_tensor does so for every input of every pass.
+The device reads the array in its own layout instead, and cl/channels_first.cl copies it into a
+channels-first buffer there: clconv.arrays.CallArrays.device_tensor does so for every input that no kernel of the
+pass reads in place (clconv.planning.Conv2DPlan.channels_last_reader, clconv.plan_3d).
 """
 
 from __future__ import annotations

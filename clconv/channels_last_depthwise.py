@@ -45,11 +45,16 @@ def is_depthwise(params: Conv2DParams) -> bool:
     return params.groups == params.C == params.K and params.C >= 2
 
 
-def reads_in_place(params: Conv2DParams, pass_name: str, channels_last_inputs) -> bool:
+def reads_in_place(params: Conv2DParams, pass_name: str, channels_last_inputs,
+                   max_workspace_bytes: int | None = None) -> bool:
     """Whether ``pass_name`` of ``params`` runs on this module's kernels, given the names of the pass's inputs
-    that are channels-last (``channels_last_inputs``)."""
+    that are channels-last (``channels_last_inputs``): not where the forward pass's or input gradient's weight copy
+    exceeds ``max_workspace_bytes`` (the weight gradient's partial sums keep within it by themselves)."""
     operands = CHANNELS_LAST_OPERANDS.get(pass_name)
-    return bool(operands) and is_depthwise(params) and all(name in channels_last_inputs for name in operands)
+    copy_fits = (pass_name == "grad_weight" or max_workspace_bytes is None
+                 or params.C * params.R * params.S * params.dtype.itemsize <= max_workspace_bytes)
+    return (bool(operands) and is_depthwise(params) and copy_fits
+            and all(name in channels_last_inputs for name in operands))
 
 
 class DepthwiseChannelsLast(KernelLauncher):
@@ -112,7 +117,8 @@ class DepthwiseChannelsLast(KernelLauncher):
         # One work-item per work-group on CPUs: groups of 8 splits measured 1.0-1.25x slower on PoCL 3.1 (Zen 4,
         # MobileNet-v2's depthwise layers) and no faster on Intel's runtime. GPUs take groups along the splits, as a
         # layer may have a single channel vector and row of taps.
-        local = (1, 1, 1) if self.target.info.type == "CPU" else (1, 1, self.local_width)
+        info = self.target.info
+        local = (1, 1, 1) if info.type == "CPU" else (1, 1, min(self.local_width, info.device.max_work_item_sizes[2]))
 
         def launch_split(partial):
             args = DepthwiseGradWeightArgs(x=x.buffer, x_offset=x.offset, grad_output=grad_output.buffer,

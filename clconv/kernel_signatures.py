@@ -94,7 +94,7 @@ ChannelLanesArgs = typing.NamedTuple("ChannelLanesArgs", (
     ("y", Buffer), ("y_offset", np.int32),
 ) + _CONV_GEOMETRY)
 
-# cl/conv2d_grad_input_channel_lanes.cl: a strided input gradient with the input channels in the lanes; weight_by_tap
+# cl/conv2d_grad_input_channel_lanes.cl: an input gradient with the input channels in the lanes; weight_by_tap
 # is the (K, C/groups, R, S) weight transposed to (R, S, K, C/groups), at offset 0; bias: C entries, or None.
 GradInputLanesArgs = typing.NamedTuple("GradInputLanesArgs", (
     ("grad_output", Buffer), ("grad_output_offset", np.int32),
@@ -187,7 +187,7 @@ SIGNATURES = {
     "conv2d_grad_weight_channel_lanes": GradWeightArgs,
     "conv2d_channel_lanes": ChannelLanesArgs,
     "conv2d_grad_input_channel_lanes": GradInputLanesArgs,
-    # Their weight_by_tap is the (C, 1, R, S) weight transposed to (R, S, C).
+    # The forward and input-gradient kernels' weight_by_tap is the (C, 1, R, S) weight transposed to (R, S, C).
     "conv2d_depthwise_channels_last": ChannelLanesArgs,
     "conv2d_grad_input_depthwise_channels_last": GradInputLanesArgs,
     "conv2d_grad_weight_depthwise_channels_last": DepthwiseGradWeightArgs,

@@ -25,7 +25,7 @@ import numpy as np
 import pyopencl as cl
 import pyopencl.array as cl_array
 
-from . import arrays, channels_last, platforms
+from . import arrays, channels_last, kernel_check, platforms
 from .algorithms.base import DeviceTensor, KernelLauncher, bias_args
 from .arrays import Array, output_tensor
 from .kernel_signatures import DepthGeometry, FoldDepthArgs, SwapAxesArgs, UnfoldDepthArgs
@@ -138,10 +138,15 @@ class Conv3DPlan:
         first."""
         cols = self._scratch(self.params.unfolded_shape)
         if cols.size:
+            event = None
             if "x" in call.channels_last_names():
-                event = self.depth.unfold(call.channels_last_memory("x"), output_tensor(cols), call.wait_for,
-                                          x_channels_last=True)
-            else:
+                try:
+                    event = self.depth.unfold(call.channels_last_memory("x"), output_tensor(cols), call.wait_for,
+                                              x_channels_last=True)
+                except kernel_check.KernelVariantFailed as failure:
+                    kernel_check.warn_fallback(failure, "Channels-last inputs are converted into channels-first "
+                                                        "memory instead", stacklevel=5)
+            if event is None:
                 event = self.depth.unfold(call.device_tensor("x"), output_tensor(cols), call.wait_for)
             cols.add_event(event)
         return cols.reshape(self.params.layer.input_shape)

@@ -107,7 +107,8 @@ class Conv2DPlan:
 
     @property
     def workspace_bytes(self) -> dict:
-        """Device bytes each pass allocates besides its inputs and output."""
+        """Device bytes each pass allocates besides its inputs and output, with channels-first inputs: channels-last
+        ones may take other kernels, whose copies and partial sums are not counted (channels_last_reader)."""
         return {name: self._implementation(name).workspace_bytes(name) for name in self.choices}
 
     def _implementation(self, pass_name: str):
@@ -181,7 +182,8 @@ class Conv2DPlan:
             return "channel lanes"
         if pointwise:
             return "pointwise"
-        if not requested and channels_last_depthwise.reads_in_place(self.params, pass_name, channels_last_inputs):
+        if not requested and channels_last_depthwise.reads_in_place(self.params, pass_name, channels_last_inputs,
+                                                                    self.max_workspace_bytes):
             return "depthwise"
         return None
 
@@ -193,8 +195,8 @@ class Conv2DPlan:
         reader = self.channels_last_reader(pass_name, last) if last else None  # most calls have none
         if reader is None:
             return None
-        # The lanes kernels read their input (a weight gradient's x too) in place; the pointwise ones, any; the
-        # depthwise ones, those they need channels-last.
+        # The lanes kernels read their input (a weight gradient's x too) in place; the pointwise and depthwise ones,
+        # every channels-last input (the depthwise ones run only where all they read is).
         in_place = ({CHANNELS_LAST_READS[pass_name]} | ({"x"} & last if pass_name == "grad_weight" else set())
                     if reader == "channel lanes" else last)
         tensors = {name: call.channels_last_memory(name) if name in in_place else call.device_tensor(name)

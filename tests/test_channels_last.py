@@ -19,6 +19,7 @@ from clconv import (
     channels_last_pointwise,
     check,
     kernel_check,
+    plan_3d,
     platforms,
 )
 from clconv.algorithms.base import DeviceTensor, split_batch
@@ -588,3 +589,42 @@ def test_three_d_layers_read_channels_last_inputs_where_they_copy_them_anyway(de
     got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device)
     assert got.tobytes() == expected.tobytes()
     assert not {"x", "grad_output"} & set(converted)
+
+
+def test_a_depthwise_weight_copy_over_the_workspace_cap_converts_instead(device, in_place_depthwise):
+    """The forward pass and input gradient copy the weight, which a cap below its size keeps out: they convert and
+    run the plan's kernels, with the bytes of channels-first inputs; the weight gradient keeps within the cap in one
+    split."""
+    case = DEPTHWISE_CASES[0].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    moved = activations_channels_last(inputs)
+    for pass_name in ("forward", "grad_input"):
+        expected = check.run_pass(pass_name, case, inputs, device=device.device, max_workspace_bytes=0)
+        got = check.run_pass(pass_name, case, moved, device=device.device, max_workspace_bytes=0)
+        assert got.tobytes() == expected.tobytes()
+    assert not in_place_depthwise
+    got = check.run_pass("grad_weight", case, moved, device=device.device, max_workspace_bytes=0)
+    assert_matches_oracle("grad_weight", case, inputs, got, np.float32)
+    assert in_place_depthwise == ["conv2d_grad_weight_depthwise_channels_last"]
+
+
+def test_a_failed_in_place_depth_unfolding_gives_way_to_the_conversion(monkeypatch, device):
+    """The unfolding that reads a channels-last x in place failing its check: a warning, then x converted and
+    unfolded as a channels-first one, with the same bytes."""
+    case = CASES[2].values[0]
+    inputs = check.random_inputs(case, np.float32)
+    expected = check.run_pass("forward", case, inputs, device=device.device)
+    original = kernel_check.checked_kernel
+
+    def checked_kernel(target, name, defines, local, args):
+        if name == "unfold_depth" and defines.get("X_CHANNELS_LAST"):
+            variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
+            raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
+        return original(target, name, defines, local, args)
+
+    monkeypatch.setattr(kernel_check, "checked_kernel", checked_kernel)
+    monkeypatch.setattr(kernel_check, "_warned", set())
+    monkeypatch.setattr(plan_3d, "_depth_kernels", plan_3d._depth_kernels.__wrapped__)
+    with pytest.warns(clconv.KernelFallbackWarning, match="converted into channels-first memory instead"):
+        got = check.run_pass("forward", case, activations_channels_last(inputs), device=device.device)
+    assert got.tobytes() == expected.tobytes()

@@ -19,6 +19,7 @@ import pyopencl.array as cl_array
 import pytest
 
 from clconv import (
+    arrays,
     channels_last,
     channels_last_depthwise,
     channels_last_pointwise,
@@ -287,9 +288,13 @@ def test_simulated_depthwise_channels_last_is_clean_and_correct(case, dtype, sim
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-def test_simulated_three_d_channels_last_is_clean_and_correct(dtype, simulator, clean_log):
+def test_simulated_three_d_channels_last_is_clean_and_correct(dtype, simulator, clean_log, monkeypatch):
     """A 3-D layer's channels-last x unfolded in place and its channels-last grad_output converted into the 2-D
-    layer's layout, both device arrays of their exact size."""
+    layer's layout, both device arrays of their exact size, neither converted into channels-first memory first."""
+    converted = []
+    conversion = arrays.CallArrays._channels_first
+    monkeypatch.setattr(arrays.CallArrays, "_channels_first",
+                        lambda self, name, array: converted.append(name) or conversion(self, name, array))
     case = THREE_D_LAYERS[0]
     queue = platforms.resolve(simulator.device).queue
     inputs = check.random_inputs(case, dtype)
@@ -299,6 +304,7 @@ def test_simulated_three_d_channels_last_is_clean_and_correct(dtype, simulator, 
         got = check.run_pass(pass_name, case, moved, device=simulator.device).get()
         result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
         assert result.passed, f"{pass_name} of channels-last {case.name} on Oclgrind: {result.message}"
+    assert not converted
 
 
 CHANNEL_LANES_LAYERS = (

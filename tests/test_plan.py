@@ -930,22 +930,27 @@ def test_channel_lanes_kernels_read_channels_last_inputs_in_place(monkeypatch, d
 
 def test_stride_one_input_gradients_take_the_lanes_to_read_channels_last_grad_output_in_place(monkeypatch, device):
     """A stride-1 input gradient's heuristic tile runs along the rows, which would convert a channels-last grad_output;
-    on the CPUs whose tile table says so (AMD's with 16-lane vectors, up to 256 input channels on PoCL) the tile with
-    the input channels in the lanes runs instead and reads it in place, with the bytes that tile gives on
-    channels-first inputs, matching the oracle. Elsewhere, with channels-first inputs, a requested tile, or for the
-    forward pass, nothing changes."""
+    on the CPUs whose tile table says so (Zen 4's, up to 256 input channels on PoCL) the tile with the input channels
+    in the lanes runs instead and reads it in place, with the bytes that tile gives on channels-first inputs, matching
+    the oracle. Elsewhere, with channels-first inputs, a requested tile, for the forward pass, fp64 or dilated
+    layers, nothing changes."""
     from clconv.algorithms import tiled
 
     case = check.Case("3x3-c32-k16-p1", (2, 32, 6, 7), (16, 32, 3, 3), padding=1)
     params = case.params(np.float32)
     target = platforms.resolve(device.device)
     tiles = tiled.cpu_tiles(device)
-    lanes_cpu = device.type == "CPU" and tiles in (tiled.ZEN4_POCL_TILES, tiled.ZEN5_POCL_TILES, tiled.ZEN4_INTEL_TILES)
+    lanes_cpu = device.type == "CPU" and tiles.grad_input_lanes_in_place_channels != 0
+    if device.type == "CPU" and tiles in (tiled.ZEN4_POCL_TILES, tiled.ZEN4_INTEL_TILES):
+        assert lanes_cpu
     config = tiled.grad_input_lanes_in_place_config(params, device)
     assert (config is not None) == lanes_cpu
     wide = check.Case("3x3-c512", (1, 512, 3, 3), (16, 512, 3, 3), padding=1).params(np.float32)
     assert (tiled.grad_input_lanes_in_place_config(wide, device) is not None) == (
-        lanes_cpu and tiles is tiled.ZEN4_INTEL_TILES)
+        lanes_cpu and tiles.grad_input_lanes_in_place_channels is None)
+    for other in (case.params(np.float64), check.Case("3x3-d2", (2, 32, 6, 7), (16, 32, 3, 3), padding=2,
+                                                      dilation=2).params(np.float32)):
+        assert tiled.grad_input_lanes_in_place_config(other, device) is None
     plan = planning.Conv2DPlan(params, target)
     assert not plan._implementation("grad_input").reads_channels_last("grad_input")
     assert plan.channels_last_reader("grad_input", {"grad_output"}) == ("channel lanes" if lanes_cpu else None)

@@ -234,7 +234,7 @@ ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, g
 # and input gradient) and 0.7-1.0x on 56x56 and 112x112 ones; weight gradients of 4 x 4 channels, 0.97-1.32x
 # of 4 x 6 on nine 3x3 and 1x1 suite layers (4 x 3, 6 x 4 and 8 x 2: 0.8-1.1x).
 ZEN5_POCL_TILES = dataclasses.replace(ZEN4_POCL_TILES, grad_weight_accumulators=16, grad_weight_channels=4,
-                                      small_plane_matrix_product=(8, 2))
+                                      small_plane_matrix_product=(8, 2), grad_input_lanes_in_place_channels=0)
 SMALL_PLANE = 256
 ZEN5_FAMILY = 26
 
@@ -347,21 +347,25 @@ def grad_input_lanes_pay(params: Conv2DParams, lanes: int) -> bool:
 # layers in two runs (bench/lanes_in_place.py), tiles of 24 accumulators: Intel's runtime 0.99-1.19x, all but one
 # faster; PoCL 3.1 1.07-1.24x on the layers of 64 to 256 input channels (0.96-1.00x on VGG-16 conv3_2), 0.76-0.86x
 # on ResNet-18 layer4.conv and 0.86-1.13x on VGG-16 conv5_2 (512 channels on 7x7 and 14x14 planes). Hence
-# CpuTiles.grad_input_lanes_in_place_channels: any on Intel's runtime, up to 256 on PoCL, none on the CPUs not
-# measured (the Xeon's 28 accumulators give 4 x 7 tiles, which ran 0.75-1.14x). The forward pass measured 0.63-1.13x
-# on PoCL 3.1 and 0.87-1.08x on Intel's runtime, and keeps converting.
+# CpuTiles.grad_input_lanes_in_place_channels: any on Intel's runtime (Zen 4, and Zen 5, which takes its table),
+# up to 256 on PoCL on Zen 4, none on the CPUs not measured (the Xeon's 28 accumulators give 4 x 7 tiles, which ran
+# 0.75-1.14x there). fp32 only (fp16 computes in float too; fp64's accumulators would take twice the registers),
+# stride 1 and no dilation, as measured. The forward pass measured 0.63-1.13x on PoCL 3.1 and 0.87-1.08x on Intel's
+# runtime, and keeps converting.
 def grad_input_lanes_in_place_config(params: Conv2DParams, info) -> CorrelationConfig | None:
     """The tile with the input channels in the lanes that an input gradient runs on a channels-last grad_output
-    instead of the heuristic's own, or None where it keeps its own: on the CPUs whose tile table says so (16-lane
-    vectors), a layer of more than one tap whose groups' input channels fill whole vectors, up to the table's
-    number of them."""
+    instead of the heuristic's own, or None where it keeps its own: on the CPUs whose tile table says so, an fp16
+    or fp32 layer of more than one tap, stride 1 and no dilation, whose groups' input channels fill whole vectors,
+    up to the table's number of input channels per group."""
     if info.type == "GPU":
         return None
     tiles = cpu_tiles(info)
     most = tiles.grad_input_lanes_in_place_channels
     params = kernel_layer(params)
     lanes = widest_vector(params, info)
-    if (most == 0 or (most is not None and params.C_per_group > most) or params.R * params.S == 1
+    measured = (params.dtype.itemsize <= 4 and params.stride == (1, 1) and params.dilation == (1, 1)
+                and params.R * params.S > 1)
+    if (not measured or most == 0 or (most is not None and params.C_per_group > most)
             or not grad_input_lanes_apply(params, lanes)):
         return None
     vectors, columns = channel_lanes_tile(params.C_per_group, div_up(params.W, params.stride[1]), lanes,
