@@ -22,7 +22,7 @@ import pyopencl.array as cl_array
 
 from . import arrays, channels_last_depthwise, channels_last_pointwise, kernel_check, platforms, tuning_cache
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
-from .algorithms.tiled import CHANNELS_LAST_READS, LANES_COPY_MEMORY_SHARE, grad_input_lanes_in_place_config
+from .algorithms.tiled import CHANNELS_LAST_READS, LANES_COPY_MEMORY_SHARE, lanes_in_place_config
 from .arrays import Array
 from .params import PASSES, Conv2DParams, Padding, Pair
 
@@ -122,15 +122,15 @@ class Conv2DPlan:
         return self._implementations[key]
 
     def _channels_last_implementation(self, pass_name: str):
-        """The implementation that runs a pass whose inputs include channels-last ones: the plan's own, but for an
-        input gradient whose heuristic tile converts grad_output, the tile with the input channels in the lanes that
-        reads it in place where it runs (grad_input_lanes_in_place_config). A tuned or requested tile stays."""
+        """The implementation that runs a pass whose inputs include channels-last ones: the plan's own, but where its
+        heuristic tile would convert them, the tile with the channels it writes in the lanes that reads them in place
+        where that was measured to pay (tiled.lanes_in_place_config). A tuned or requested tile stays."""
         implementation = self._implementation(pass_name)
         choice = self.choices[pass_name]
-        if (pass_name != "grad_input" or choice.source != "heuristic" or choice.algo != "tiled"
+        if (pass_name not in CHANNELS_LAST_READS or choice.source != "heuristic" or choice.algo != "tiled"
                 or implementation.reads_channels_last(pass_name)):
             return implementation
-        config = grad_input_lanes_in_place_config(self.params, self.target.info)
+        config = lanes_in_place_config(self.params, self.target.info, pass_name)
         if config is None:
             return implementation
         key = ("tiled", config, pass_name)

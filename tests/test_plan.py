@@ -943,14 +943,14 @@ def test_stride_one_input_gradients_take_the_lanes_to_read_channels_last_grad_ou
     lanes_cpu = device.type == "CPU" and tiles.grad_input_lanes_in_place_channels != 0
     if device.type == "CPU" and tiles in (tiled.ZEN4_POCL_TILES, tiled.ZEN4_INTEL_TILES):
         assert lanes_cpu
-    config = tiled.grad_input_lanes_in_place_config(params, device)
+    config = tiled.lanes_in_place_config(params, device, "grad_input")
     assert (config is not None) == lanes_cpu
     wide = check.Case("3x3-c512", (1, 512, 3, 3), (16, 512, 3, 3), padding=1).params(np.float32)
-    assert (tiled.grad_input_lanes_in_place_config(wide, device) is not None) == (
+    assert (tiled.lanes_in_place_config(wide, device, "grad_input") is not None) == (
         lanes_cpu and tiles.grad_input_lanes_in_place_channels is None)
     for other in (case.params(np.float64), check.Case("3x3-d2", (2, 32, 6, 7), (16, 32, 3, 3), padding=2,
                                                       dilation=2).params(np.float32)):
-        assert tiled.grad_input_lanes_in_place_config(other, device) is None
+        assert tiled.lanes_in_place_config(other, device, "grad_input") is None
     plan = planning.Conv2DPlan(params, target)
     assert not plan._implementation("grad_input").reads_channels_last("grad_input")
     assert plan.channels_last_reader("grad_input", {"grad_output"}) == ("channel lanes" if lanes_cpu else None)
@@ -974,6 +974,56 @@ def test_stride_one_input_gradients_take_the_lanes_to_read_channels_last_grad_ou
         assert got.tobytes() == expected.tobytes()
     else:
         assert converted == ["grad_output"]
+
+
+# Passes whose heuristic tile converts channels-last inputs and which take the lanes to read them in place on CPUs
+# with 16-lane vectors: a 1x1 stride-2 layer (ResNet's downsample) read at a stride, and a weight gradient of 3 input
+# channels (the RGB stem), with the inputs each reads in place.
+LANES_IN_PLACE_CASES = [
+    pytest.param("forward", check.Case("1x1-s2-c8-k32", (2, 8, 9, 8), (32, 8, 1, 1), stride=2), ("x",),
+                 id="forward-1x1-s2"),
+    pytest.param("grad_input", check.Case("1x1-s2-c32-k8", (2, 32, 9, 8), (8, 32, 1, 1), stride=2), ("grad_output",),
+                 id="grad_input-1x1-s2"),
+    pytest.param("grad_weight", check.Case("3x3-s2-c3-k16", (2, 3, 9, 8), (16, 3, 3, 3), stride=2, padding=1),
+                 ("x", "grad_output"), id="grad_weight-c3"),
+]
+
+
+@pytest.mark.parametrize("pass_name, case, names", LANES_IN_PLACE_CASES)
+def test_passes_whose_tiles_convert_take_the_lanes_to_read_channels_last_inputs_in_place(monkeypatch, device,
+                                                                                         pass_name, case, names):
+    """A pass whose heuristic tile would convert its channels-last inputs (a forward pass or input gradient read at a
+    stride by a 1x1 layer, a weight gradient of few input channels) runs the tile with the channels it writes in the
+    lanes on CPUs with 16-lane vectors, which reads them in place, with the bytes that tile gives on channels-first
+    inputs, matching the oracle; elsewhere they are converted."""
+    from clconv.algorithms import tiled
+
+    params = case.params(np.float32)
+    target = platforms.resolve(device.device)
+    lanes_cpu = device.type == "CPU" and device.native_float_lanes >= 16 and device.vector_bits_limit is None
+    config = tiled.lanes_in_place_config(params, device, pass_name)
+    assert (config is not None) == lanes_cpu
+    assert tiled.lanes_in_place_config(case.params(np.float64), device, pass_name) is None
+    plan = planning.Conv2DPlan(params, target)
+    assert not plan._implementation(pass_name).reads_channels_last(pass_name)
+    assert plan.channels_last_reader(pass_name, set(names)) == ("channel lanes" if lanes_cpu else None)
+    inputs = check.random_inputs(case, np.float32)
+    converted = []
+    original_conversion = arrays.CallArrays._channels_first
+    monkeypatch.setattr(arrays.CallArrays, "_channels_first",
+                        lambda self, name, array: converted.append(name) or original_conversion(self, name, array))
+    moved = dict(inputs, **{name: channels_last_view(target.queue, inputs[name], "numpy") for name in names})
+    got = call_plan(plan, pass_name, moved)
+    result = check.compare_with_oracle(pass_name, case, inputs, got, np.float32)
+    assert result.passed, result.message
+    if lanes_cpu:
+        assert not converted
+        choices = {name: planning.Choice("tiled", config if name == pass_name else None, "requested")
+                   for name in PASSES}
+        expected = call_plan(planning.Conv2DPlan(params, target, choices=choices), pass_name, inputs)
+        assert got.tobytes() == expected.tobytes()
+    else:
+        assert sorted(converted) == sorted(names)
 
 
 def test_pointwise_weight_gradients_read_channels_last_in_the_lanes_on_small_planes(device):

@@ -194,7 +194,7 @@ class CpuTiles:
     # accumulators. PoCL 3.1 on Zen 5: 4 x 6 1.3-2.5x faster than 2 x 12 and 3 x 8, 0.98-1.07x of 2 x 14.
     grad_weight_lanes: tuple = (4, 6)
     # The most input channels per group of a stride-1 input gradient that takes the lanes on a channels-last
-    # grad_output (grad_input_lanes_in_place_config): 0 for none, None for any.
+    # grad_output (lanes_in_place_config): 0 for none, None for any.
     grad_input_lanes_in_place_channels: int | None = 0
 
     def listed_block(self, largest: int) -> int:
@@ -341,36 +341,68 @@ def grad_input_lanes_pay(params: Conv2DParams, lanes: int) -> bool:
     return grad_input_lanes_apply(params, lanes) and params.stride[1] > 1 and params.R * params.S > 1
 
 
-# An input gradient on a channels-last grad_output whose own tile runs along the rows (the stride-1 layers, which
-# would convert grad_output first) runs with the input channels in the lanes instead, which reads it in place.
-# Measured on Zen 4 against converting, end to end from NumPy, alternating, over the seven dense stride-1 3x3 suite
-# layers in two runs (bench/lanes_in_place.py), tiles of 24 accumulators: Intel's runtime 0.99-1.19x, all but one
-# faster; PoCL 3.1 1.07-1.24x on the layers of 64 to 256 input channels (0.96-1.00x on VGG-16 conv3_2), 0.76-0.86x
-# on ResNet-18 layer4.conv and 0.86-1.13x on VGG-16 conv5_2 (512 channels on 7x7 and 14x14 planes). Hence
-# CpuTiles.grad_input_lanes_in_place_channels: any on Intel's runtime (Zen 4, and Zen 5, which takes its table),
-# up to 256 on PoCL on Zen 4, none on the CPUs not measured (the Xeon's 28 accumulators give 4 x 7 tiles, which ran
-# 0.75-1.14x there). fp32 only (fp16 computes in float too; fp64's accumulators would take twice the registers),
-# stride 1 and no dilation, as measured. The forward pass measured 0.63-1.13x on PoCL 3.1 and 0.87-1.08x on Intel's
-# runtime, and keeps converting.
-def grad_input_lanes_in_place_config(params: Conv2DParams, info) -> CorrelationConfig | None:
-    """The tile with the input channels in the lanes that an input gradient runs on a channels-last grad_output
-    instead of the heuristic's own, or None where it keeps its own: on the CPUs whose tile table says so, an fp16
-    or fp32 layer of more than one tap, stride 1 and no dilation, whose groups' input channels fill whole vectors,
-    up to the table's number of input channels per group."""
-    if info.type == "GPU":
+# A pass on a channels-last input whose heuristic tile would convert it (its vectors run along rows or positions,
+# which channels-last memory does not give) runs the kernel with the channels it writes in the lanes instead, which
+# broadcasts its input from either layout and so reads it in place (CHANNELS_LAST_READS), where that measured faster
+# than converting. Zen 4, end to end from NumPy, alternating, two runs of bench/lanes_in_place.py per implementation,
+# PoCL 3.1 / Intel's runtime:
+# - forward passes read at a stride (the conversion would copy the pixels the stride skips): ResNet-18's 1x1 stride-2
+#   downsample 1.68x / 1.49x. Stride-1 forward passes keep converting: 0.63-1.13x / 0.87-1.17x over the seven dense
+#   3x3 suite layers.
+# - input gradients: the downsample 1.36x / 1.12x; stride-1 ones (24-accumulator tiles) on the dense 3x3 layers of
+#   64 to 256 input channels 1.04-1.27x on PoCL (0.96-1.00x on VGG-16 conv3_2), 0.99-1.19x on Intel's runtime. On
+#   512 input channels PoCL ran 0.76-1.23x (ResNet-18 layer4.conv) and 0.86-1.13x (VGG-16 conv5_2) in its runs,
+#   Intel's runtime 1.02-1.27x: CpuTiles.grad_input_lanes_in_place_channels, which is off where not measured (Zen 5's
+#   PoCL table, the Xeon's, whose 28 accumulators give 4 x 7 tiles: 0.75-1.14x here).
+# - weight gradients of fewer than 4 input channels per group (the RGB stem, ResNet-18 conv1, whose tile runs along
+#   the positions): 1.72x / 1.11x, reading x in place too (faster than channels-first inputs on PoCL 3.1).
+# fp32 as measured, and fp16, which computes in float (not the weight gradient on PoCL, grad_weight_lanes_pay);
+# fp64's accumulators would take twice the registers.
+def lanes_in_place_config(params: Conv2DParams, info, pass_name: str):
+    """The tile with the channels it writes in the lanes that ``pass_name`` runs on a channels-last input
+    (CHANNELS_LAST_READS) instead of the heuristic's own, or None where it keeps its own: on CPUs with 16-lane
+    vectors, fp16 or fp32, a forward pass read at a stride, an input gradient read at a stride or (where the CPU's
+    table says so) a stride-1 one of more than one tap and no dilation, or a weight gradient of more than one tap;
+    each where its kernel applies."""
+    if (info.type == "GPU" or info.native_float_lanes < 16 or info.vector_bits_limit is not None
+            or params.dtype.itemsize > 4):
         return None
     tiles = cpu_tiles(info)
-    most = tiles.grad_input_lanes_in_place_channels
     params = kernel_layer(params)
     lanes = widest_vector(params, info)
-    measured = (params.dtype.itemsize <= 4 and params.stride == (1, 1) and params.dilation == (1, 1)
-                and params.R * params.S > 1)
-    if (not measured or most == 0 or (most is not None and params.C_per_group > most)
-            or not grad_input_lanes_apply(params, lanes)):
-        return None
-    vectors, columns = channel_lanes_tile(params.C_per_group, div_up(params.W, params.stride[1]), lanes,
-                                          tiles.accumulators)
-    return CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+    strided = params.stride != (1, 1)
+    if pass_name == "forward":
+        if not strided or not channel_lanes_applies(params, lanes):
+            return None
+        vectors, columns = channel_lanes_tile(params.K_per_group, params.Q, lanes, tiles.accumulators)
+        return CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+    if pass_name == "grad_input":
+        most = tiles.grad_input_lanes_in_place_channels
+        stride_one = (params.dilation == (1, 1) and params.R * params.S > 1 and most != 0
+                      and (most is None or params.C_per_group <= most))
+        if not (strided or stride_one) or not grad_input_lanes_apply(params, lanes):
+            return None
+        vectors, columns = channel_lanes_tile(params.C_per_group, div_up(params.W, params.stride[1]), lanes,
+                                              tiles.accumulators)
+        return CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+    if pass_name == "grad_weight":
+        if (params.R * params.S == 1 or not grad_weight_lanes_apply(params, lanes)
+                or (params.dtype == np.float16 and info.implementation == "pocl")):
+            return None
+        return grad_weight_lanes_config(params, info, lanes)
+    return None
+
+
+def grad_weight_lanes_config(params: Conv2DParams, info, lanes: int) -> GradWeightConfig:
+    """The weight-gradient tile with the output channels in vectors of ``lanes`` lanes on a CPU: the CPU table's
+    block of vectors x input channels (cl/conv2d_grad_weight_channel_lanes.cl)."""
+    most_vectors, most_channels = cpu_tiles(info).grad_weight_lanes
+    vectors = min(most_vectors, params.K_per_group // lanes)
+    # Channel blocks that cover the group's channels with little padding (16 in two blocks of 8, not one of 28).
+    tiles = cpu_tiles(info)
+    largest = min(tiles.listed_block(most_vectors * most_channels // vectors), tiles.listed_block(params.C_per_group))
+    return GradWeightConfig(vec=lanes, block_k=vectors, block_c=_channel_block(params.C_per_group, largest),
+                            target_items=info.compute_units, channel_lanes=True)
 
 
 def channel_lanes_columns(Q: int, most: int) -> int:
@@ -538,13 +570,7 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
                                     target_items=16384)
         tiles = cpu_tiles(info)
         if channel_lanes and grad_weight_lanes_pay(params, info, widest):
-            most_vectors, most_channels = tiles.grad_weight_lanes
-            vectors = min(most_vectors, params.K_per_group // widest)
-            # Channel blocks that cover the group's channels with little padding (16 in two blocks of 8, not one of 28).
-            largest = min(tiles.listed_block(most_vectors * most_channels // vectors),
-                          tiles.listed_block(params.C_per_group))
-            return GradWeightConfig(vec=widest, block_k=vectors, block_c=_channel_block(params.C_per_group, largest),
-                                    target_items=info.compute_units, channel_lanes=True)
+            return grad_weight_lanes_config(params, info, widest)
         if whole_planes(params, pass_name):
             width = params.P * params.Q
         # Fewer input channels (an RGB layer's 3) leave room for more output channels, up to 8: 8 x 3
