@@ -167,7 +167,7 @@ class Conv2DPlan:
         """The kernel that runs a pass on its channels-last inputs' own memory, given their names: "channel lanes"
         where the plan's kernel for the pass puts the channels it writes in the lanes and so broadcasts its input
         (CHANNELS_LAST_READS) from either layout, a channels-last grad_output being the weight gradient's (N, P, Q, K)
-        copy (an input gradient's heuristic tile gives way to such a kernel, see _channels_last_implementation);
+        copy (a heuristic tile that would convert may give way to such a kernel: _channels_last_implementation);
         "pointwise" for a 1x1 layer (clconv.channels_last_pointwise) and "depthwise" for a depthwise one
         (clconv.channels_last_depthwise) unless the caller asked for an algorithm; None where the inputs are
         converted into channels-first memory first. A 1x1 weight gradient both could run takes the lanes on small

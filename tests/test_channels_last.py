@@ -440,17 +440,20 @@ def test_pointwise_device_views_read_in_place(device, in_place_products):
     assert len(in_place_products) == len(IN_PLACE_PASSES)
 
 
-def test_a_requested_algorithm_converts_channels_last_pointwise_inputs(device, in_place_products):
-    """algo= names the kernels a caller wants: those run, on the converted input, with the same bytes out as
-    channels-first inputs."""
-    case = POINTWISE_CASES[0].values[0]
+@pytest.mark.parametrize("case, algo", [
+    pytest.param(POINTWISE_CASES[0].values[0], "direct", id="pointwise"),
+    pytest.param(DEPTHWISE_CASES[0].values[0], "tiled", id="depthwise"),
+])
+def test_a_requested_algorithm_converts_channels_last_inputs(device, case, algo, in_place_products,
+                                                             in_place_depthwise):
+    """algo= names the kernels a caller wants: those run, on the converted inputs, with the same bytes out as
+    channels-first inputs, not the 1x1 or depthwise kernels that read them in place."""
     inputs = check.random_inputs(case, np.float32)
     for pass_name in IN_PLACE_PASSES:
-        expected = check.run_pass(pass_name, case, inputs, device=device.device, algo="direct")
-        got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device,
-                             algo="direct")
+        expected = check.run_pass(pass_name, case, inputs, device=device.device, algo=algo)
+        got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device, algo=algo)
         assert got.tobytes() == expected.tobytes()
-    assert not in_place_products
+    assert not in_place_products and not in_place_depthwise
 
 
 @pytest.mark.parametrize("module, kernel, case", [
@@ -555,19 +558,6 @@ def test_depthwise_device_views_read_in_place(device, in_place_depthwise):
         assert_matches_oracle(pass_name, case, inputs, got.get(), np.float32)
     assert in_place_depthwise == [f"conv2d_{name}depthwise_channels_last"
                                   for name in ("", "grad_input_", "grad_weight_")]
-
-
-def test_a_requested_algorithm_converts_channels_last_depthwise_inputs(device, in_place_depthwise):
-    """algo= names the kernels a caller wants: those run, on the converted inputs, with the same bytes out as
-    channels-first inputs."""
-    case = DEPTHWISE_CASES[0].values[0]
-    inputs = check.random_inputs(case, np.float32)
-    for pass_name in IN_PLACE_PASSES:
-        expected = check.run_pass(pass_name, case, inputs, device=device.device, algo="tiled")
-        got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device,
-                             algo="tiled")
-        assert got.tobytes() == expected.tobytes()
-    assert not in_place_depthwise
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
