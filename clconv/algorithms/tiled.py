@@ -346,9 +346,9 @@ def grad_input_lanes_pay(params: Conv2DParams, lanes: int) -> bool:
 # broadcasts its input from either layout and so reads it in place (CHANNELS_LAST_READS), where that measured faster
 # than converting. Zen 4, end to end from NumPy, alternating, two runs of bench/lanes_in_place.py per implementation,
 # PoCL 3.1 / Intel's runtime:
-# - forward passes read at a stride (the conversion would copy the pixels the stride skips): ResNet-18's 1x1 stride-2
-#   downsample 1.68x / 1.49x. Stride-1 forward passes keep converting: 0.63-1.13x / 0.87-1.17x over the seven dense
-#   3x3 suite layers.
+# - forward passes read at a column stride (the conversion would copy the pixels the stride skips): ResNet-18's 1x1
+#   stride-2 downsample 1.68x / 1.49x. Stride-1 forward passes keep converting: 0.63-1.13x / 0.87-1.17x over the
+#   seven dense 3x3 suite layers.
 # - input gradients: the downsample 1.36x / 1.12x; stride-1 ones (24-accumulator tiles) on the dense 3x3 layers of
 #   64 to 256 input channels 1.04-1.27x on PoCL (0.96-1.00x on VGG-16 conv3_2), 0.99-1.19x on Intel's runtime. On
 #   512 input channels PoCL ran 0.76-1.23x (ResNet-18 layer4.conv) and 0.86-1.13x (VGG-16 conv5_2) in its runs,
@@ -361,16 +361,16 @@ def grad_input_lanes_pay(params: Conv2DParams, lanes: int) -> bool:
 def lanes_in_place_config(params: Conv2DParams, info, pass_name: str):
     """The tile with the channels it writes in the lanes that ``pass_name`` runs on a channels-last input
     (CHANNELS_LAST_READS) instead of the heuristic's own, or None where it keeps its own: on CPUs with 16-lane
-    vectors, fp16 or fp32, a forward pass read at a stride, an input gradient read at a stride or (where the CPU's
-    table says so) a stride-1 one of more than one tap and no dilation, or a weight gradient of more than one tap;
-    each where its kernel applies."""
+    vectors, fp16 or fp32, a forward pass read at a column stride, an input gradient read at a column stride or
+    (where the CPU's table says so) a stride-1 one of more than one tap and no dilation, or a weight gradient of more
+    than one tap; each where its kernel applies (the heuristic's own tile takes it in most of these already)."""
     if (info.type == "GPU" or info.native_float_lanes < 16 or info.vector_bits_limit is not None
             or params.dtype.itemsize > 4):
         return None
     tiles = cpu_tiles(info)
     params = kernel_layer(params)
     lanes = widest_vector(params, info)
-    strided = params.stride != (1, 1)
+    strided = params.stride[1] > 1
     if pass_name == "forward":
         if not strided or not channel_lanes_applies(params, lanes):
             return None
@@ -378,7 +378,7 @@ def lanes_in_place_config(params: Conv2DParams, info, pass_name: str):
         return CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
     if pass_name == "grad_input":
         most = tiles.grad_input_lanes_in_place_channels
-        stride_one = (params.dilation == (1, 1) and params.R * params.S > 1 and most != 0
+        stride_one = (params.stride == (1, 1) and params.dilation == (1, 1) and params.R * params.S > 1 and most != 0
                       and (most is None or params.C_per_group <= most))
         if not (strided or stride_one) or not grad_input_lanes_apply(params, lanes):
             return None
