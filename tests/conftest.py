@@ -29,6 +29,8 @@ for _switch in ("OCLGRIND_UNINITIALIZED", "OCLGRIND_QUICK"):
 
 import functools  # noqa: E402
 
+import pytest  # noqa: E402
+
 from clconv import kernel_check, platforms  # noqa: E402  (after POCL_CACHE_DIR is set)
 
 
@@ -71,3 +73,24 @@ def pytest_report_header(config):
 def pytest_terminal_summary(terminalreporter):
     for line in _left_out_lines():
         terminalreporter.write_line(line, yellow=True)
+
+
+@pytest.fixture
+def failing_kernels(monkeypatch):
+    """``fail(predicate)``: from then on, every kernel variant for which ``predicate(name, defines)`` holds fails
+    its check (kernel_check.KernelVariantFailed, as a crash in the child process would), with its warning shown
+    again however many tests warned before."""
+
+    def fail(predicate):
+        original = kernel_check.checked_kernel
+
+        def checked_kernel(target, name, defines, local, args):
+            if predicate(name, defines):
+                variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
+                raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
+            return original(target, name, defines, local, args)
+
+        monkeypatch.setattr(kernel_check, "checked_kernel", checked_kernel)
+        monkeypatch.setattr(kernel_check, "_warned", set())
+
+    return fail

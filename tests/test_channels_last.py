@@ -18,7 +18,6 @@ from clconv import (
     channels_last_depthwise,
     channels_last_pointwise,
     check,
-    kernel_check,
     plan_3d,
     platforms,
 )
@@ -241,21 +240,12 @@ def test_every_variant_converts_odd_sizes(device, dtype):
             assert result[3:-4].tobytes() == np.moveaxis(values, -1, 1).tobytes(), (variant, N, S, C)
 
 
-def test_a_failed_variant_gives_way_to_the_next(monkeypatch, device):
+def test_a_failed_variant_gives_way_to_the_next(monkeypatch, failing_kernels, device):
     """A vector variant that fails its check is replaced by the element-by-element one, with a warning; when
     none is left the call says so."""
     target = platforms.resolve(device.device)
-    original = kernel_check.checked_kernel
     failing = set()
-
-    def checked_kernel(target, name, defines, local, args):
-        if name == "channels_first" and defines["VECTOR_TRANSPOSE"] in failing:
-            variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
-            raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
-        return original(target, name, defines, local, args)
-
-    monkeypatch.setattr(kernel_check, "checked_kernel", checked_kernel)
-    monkeypatch.setattr(kernel_check, "_warned", set())
+    failing_kernels(lambda name, defines: name == "channels_first" and defines["VECTOR_TRANSPOSE"] in failing)
     values = np.random.default_rng(3).standard_normal((2, 5, 4, 6)).astype(np.float32)
     weight = np.random.default_rng(4).standard_normal((3, 5, 3, 3)).astype(np.float32)
     expected = clconv.conv2d(values, weight, device=device.device)
@@ -461,22 +451,14 @@ def test_a_requested_algorithm_converts_channels_last_inputs(device, case, algo,
     pytest.param(channels_last_depthwise, "conv2d_grad_input_depthwise_channels_last", DEPTHWISE_CASES[0].values[0],
                  id="depthwise"),
 ])
-def test_a_failed_in_place_kernel_gives_way_to_the_conversion(monkeypatch, device, module, kernel, case):
+def test_a_failed_in_place_kernel_gives_way_to_the_conversion(monkeypatch, failing_kernels, device, module, kernel,
+                                                             case):
     """The in-place kernel failing its check: a warning, then the conversion and the plan's kernels, with the
     bytes of channels-first inputs."""
     inputs = check.random_inputs(case, np.float32)
     # Before the kernel fails: the plan's own kernels may run it too (a 1x1 input gradient's matrix product).
     expected = check.run_pass("grad_input", case, inputs, device=device.device)
-    original = kernel_check.checked_kernel
-
-    def checked_kernel(target, name, defines, local, args):
-        if name == kernel:
-            variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
-            raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
-        return original(target, name, defines, local, args)
-
-    monkeypatch.setattr(kernel_check, "checked_kernel", checked_kernel)
-    monkeypatch.setattr(kernel_check, "_warned", set())
+    failing_kernels(lambda name, defines: name == kernel)
     monkeypatch.setattr(module, "launcher", module.launcher.__wrapped__)
     with pytest.warns(clconv.KernelFallbackWarning, match="converted into channels-first memory instead"):
         got = check.run_pass("grad_input", case, activations_channels_last(inputs), device=device.device)
@@ -598,22 +580,13 @@ def test_a_depthwise_weight_copy_over_the_workspace_cap_converts_instead(device,
     assert in_place_depthwise == ["conv2d_grad_weight_depthwise_channels_last"]
 
 
-def test_a_failed_in_place_depth_unfolding_gives_way_to_the_conversion(monkeypatch, device):
+def test_a_failed_in_place_depth_unfolding_gives_way_to_the_conversion(monkeypatch, failing_kernels, device):
     """The unfolding that reads a channels-last x in place failing its check: a warning, then x converted and
     unfolded as a channels-first one, with the same bytes."""
     case = CASES[2].values[0]
     inputs = check.random_inputs(case, np.float32)
     expected = check.run_pass("forward", case, inputs, device=device.device)
-    original = kernel_check.checked_kernel
-
-    def checked_kernel(target, name, defines, local, args):
-        if name == "unfold_depth" and defines.get("X_CHANNELS_LAST"):
-            variant = kernel_check.Variant(name, tuple(sorted(defines.items())), local)
-            raise kernel_check.KernelVariantFailed(variant, target.info, {"status": "crashed", "detail": "a test"})
-        return original(target, name, defines, local, args)
-
-    monkeypatch.setattr(kernel_check, "checked_kernel", checked_kernel)
-    monkeypatch.setattr(kernel_check, "_warned", set())
+    failing_kernels(lambda name, defines: name == "unfold_depth" and defines.get("X_CHANNELS_LAST"))
     monkeypatch.setattr(plan_3d, "_depth_kernels", plan_3d._depth_kernels.__wrapped__)
     with pytest.warns(clconv.KernelFallbackWarning, match="converted into channels-first memory instead"):
         got = check.run_pass("forward", case, activations_channels_last(inputs), device=device.device)
