@@ -150,7 +150,11 @@ class KernelLauncher:
         if splits == 1:
             return launch_split(None)
         partial = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * acc_bytes)
-        event = launch_split(partial)
+        return self.reduce_partials(partial, count, splits, out, launch_split(partial))
+
+    def reduce_partials(self, partial, count: int, splits: int, out: DeviceTensor, event):
+        """Enqueue the sum, in split order, of ``splits`` partial sums of ``count`` elements into ``out``, after
+        ``event`` (the kernel that wrote them); returns its event."""
         args = ReducePartialsArgs(partial=partial, count=count, splits=splits, out=out.buffer, out_offset=out.offset)
         return self.launch("reduce_partials", {}, (count,), (self.local_width,), args, [event])
 
@@ -240,7 +244,5 @@ class AlgorithmBase(KernelLauncher):
         count = self.reduction(pass_name)[2]
         with self.scratch(f"{pass_name} partial sums", self.partial_bytes(pass_name), wait_for) as partial:
             event = launch_split(partial.buffer, n_per_split, splits, partial.wait_for)
-            args = ReducePartialsArgs(partial=partial.buffer, count=count, splits=splits, out=out.buffer,
-                                      out_offset=out.offset)
-            partial.last_read = self.launch("reduce_partials", {}, (count,), (self.local_width,), args, [event])
+            partial.last_read = self.reduce_partials(partial.buffer, count, splits, out, event)
             return partial.last_read
