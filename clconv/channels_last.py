@@ -46,6 +46,10 @@ def is_channels_last(array) -> bool:
             and not c_contiguous(shape, strides, itemsize))
 
 
+# What a KernelFallbackWarning says follows where a kernel that reads channels-last inputs in place fails its check.
+CONVERTED_INSTEAD = "Channels-last inputs are converted into channels-first memory instead"
+
+
 class ChannelsFirst(KernelLauncher):
     """Launches cl/channels_first.cl for one dtype on one target.
 

@@ -144,8 +144,7 @@ class Conv3DPlan:
                     event = self.depth.unfold(call.channels_last_memory("x"), output_tensor(cols), call.wait_for,
                                               x_channels_last=True)
                 except kernel_check.KernelVariantFailed as failure:
-                    kernel_check.warn_fallback(failure, "Channels-last inputs are converted into channels-first "
-                                                        "memory instead", stacklevel=5)
+                    kernel_check.warn_fallback(failure, channels_last.CONVERTED_INSTEAD, stacklevel=5)
             if event is None:
                 event = self.depth.unfold(call.device_tensor("x"), output_tensor(cols), call.wait_for)
             cols.add_event(event)
