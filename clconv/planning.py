@@ -20,7 +20,15 @@ from typing import Sequence
 import numpy as np
 import pyopencl.array as cl_array
 
-from . import arrays, channels_last_depthwise, channels_last_pointwise, kernel_check, platforms, tuning_cache
+from . import (
+    arrays,
+    channels_last,
+    channels_last_depthwise,
+    channels_last_pointwise,
+    kernel_check,
+    platforms,
+    tuning_cache,
+)
 from .algorithms import ALGORITHMS, PREFERENCE, get_algorithm
 from .algorithms.tiled import CHANNELS_LAST_READS, LANES_COPY_MEMORY_SHARE, lanes_in_place_config
 from .arrays import Array
@@ -95,6 +103,10 @@ class Conv2DPlan:
         self.choices = choices or {name: choose(params, target.info, name, algo)
                                    for name in PASSES}
         self._implementations = {}
+        # What runs each pass on channels-last inputs, worked out once per choice (which a fallback may change):
+        # (pass, choice) -> implementation, and (pass, choice, channels-last input names) -> reader.
+        self._channels_last_implementations = {}
+        self._channels_last_readers = {}
         # Channels-first copies of channels-last inputs, kept up to the share of the device's memory the lanes
         # kernels' copies may take.
         self._conversions = arrays.ConversionBuffers(
@@ -125,6 +137,12 @@ class Conv2DPlan:
         """The implementation that runs a pass whose inputs include channels-last ones: the plan's own, but where its
         heuristic tile would convert them, the tile with the channels it writes in the lanes that reads them in place
         where that was measured to pay (tiled.lanes_in_place_config). A tuned or requested tile stays."""
+        key = (pass_name, self.choices[pass_name])
+        if key not in self._channels_last_implementations:
+            self._channels_last_implementations[key] = self._pick_channels_last_implementation(pass_name)
+        return self._channels_last_implementations[key]
+
+    def _pick_channels_last_implementation(self, pass_name: str):
         implementation = self._implementation(pass_name)
         choice = self.choices[pass_name]
         if (pass_name not in CHANNELS_LAST_READS or choice.source != "heuristic" or choice.algo != "tiled"
@@ -172,6 +190,12 @@ class Conv2DPlan:
         (clconv.channels_last_depthwise) unless the caller asked for an algorithm; None where the inputs are
         converted into channels-first memory first. A 1x1 weight gradient both could run takes the lanes on small
         planes only (POINTWISE_LANES_MOST_POSITIONS)."""
+        key = (pass_name, self.choices[pass_name], frozenset(channels_last_inputs))
+        if key not in self._channels_last_readers:
+            self._channels_last_readers[key] = self._pick_channels_last_reader(pass_name, key[2])
+        return self._channels_last_readers[key]
+
+    def _pick_channels_last_reader(self, pass_name: str, channels_last_inputs: frozenset) -> str | None:
         implementation = self._channels_last_implementation(pass_name)
         lanes = (CHANNELS_LAST_READS.get(pass_name) in channels_last_inputs
                  and getattr(implementation, "reads_channels_last", lambda name: False)(pass_name))
@@ -207,8 +231,7 @@ class Conv2DPlan:
                                                                                        out_tensor, call.wait_for)
             return self._in_place_channels_last(reader, pass_name, tensors, last, out_tensor, call.wait_for)
         except kernel_check.KernelVariantFailed as failure:
-            kernel_check.warn_fallback(failure, "Channels-last inputs are converted into channels-first memory "
-                                                "instead", stacklevel=5)
+            kernel_check.warn_fallback(failure, channels_last.CONVERTED_INSTEAD, stacklevel=5)
             return None
 
     def _in_place_channels_last(self, reader: str, pass_name: str, tensors: dict, last: set, out_tensor, wait_for):
