@@ -94,3 +94,9 @@ def failing_kernels(monkeypatch):
         monkeypatch.setattr(kernel_check, "_warned", set())
 
     return fail
+
+
+@pytest.fixture
+def bench_device():
+    """One device for tests that run a whole program once, not once per device: the first tested one."""
+    return selected_devices()[0]
