@@ -33,6 +33,13 @@
  * Wout < Win the last Win - Wout columns of each row are computed and not stored. A work-item owns BLOCK_V
  * consecutive vectors of that grid, and NDRange dim0 = ceil(Hout * Win / (VEC * BLOCK_V)), dim1 = 1.
  *
+ * ACROSS_IMAGES (with FLAT_PLANE): the grids of the batch's images are one sequence of N * Hout * Win elements,
+ * so that a grid that is not a whole number of tiles (14 x 14 = 196, 3.06 tiles of 4 vectors of 16) leaves no
+ * mostly empty tile at its end: a vector that crosses from one image into the next takes its lanes from both,
+ * two loads whose lanes are masked apart. NDRange dim0 = ceil(N * Hout * Win / (VEC * BLOCK_V)), dim1 = 1,
+ * dim2 = groups * ceil(Co / BLOCK_K). The host sets it only where a grid holds at least VEC elements, so that
+ * no vector spans three images.
+ *
  * CHANNELS_INNER (a tile on several rows, many input channels per group): the channel loop runs inside the
  * taps' instead of outside them, so that where each vector of a tap starts, its lane masks at the row edges
  * and whether its loads stay inside the buffer are worked out once per tap and not once per channel and tap; a
@@ -52,6 +59,12 @@
 #endif
 #ifndef FLAT_PLANE
 #define FLAT_PLANE 0
+#endif
+#ifndef ACROSS_IMAGES
+#define ACROSS_IMAGES 0
+#endif
+#if ACROSS_IMAGES && !FLAT_PLANE
+#error "ACROSS_IMAGES joins whole planes (FLAT_PLANE) of consecutive images"
 #endif
 #ifndef ALONG_ROW
 #define ALONG_ROW 0
@@ -82,6 +95,24 @@
             acc[i][b] = MULADD((accv_t)w, x[b], acc[i][b]); \
     }
 
+/* ACROSS_IMAGES: the channel loop of one tap, reading vector b at in_at + vector_at[b] in each channel, and with
+ * CROSSING the next image's lanes of the vectors that cross too. The two images' lanes are added, each masked to
+ * zero, rather than picked by one select() between two loads, which PoCL 3.1 compiles into an aligned load for
+ * vload_half (see cl/conv2d_grad_weight_tiled.cl). */
+#define JOINED_CHANNEL_LOOP(CROSSING) \
+    for (int ci = 0; ci < Ci; ++ci, in_at += plane) { \
+        accv_t x[BLOCK_V]; \
+        _Pragma("unroll") for (int b = 0; b < BLOCK_V; ++b) { \
+            __global const real_t *at = in_at + vector_at[b]; \
+            x[b] = inside ? KEEP_LANES(VLOAD(VEC, at), keep_here[b]) \
+                          : load_lanes_kept(at, keep_here[b], in_begin, in_end); \
+            if ((CROSSING) && crosses[b]) \
+                x[b] += inside ? KEEP_LANES(VLOAD(VEC, at + image_jump), keep_next[b]) \
+                               : load_lanes_kept(at + image_jump, keep_next[b], in_begin, in_end); \
+        } \
+        WEIGHTED_ADD(acc, x, ci * ws_ci + tap); \
+    }
+
 __kernel void conv2d_tiled(
     __global const real_t *restrict in, const int in_offset,
     __global const real_t *restrict weight, const int weight_offset,
@@ -101,7 +132,13 @@ __kernel void conv2d_tiled(
     z /= co_blocks;
     const int g = z % groups;
     const int n = z / groups;
-#if FLAT_PLANE
+#if ACROSS_IMAGES
+    const int grid_plane = Hout * Win;
+    const int grid_end = N * grid_plane;  /* n is 0: the images are along dim0 */
+    const int f0 = get_global_id(0) * (VEC * BLOCK_V);
+    if (f0 >= grid_end || n > 0)
+        return;
+#elif FLAT_PLANE
     const int grid_plane = Hout * Win;
     const int f0 = get_global_id(0) * (VEC * BLOCK_V);
     if (f0 >= grid_plane || n >= N)
@@ -136,7 +173,74 @@ __kernel void conv2d_tiled(
     const int plane = Hin * Win;
     __global const real_t *in_begin = in + in_offset;
     __global const real_t *in_end = in_begin + N * groups * Ci * plane;
-#if FLAT_PLANE
+#if ACROSS_IMAGES
+    /* Vector b starts at element i_b of image n_b's grid (f0 + b*VEC = n_b * grid_plane + i_b); its lanes past
+     * that grid's end are elements of image n_b + 1's, the lane index minus grid_plane. Image n's element i of
+     * channel ci, shifted by a tap, lies at in_group + ci*plane + n*(groups*Ci*plane) + i + shift, that is at
+     * in_group + ci*plane + shift + (n*grid_plane + i) + n*image_jump: each vector is read at vector_at[b] past
+     * in_group + ci*plane + shift, its next image's lanes image_jump further. As with one image, the masks
+     * depend on the tap only, and since grid_plane is a whole number of rows the column of every lane is
+     * (f0 + b*VEC + j) mod Win, across the boundary too. */
+    const maskv_t lane = lane_index();
+    const int image_jump = groups * Ci * plane - grid_plane;
+    int vector_at[BLOCK_V];
+    bool crosses[BLOCK_V];
+    /* Per lane: its element of the whole sequence, of image n_b's grid (grid_plane and more: the next image's),
+     * of its own image's grid, and its column. */
+    maskv_t f_lane[BLOCK_V], i_from_first[BLOCK_V], i_lane[BLOCK_V], q_lane[BLOCK_V];
+#pragma unroll
+    for (int b = 0; b < BLOCK_V; ++b) {
+        const int f = f0 + b * VEC;
+        const int image = min(f / grid_plane, N - 1);
+        f_lane[b] = lane + (maskv_t)f;
+        i_from_first[b] = lane + (maskv_t)(f - image * grid_plane);
+        i_lane[b] = i_from_first[b] >= (maskv_t)grid_plane ? i_from_first[b] - (maskv_t)grid_plane : i_from_first[b];
+        q_lane[b] = lanes_mod(f, Win);
+        vector_at[b] = f + image * image_jump;
+        crosses[b] = image + 1 < N && f - image * grid_plane + VEC > grid_plane;
+    }
+    /* Whether a vector of the tile crosses into the next image, and the lowest and highest element the tile
+     * reads in a channel, from vector_at (which grows with b). */
+    bool tile_crosses = false;
+    const int read_first = vector_at[0];
+    int read_last = vector_at[BLOCK_V - 1] + VEC;
+#pragma unroll
+    for (int b = 0; b < BLOCK_V; ++b) {
+        tile_crosses = tile_crosses || crosses[b];
+        read_last = crosses[b] ? max(read_last, vector_at[b] + image_jump + VEC) : read_last;
+    }
+    __global const real_t *in_group = in_begin + g * Ci * plane;
+    for (int r = 0; r < R; ++r) {
+        const int row_shift = (r * dil_h + offset_h) * Win;
+        for (int s = 0; s < S; ++s) {
+            const int shift = row_shift + s * dil_w + offset_w;
+            maskv_t keep_here[BLOCK_V], keep_next[BLOCK_V];
+#pragma unroll
+            for (int b = 0; b < BLOCK_V; ++b) {
+                const maskv_t column = q_lane[b] + (maskv_t)(s * dil_w + offset_w);
+                const maskv_t at = i_lane[b] + (maskv_t)row_shift;
+                /* Masks made here from comparisons, none kept from the prologue in an array: Oclgrind 21.10 gave 1,
+                 * not -1, for the true lanes of a vector && one of whose operands was such a mask. PoCL 3.1 ran the
+                 * channel loop up to 5% slower with the masks combined by & instead of &&. */
+                const maskv_t keep = column >= (maskv_t)0 && column < (maskv_t)Win && at >= (maskv_t)0 &&
+                                     at < (maskv_t)plane && f_lane[b] < (maskv_t)grid_end;
+                keep_here[b] = keep && i_from_first[b] < (maskv_t)grid_plane;
+                keep_next[b] = keep && i_from_first[b] >= (maskv_t)grid_plane;
+            }
+            const int tap = r * ws_r + s * ws_s;
+            __global const real_t *in_at = in_group + shift;
+            const bool inside = in_at + read_first >= in_begin && in_at + (Ci - 1) * plane + read_last <= in_end;
+            /* Two versions of the channel loop: tiles inside one image (most of them on planes of several tiles)
+             * run the loop of one image, with no branch; the others load the next image's lanes of the vectors
+             * that cross. Measured on Zen 4 (PoCL 3.1), a loop with the second load for every vector, masked,
+             * ran 0.7-0.85x as fast as images one at a time. */
+            if (tile_crosses)
+                JOINED_CHANNEL_LOOP(1)
+            else
+                JOINED_CHANNEL_LOOP(0)
+        }
+    }
+#elif FLAT_PLANE
     /* Lane j of vector b is grid element f = f0 + b*VEC + j, output row f / Win, column q = f % Win.
      * With stride 1, tap (r, s) reads input element f + row_shift + col_shift, kept where its row and
      * column lie inside the input. The masks depend on the tap only, so the channel loop runs innermost
@@ -272,7 +376,32 @@ __kernel void conv2d_tiled(
     for (int i = 0; i < BLOCK_K; ++i) {
         const int co = g * Co + co0 + i;
         const acc_t bias_value = (has_bias && i < co_count) ? (acc_t)LOAD(bias, bias_offset + co) : (acc_t)0;
-#if FLAT_PLANE
+#if ACROSS_IMAGES
+        const int out_plane_size = Hout * Wout;
+        __global real_t *out_channel = out + out_offset + co * out_plane_size;  /* image 0's plane */
+#pragma unroll
+        for (int b = 0; b < BLOCK_V; ++b) {
+            const int f = f0 + b * VEC;
+            if (i >= co_count || f >= grid_end)
+                continue;
+            const accv_t result = acc[i][b] + (accv_t)bias_value;
+            const int image = f / grid_plane, i_first = f - image * grid_plane;
+            if (Wout == Win && i_first + VEC <= grid_plane) {
+                VSTORE(VEC, result, out_channel + image * out_channels * out_plane_size + i_first);
+            } else {
+                /* Grid element i of image n is output (i / Win, i % Win), stored where that column exists. */
+                acc_t lanes[VEC];
+                CAT(vstore, VEC)(result, 0, lanes);
+                for (int j = 0; j < min(VEC, grid_end - f); ++j) {
+                    const int next = i_first + j >= grid_plane;
+                    const int at = i_first + j - next * grid_plane;
+                    const int p = at / Win, q = at - p * Win;
+                    if (q < Wout)
+                        STORE(lanes[j], out_channel, (image + next) * out_channels * out_plane_size + p * Wout + q);
+                }
+            }
+        }
+#elif FLAT_PLANE
         __global real_t *out_plane = out + out_offset + (n * out_channels + co) * Hout * Wout;
 #pragma unroll
         for (int b = 0; b < BLOCK_V; ++b) {

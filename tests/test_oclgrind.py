@@ -196,6 +196,42 @@ def test_simulated_transposed_forward_with_cpu_tiles(cpu, simulator, clean_log):
     assert result.passed, f"forward {params.describe()} ({cpu}) on Oclgrind: {result.message}"
 
 
+# Whole planes of consecutive images as one sequence (ACROSS_IMAGES in cl/conv2d_tiled.cl), which the rule sends
+# only PoCL's CPU devices: grids of 25 positions (vectors crossing into the next image, the last image's tile
+# partial), output rows narrower than the input's (forward pass), a grid taller than the input.
+ACROSS_IMAGES_LAYERS = (
+    check.Case("3x3-p1-c8-3-images", (3, 8, 5, 5), (8, 8, 3, 3), padding=1),
+    check.Case("5x5-c8-valid-2-images", (2, 8, 9, 9), (4, 8, 5, 5)),
+    check.Case("3x3-p21-c8-2-images", (2, 8, 4, 5), (8, 8, 3, 3), padding=((2, 1), (1, 1))),
+)
+
+
+@pytest.mark.parametrize("cpu", ["gpu-tiles", "tiled-zen4-pocl-tiles"])
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", ACROSS_IMAGES_LAYERS, ids=lambda case: case.name)
+def test_simulated_planes_across_images_are_clean_and_correct(case, dtype, cpu, simulator, clean_log, monkeypatch):
+    params = case.params(dtype)
+    inputs = check.random_inputs(case, dtype)
+    monkeypatch.setattr(tiled, "image_grids_joined_pay", lambda *args: True)
+    launched = []
+    launch = tiled.TiledAlgorithm.launch
+
+    def recorded(self, name, defines, *args, **kwargs):
+        launched.append(defines.get("ACROSS_IMAGES", 0))
+        return launch(self, name, defines, *args, **kwargs)
+
+    monkeypatch.setattr(tiled.TiledAlgorithm, "launch", recorded)
+    plan = (Conv2DPlan(params, platforms.resolve(simulator.device), algo="tiled") if cpu == "gpu-tiles"
+            else cpu_tile_plan(simulator, params, SIMULATED_CPUS[cpu]))
+    for pass_name in ("forward", "grad_input"):
+        launched.clear()
+        got = tuner.pass_runner(plan, pass_name, inputs)()
+        result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
+        assert result.passed, f"{pass_name} {params.describe()} ({cpu}) on Oclgrind: {result.message}"
+        if pass_name == "forward" or params.Q == params.W:  # an unpadded input gradient runs on rows
+            assert launched == [1], (pass_name, launched)
+
+
 # Channels-last inputs, converted on the device (cl/channels_first.cl): x with a whole 8x8 block and blocks cut
 # at the edges of C and S, a weight and a grad_output with edge blocks only.
 CHANNELS_LAST_LAYER = check.Case("3x3-c9-channels-last", (2, 9, 3, 5), (4, 9, 3, 3), padding=1)

@@ -418,6 +418,76 @@ def test_row_tiles(device, case, pass_name, dtype):
     assert result.passed, f"{params.describe()} with row tiles on {device.summary()}: {result.message}"
 
 
+def tiled_launches(monkeypatch) -> list:
+    """The defines of every conv2d_tiled launch from here on, in order."""
+    launches = []
+    launch = base.KernelLauncher.launch
+
+    def recorded(self, name, defines, *args, **kwargs):
+        if name == "conv2d_tiled":
+            launches.append(defines)
+        return launch(self, name, defines, *args, **kwargs)
+
+    monkeypatch.setattr(base.KernelLauncher, "launch", recorded)
+    return launches
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case, pass_name", [
+    (check.Case("3x3-p1-14x14", (3, 8, 14, 14), (9, 8, 3, 3), padding=1), "forward"),
+    (check.Case("3x3-p1-14x14", (3, 8, 14, 14), (9, 8, 3, 3), padding=1), "grad_input"),
+    (check.Case("3x3-p1-5x5-7-images", (7, 9, 5, 5), (8, 9, 3, 3), padding=1), "forward"),
+    (check.Case("3x3-p1-5x5-7-images", (7, 9, 5, 5), (8, 9, 3, 3), padding=1), "grad_input"),
+    (check.Case("3x3-narrow-rows", (3, 8, 9, 7), (6, 8, 3, 3)), "forward"),
+    (check.Case("3x3-p21-11-g2", (3, 16, 5, 4), (16, 8, 3, 3), padding=((2, 1), (1, 1)), groups=2), "forward"),
+    (check.Case("3x3-p21-11-g2", (3, 16, 5, 4), (16, 8, 3, 3), padding=((2, 1), (1, 1)), groups=2), "grad_input"),
+    (check.Case("3x3-d2-p2", (2, 8, 10, 10), (8, 8, 3, 3), padding=2, dilation=2), "grad_input"),
+], ids=lambda value: value if isinstance(value, str) else value.name)
+def test_whole_planes_across_images(monkeypatch, device, case, pass_name, dtype):
+    """Forward passes and input gradients on whole planes that run their images' grids as one sequence
+    (ACROSS_IMAGES) on every device, in every dtype, wherever the rule would send them: vectors that cross from
+    one image into the next, grids of fewer positions than a tile, the last image's partial tile, output rows
+    narrower than the input's, a grid taller than the input (more padding than the kernel's reach), groups,
+    dilation. The same bytes as one image at a time, and the oracle."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    params = case.params(dtype)
+    target = platforms.resolve(device.device)
+    inputs = check.random_inputs(case, dtype)
+    launches = tiled_launches(monkeypatch)
+    monkeypatch.setattr(tiled, "image_grids_joined_pay", lambda *args: False)
+    separate = call_plan(planning.Conv2DPlan(params, target), pass_name, inputs)
+    assert launches and all("FLAT_PLANE" in defines and "ACROSS_IMAGES" not in defines for defines in launches)
+    launches.clear()
+    monkeypatch.setattr(tiled, "image_grids_joined_pay", lambda *args: True)
+    joined = call_plan(planning.Conv2DPlan(params, target), pass_name, inputs)
+    assert launches and all(defines.get("ACROSS_IMAGES") == 1 for defines in launches)
+    assert joined.tobytes() == separate.tobytes()
+    result = check.compare_with_oracle(pass_name, case, inputs, joined, dtype)
+    assert result.passed, f"{params.describe()} across images on {device.summary()}: {result.message}"
+
+
+@pytest.mark.parametrize("images, side, joined_on_pocl", [
+    pytest.param(4, 14, True, id="14x14-4-images"),  # 13 tiles of 64 lanes against 16
+    pytest.param(8, 28, True, id="28x28-8-images"),  # 98 against 104
+    pytest.param(3, 30, False, id="30x30-3-images"),  # 43 against 45: less than a twentieth saved
+    pytest.param(4, 56, False, id="56x56-4-images"),  # whole tiles already
+    pytest.param(1, 14, False, id="14x14-1-image"),
+])
+def test_image_grids_are_joined_where_that_saves_a_twentieth_of_the_tiles_on_pocl(device, images, side,
+                                                                                  joined_on_pocl):
+    """The rule for ACROSS_IMAGES: where joining the images' grids saves a twentieth of the tiles or more, on PoCL's
+    CPU devices (measured faster there; 0.94-1.06x on Intel's runtime)."""
+    from clconv.algorithms import tiled
+
+    info = platforms.resolve(device.device).info
+    config = CorrelationConfig(vec=16, block_k=6, block_v=4)
+    joined = tiled.grids_across_images(info, images, side * side, 64 * side * side, config)
+    assert joined == (joined_on_pocl and info.type == "CPU" and info.implementation == "pocl")
+
+
 def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
     return dataclasses.replace(clconv.devices()[0], type="CPU", name=name, platform_name=platform_name,
                                native_float_lanes=lanes, device_version=device_version)
