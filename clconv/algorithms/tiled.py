@@ -890,8 +890,8 @@ class TiledAlgorithm(AlgorithmBase):
         defines = dict(config.defines(), **column_stride_define(_column_stride(self.params, pass_name)))
         if flat_plane:
             defines["FLAT_PLANE"] = 1
-        if images_joined:
-            defines["ACROSS_IMAGES"] = 1
+            if images_joined:
+                defines["ACROSS_IMAGES"] = 1
         elif isinstance(config, CorrelationConfig) and config.along_row:
             defines["ALONG_ROW"] = 1
         if (isinstance(config, CorrelationConfig) and not flat_plane and not config.along_row
