@@ -16,9 +16,9 @@ both runs convert).
 
 import contextlib
 import sys
-import time
 
 import numpy as np
+from alternating import alternating_seconds
 
 import clconv
 from clconv import arrays, bench_peers, check, layers, planning, platforms
@@ -29,23 +29,6 @@ PASSES = ("forward", "grad_input", "grad_weight")
 
 def channels_last(array: np.ndarray) -> np.ndarray:
     return np.moveaxis(np.ascontiguousarray(np.moveaxis(array, 1, -1)), -1, 1)
-
-
-def alternating_seconds(runs: dict, rounds: int = 3, repeats: int = 5) -> dict:
-    """For each of ``runs`` (name: a call that waits for its result), the smallest of ``rounds`` medians of
-    ``repeats`` calls, the runs taking turns round by round."""
-    best = dict.fromkeys(runs, float("inf"))
-    for run in runs.values():
-        run()
-    for _ in range(rounds):
-        for name, run in runs.items():
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                run()
-                times.append(time.perf_counter() - start)
-            best[name] = min(best[name], sorted(times)[repeats // 2])
-    return best
 
 
 @contextlib.contextmanager

@@ -18,7 +18,8 @@ milliseconds, and each lanes tile's speed-up over converting.
 import functools
 import sys
 
-from channels_last import alternating_seconds, channels_last, converting
+from alternating import alternating_seconds
+from channels_last import channels_last, converting
 
 from clconv import check, layers, planning, platforms
 from clconv.algorithms import tiled

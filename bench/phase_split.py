@@ -8,8 +8,10 @@ medians of 5; printed: device-resident GFLOP/s (the split's copies included) and
 """
 
 import dataclasses
+import functools
 import sys
-import time
+
+from alternating import alternating_seconds
 
 from clconv import check, layers, platforms, tuner
 from clconv.algorithms.phases import phase_split
@@ -23,23 +25,10 @@ JOBS = (("ResNet-18/conv1", "grad_weight"), ("ResNet-18/layer2.0.conv1", "grad_w
         ("DCGAN/main.9", "grad_input"), ("DCGAN/main.9", "grad_weight"))
 
 
-def alternating_seconds(queue, runs, rounds: int = 3, repeats: int = 5) -> list:
-    """For each of ``runs``, the smallest of ``rounds`` medians of ``repeats`` waited-for calls, the runs taking
-    turns round by round so that a slower stretch of the machine falls on both."""
-    best = [float("inf")] * len(runs)
-    for run in runs:
-        run()
-        queue.finish()
-    for _ in range(rounds):
-        for index, run in enumerate(runs):
-            times = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                run()
-                queue.finish()
-                times.append(time.perf_counter() - start)
-            best[index] = min(best[index], sorted(times)[repeats // 2])
-    return best
+def finished(queue, plan, pass_name: str, tensors) -> None:
+    """One call of a pass, waited for."""
+    call_plan(plan, pass_name, tensors)
+    queue.finish()
 
 
 def main(argv):
@@ -60,8 +49,10 @@ def main(argv):
         flops = params.flops(pass_name)
         cells = []
         for tensors in (device, host):
-            runs = [lambda plan=plan, tensors=tensors, name=pass_name: call_plan(plan, name, tensors) for plan in plans]
-            plain, phased = alternating_seconds(queue, runs)
+            runs = {name: functools.partial(finished, queue, plan, pass_name, tensors)
+                    for name, plan in zip(("default", "phase split"), plans)}
+            seconds = alternating_seconds(runs)
+            plain, phased = seconds["default"], seconds["phase split"]
             cells.append(f"{flops / plain / 1e9:6.1f} -> {flops / phased / 1e9:6.1f} ({plain / phased:.2f}x)")
         workspace = plans[1].workspace_bytes[pass_name] / 1e6
         print(f"{label:32s} {layer_pass:11s} device {cells[0]}   end to end {cells[1]}   workspace {workspace:.1f} MB")

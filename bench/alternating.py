@@ -1,0 +1,21 @@
+"""Timing two or more ways of running the same work on a shared, noisy machine."""
+
+import time
+
+
+def alternating_seconds(runs: dict, rounds: int = 3, repeats: int = 5) -> dict:
+    """For each of ``runs`` (name: a call that waits for its result), the smallest of ``rounds`` medians of
+    ``repeats`` calls, the runs taking turns round by round so that a slower stretch of the machine falls on all of
+    them."""
+    best = dict.fromkeys(runs, float("inf"))
+    for run in runs.values():
+        run()
+    for _ in range(rounds):
+        for name, run in runs.items():
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - start)
+            best[name] = min(best[name], sorted(times)[repeats // 2])
+    return best
