@@ -32,6 +32,7 @@ import functools  # noqa: E402
 import pytest  # noqa: E402
 
 from clconv import kernel_check, platforms  # noqa: E402  (after POCL_CACHE_DIR is set)
+from clconv.algorithms import base  # noqa: E402
 
 
 @functools.lru_cache(maxsize=1)
@@ -94,6 +95,21 @@ def failing_kernels(monkeypatch):
         monkeypatch.setattr(kernel_check, "_warned", set())
 
     return fail
+
+
+@pytest.fixture
+def kernel_launches(monkeypatch) -> list:
+    """Every kernel launch from here on, in order: (launcher, kernel name, defines). ``launches.clear()`` starts
+    the record again."""
+    launches = []
+    launch = base.KernelLauncher.launch
+
+    def recorded(self, name, defines, *args, **kwargs):
+        launches.append((self, name, defines))
+        return launch(self, name, defines, *args, **kwargs)
+
+    monkeypatch.setattr(base.KernelLauncher, "launch", recorded)
+    return launches
 
 
 @pytest.fixture

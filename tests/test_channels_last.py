@@ -435,7 +435,7 @@ def test_pointwise_device_views_read_in_place(device, in_place_products):
     pytest.param(DEPTHWISE_CASES[0].values[0], "tiled", id="depthwise"),
 ])
 def test_a_requested_algorithm_converts_channels_last_inputs(device, case, algo, in_place_products,
-                                                             in_place_depthwise):
+                                                             kernel_launches):
     """algo= names the kernels a caller wants: those run, on the converted inputs, with the same bytes out as
     channels-first inputs, not the 1x1 or depthwise kernels that read them in place."""
     inputs = check.random_inputs(case, np.float32)
@@ -443,7 +443,7 @@ def test_a_requested_algorithm_converts_channels_last_inputs(device, case, algo,
         expected = check.run_pass(pass_name, case, inputs, device=device.device, algo=algo)
         got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device, algo=algo)
         assert got.tobytes() == expected.tobytes()
-    assert not in_place_products and not in_place_depthwise
+    assert not in_place_products and not depthwise_kernels(kernel_launches)
 
 
 @pytest.mark.parametrize("module, kernel, case", [
@@ -465,25 +465,16 @@ def test_a_failed_in_place_kernel_gives_way_to_the_conversion(monkeypatch, faili
     assert got.tobytes() == expected.tobytes()
 
 
-@pytest.fixture
-def in_place_depthwise(monkeypatch):
-    """The depthwise channels-last kernels a test launches, by name (reduce_partials after them is not listed)."""
-    launches = []
-    original = channels_last_depthwise.DepthwiseChannelsLast.launch
-
-    def counted(self, name, defines, size, local, args, wait_for):
-        if name != "reduce_partials":
-            launches.append(name)
-        return original(self, name, defines, size, local, args, wait_for)
-
-    monkeypatch.setattr(channels_last_depthwise.DepthwiseChannelsLast, "launch", counted)
-    return launches
+def depthwise_kernels(kernel_launches) -> list:
+    """The depthwise channels-last kernels among the launches recorded, by name (not reduce_partials after them)."""
+    return [name for launcher, name, _ in kernel_launches
+            if isinstance(launcher, channels_last_depthwise.DepthwiseChannelsLast) and name != "reduce_partials"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("pass_name", PASSES)
 @pytest.mark.parametrize("case", DEPTHWISE_CASES)
-def test_depthwise_layers_read_channels_last_in_place(device, case, pass_name, dtype, in_place_depthwise):
+def test_depthwise_layers_read_channels_last_in_place(device, case, pass_name, dtype, kernel_launches):
     """x and grad_output channels-last: the depthwise passes run on their memory as it lies, and match the
     oracle."""
     if dtype == np.float64 and not device.fp64:
@@ -491,12 +482,12 @@ def test_depthwise_layers_read_channels_last_in_place(device, case, pass_name, d
     inputs = check.random_inputs(case, dtype)
     got = check.run_pass(pass_name, case, activations_channels_last(inputs), device=device.device)
     assert_matches_oracle(pass_name, case, inputs, got, dtype)
-    assert len(in_place_depthwise) == (pass_name in IN_PLACE_PASSES)
+    assert len(depthwise_kernels(kernel_launches)) == (pass_name in IN_PLACE_PASSES)
 
 
 @pytest.mark.parametrize("channels_last_input", ["x", "grad_output"])
 def test_a_depthwise_weight_gradient_with_one_input_channels_last_converts_it(device, channels_last_input,
-                                                                               in_place_depthwise):
+                                                                               kernel_launches):
     """The depthwise weight gradient reads both inputs channels-last or neither: with one, that one is converted
     and the plan's kernel runs, with the bytes of channels-first inputs."""
     case = DEPTHWISE_CASES[0].values[0]
@@ -504,10 +495,10 @@ def test_a_depthwise_weight_gradient_with_one_input_channels_last_converts_it(de
     mixed = dict(inputs, **{channels_last_input: to_channels_last(inputs[channels_last_input])})
     expected = check.run_pass("grad_weight", case, inputs, device=device.device)
     assert check.run_pass("grad_weight", case, mixed, device=device.device).tobytes() == expected.tobytes()
-    assert not in_place_depthwise
+    assert not depthwise_kernels(kernel_launches)
 
 
-def test_depthwise_weight_gradient_sums_in_splits_deterministically(device, in_place_depthwise, monkeypatch):
+def test_depthwise_weight_gradient_sums_in_splits_deterministically(device, kernel_launches, monkeypatch):
     """The depthwise weight gradient sums the batch's output rows in splits (their partial sums then added in
     split order): the same bytes on every run, one split within a workspace of 0 bytes, both against the
     oracle."""
@@ -524,10 +515,10 @@ def test_depthwise_weight_gradient_sums_in_splits_deterministically(device, in_p
     whole = check.run_pass("grad_weight", case, moved, device=device.device, max_workspace_bytes=0)
     assert splits[-1][1] == 1
     assert_matches_oracle("grad_weight", case, inputs, whole, np.float32)
-    assert len(in_place_depthwise) == 3
+    assert len(depthwise_kernels(kernel_launches)) == 3
 
 
-def test_depthwise_device_views_read_in_place(device, in_place_depthwise):
+def test_depthwise_device_views_read_in_place(device, kernel_launches):
     """Channels-last device views at an offset into their buffer, results left on the device."""
     case = DEPTHWISE_CASES[1].values[0]
     inputs = check.random_inputs(case, np.float32)
@@ -538,7 +529,7 @@ def test_depthwise_device_views_read_in_place(device, in_place_depthwise):
         got = check.run_pass(pass_name, case, on_device)
         assert isinstance(got, cl_array.Array) and got.flags.c_contiguous
         assert_matches_oracle(pass_name, case, inputs, got.get(), np.float32)
-    assert in_place_depthwise == [f"conv2d_{name}depthwise_channels_last"
+    assert depthwise_kernels(kernel_launches) == [f"conv2d_{name}depthwise_channels_last"
                                   for name in ("", "grad_input_", "grad_weight_")]
 
 
@@ -563,7 +554,7 @@ def test_three_d_layers_read_channels_last_inputs_where_they_copy_them_anyway(de
     assert not {"x", "grad_output"} & set(converted)
 
 
-def test_a_depthwise_weight_copy_over_the_workspace_cap_converts_instead(device, in_place_depthwise):
+def test_a_depthwise_weight_copy_over_the_workspace_cap_converts_instead(device, kernel_launches):
     """The forward pass and input gradient copy the weight, which a cap below its size keeps out: they convert and
     run the plan's kernels, with the bytes of channels-first inputs; the weight gradient keeps within the cap in one
     split."""
@@ -574,10 +565,10 @@ def test_a_depthwise_weight_copy_over_the_workspace_cap_converts_instead(device,
         expected = check.run_pass(pass_name, case, inputs, device=device.device, max_workspace_bytes=0)
         got = check.run_pass(pass_name, case, moved, device=device.device, max_workspace_bytes=0)
         assert got.tobytes() == expected.tobytes()
-    assert not in_place_depthwise
+    assert not depthwise_kernels(kernel_launches)
     got = check.run_pass("grad_weight", case, moved, device=device.device, max_workspace_bytes=0)
     assert_matches_oracle("grad_weight", case, inputs, got, np.float32)
-    assert in_place_depthwise == ["conv2d_grad_weight_depthwise_channels_last"]
+    assert depthwise_kernels(kernel_launches) == ["conv2d_grad_weight_depthwise_channels_last"]
 
 
 def test_a_failed_in_place_depth_unfolding_gives_way_to_the_conversion(monkeypatch, failing_kernels, device):

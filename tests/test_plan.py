@@ -418,18 +418,9 @@ def test_row_tiles(device, case, pass_name, dtype):
     assert result.passed, f"{params.describe()} with row tiles on {device.summary()}: {result.message}"
 
 
-def tiled_launches(monkeypatch) -> list:
-    """The defines of every conv2d_tiled launch from here on, in order."""
-    launches = []
-    launch = base.KernelLauncher.launch
-
-    def recorded(self, name, defines, *args, **kwargs):
-        if name == "conv2d_tiled":
-            launches.append(defines)
-        return launch(self, name, defines, *args, **kwargs)
-
-    monkeypatch.setattr(base.KernelLauncher, "launch", recorded)
-    return launches
+def tiled_defines(kernel_launches) -> list:
+    """The defines of the conv2d_tiled launches recorded."""
+    return [defines for _, name, defines in kernel_launches if name == "conv2d_tiled"]
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
@@ -443,7 +434,7 @@ def tiled_launches(monkeypatch) -> list:
     (check.Case("3x3-p21-11-g2", (3, 16, 5, 4), (16, 8, 3, 3), padding=((2, 1), (1, 1)), groups=2), "grad_input"),
     (check.Case("3x3-d2-p2", (2, 8, 10, 10), (8, 8, 3, 3), padding=2, dilation=2), "grad_input"),
 ], ids=lambda value: value if isinstance(value, str) else value.name)
-def test_whole_planes_across_images(monkeypatch, device, case, pass_name, dtype):
+def test_whole_planes_across_images(monkeypatch, kernel_launches, device, case, pass_name, dtype):
     """Forward passes and input gradients on whole planes that run their images' grids as one sequence
     (ACROSS_IMAGES) on every device, in every dtype, wherever the rule would send them: vectors that cross from
     one image into the next, grids of fewer positions than a tile, the last image's partial tile, output rows
@@ -456,13 +447,14 @@ def test_whole_planes_across_images(monkeypatch, device, case, pass_name, dtype)
     params = case.params(dtype)
     target = platforms.resolve(device.device)
     inputs = check.random_inputs(case, dtype)
-    launches = tiled_launches(monkeypatch)
     monkeypatch.setattr(tiled, "image_grids_joined_pay", lambda *args: False)
     separate = call_plan(planning.Conv2DPlan(params, target), pass_name, inputs)
+    launches = tiled_defines(kernel_launches)
     assert launches and all("FLAT_PLANE" in defines and "ACROSS_IMAGES" not in defines for defines in launches)
-    launches.clear()
+    kernel_launches.clear()
     monkeypatch.setattr(tiled, "image_grids_joined_pay", lambda *args: True)
     joined = call_plan(planning.Conv2DPlan(params, target), pass_name, inputs)
+    launches = tiled_defines(kernel_launches)
     assert launches and all(defines.get("ACROSS_IMAGES") == 1 for defines in launches)
     assert joined.tobytes() == separate.tobytes()
     result = check.compare_with_oracle(pass_name, case, inputs, joined, dtype)
