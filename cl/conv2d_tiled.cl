@@ -140,8 +140,9 @@ __kernel void conv2d_tiled(
         return;
 #elif FLAT_PLANE
     const int grid_plane = Hout * Win;
+    const int grid_end = grid_plane;  /* one image's grid */
     const int f0 = get_global_id(0) * (VEC * BLOCK_V);
-    if (f0 >= grid_plane || n >= N)
+    if (f0 >= grid_end || n >= N)
         return;
 #elif ALONG_ROW
     const int q0 = get_global_id(0) * (VEC * BLOCK_V);
@@ -376,20 +377,22 @@ __kernel void conv2d_tiled(
     for (int i = 0; i < BLOCK_K; ++i) {
         const int co = g * Co + co0 + i;
         const acc_t bias_value = (has_bias && i < co_count) ? (acc_t)LOAD(bias, bias_offset + co) : (acc_t)0;
-#if ACROSS_IMAGES
+#if FLAT_PLANE
+        /* f counts grid elements from image n's first (image 0's across images, where n is 0). */
         const int out_plane_size = Hout * Wout;
-        __global real_t *out_channel = out + out_offset + co * out_plane_size;  /* image 0's plane */
+        __global real_t *out_channel = out + out_offset + (n * out_channels + co) * out_plane_size;
 #pragma unroll
         for (int b = 0; b < BLOCK_V; ++b) {
             const int f = f0 + b * VEC;
             if (i >= co_count || f >= grid_end)
                 continue;
             const accv_t result = acc[i][b] + (accv_t)bias_value;
-            const int image = f / grid_plane, i_first = f - image * grid_plane;
+            const int image = ACROSS_IMAGES ? f / grid_plane : 0, i_first = f - image * grid_plane;
             if (Wout == Win && i_first + VEC <= grid_plane) {
                 VSTORE(VEC, result, out_channel + image * out_channels * out_plane_size + i_first);
             } else {
-                /* Grid element i of image n is output (i / Win, i % Win), stored where that column exists. */
+                /* Grid element i of an image is output (i / Win, i % Win), stored where that column exists; lanes
+                 * past the grid's end belong to the next image's (across images only). */
                 acc_t lanes[VEC];
                 CAT(vstore, VEC)(result, 0, lanes);
                 for (int j = 0; j < min(VEC, grid_end - f); ++j) {
@@ -398,27 +401,6 @@ __kernel void conv2d_tiled(
                     const int p = at / Win, q = at - p * Win;
                     if (q < Wout)
                         STORE(lanes[j], out_channel, (image + next) * out_channels * out_plane_size + p * Wout + q);
-                }
-            }
-        }
-#elif FLAT_PLANE
-        __global real_t *out_plane = out + out_offset + (n * out_channels + co) * Hout * Wout;
-#pragma unroll
-        for (int b = 0; b < BLOCK_V; ++b) {
-            const int f = f0 + b * VEC;
-            if (i >= co_count || f >= grid_plane)
-                continue;
-            const accv_t result = acc[i][b] + (accv_t)bias_value;
-            if (Wout == Win && f + VEC <= grid_plane) {
-                VSTORE(VEC, result, out_plane + f);
-            } else {
-                /* The grid's element f is output (f / Win, f % Win), stored where that column exists. */
-                acc_t lanes[VEC];
-                CAT(vstore, VEC)(result, 0, lanes);
-                for (int j = 0; j < min(VEC, grid_plane - f); ++j) {
-                    const int p = (f + j) / Win, q = (f + j) - p * Win;
-                    if (q < Wout)
-                        STORE(lanes[j], out_plane, p * Wout + q);
                 }
             }
         }
