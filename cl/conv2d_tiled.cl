@@ -40,6 +40,13 @@
  * dim2 = groups * ceil(Co / BLOCK_K). The host sets it only where a grid holds at least VEC elements, so that
  * no vector spans three images.
  *
+ * WHOLE_ROWS (stride 1, no dilation, input rows of at most VEC elements; TAPS_R, TAPS_S and OFFSET_W fixed at
+ * compile time): each input row is one vector, loaded once per channel with its lanes past the row zeroed, and
+ * tap s reads it rotated by s + OFFSET_W lanes (a shuffle), which brings zero lanes in where the tap falls off
+ * either end of the row (the host checks that every rotation does); each loaded row serves every tap row of the
+ * tile's BLOCK_V output rows that reads it. Rows of 7 or 14 columns otherwise take a masked load per tap, and
+ * with one or two channels per group (depthwise layers) nothing shares its masks. NDRange as for row tiles.
+ *
  * CHANNELS_INNER (a tile on several rows, many input channels per group): the channel loop runs inside the
  * taps' instead of outside them, so that where each vector of a tap starts, its lane masks at the row edges
  * and whether its loads stay inside the buffer are worked out once per tap and not once per channel and tap; a
@@ -74,6 +81,12 @@
 #endif
 #if CHANNELS_INNER && (FLAT_PLANE || ALONG_ROW)
 #error "CHANNELS_INNER is for tiles on several rows (no FLAT_PLANE or ALONG_ROW), whose vectors share their columns"
+#endif
+#ifndef WHOLE_ROWS
+#define WHOLE_ROWS 0
+#endif
+#if WHOLE_ROWS && (FLAT_PLANE || ALONG_ROW || CHANNELS_INNER || !defined(TAPS_R) || !defined(TAPS_S) || !defined(OFFSET_W))
+#error "WHOLE_ROWS is a tile on several rows with TAPS_R, TAPS_S and OFFSET_W defined"
 #endif
 /* Where vector b of a row tile lies: on row p0 + TILE_ROW(b), from column q0 + TILE_COL(b). */
 #if ALONG_ROW
@@ -281,6 +294,44 @@ __kernel void conv2d_tiled(
             }
         }
     }
+#elif WHOLE_ROWS
+    /* Tile row b's output row p0 + b reads, at tap row r, input row p0 + b + r + offset_h: row j = b + r of the
+     * BLOCK_V + TAPS_R - 1 rows from p0 + offset_h, each loaded once per channel. Unrolled, the tap row of every
+     * (j, b) pair is known at compile time. */
+    const maskv_t in_row = lane_index() < (maskv_t)Win;
+    __global const real_t *in_plane = in_begin + (n * groups + g) * Ci * plane;
+    for (int ci = 0; ci < Ci; ++ci, in_plane += plane) {
+        acc_t w[BLOCK_K][TAPS_R][TAPS_S];
+#pragma unroll
+        for (int i = 0; i < BLOCK_K; ++i)
+#pragma unroll
+            for (int r = 0; r < TAPS_R; ++r)
+#pragma unroll
+                for (int s = 0; s < TAPS_S; ++s)
+                    w[i][r][s] = (acc_t)LOAD(weight, weight_co[i] + ci * ws_ci + r * ws_r + s * ws_s);
+#pragma unroll
+        for (int j = 0; j < BLOCK_V + TAPS_R - 1; ++j) {
+            const int row = p0 + j + offset_h;
+            accv_t x = (accv_t)0;
+            if (row >= 0 && row < Hin)
+                x = load_lanes_kept(in_plane + row * Win, in_row, in_begin, in_end);
+            accv_t tap_lanes[TAPS_S];
+#pragma unroll
+            for (int s = 0; s < TAPS_S; ++s)
+                tap_lanes[s] = ROTATE_LANES(x, s + OFFSET_W);
+#pragma unroll
+            for (int b = 0; b < BLOCK_V; ++b) {
+                const int r = j - b;
+                if (r < 0 || r >= TAPS_R)
+                    continue;
+#pragma unroll
+                for (int i = 0; i < BLOCK_K; ++i)
+#pragma unroll
+                    for (int s = 0; s < TAPS_S; ++s)
+                        acc[i][b] = MULADD((accv_t)w[i][r][s], tap_lanes[s], acc[i][b]);
+            }
+        }
+    }
 #elif CHANNELS_INNER
     const int col_stride = COLUMN_STRIDE(stride_w);
     const int col_first = q0 * col_stride + offset_w;
@@ -416,6 +467,13 @@ __kernel void conv2d_tiled(
             const accv_t result = acc[i][b] + (accv_t)bias_value;
             if (out_step_w == 1 && q + VEC <= Wout) {
                 VSTORE(VEC, result, out_row + out_start_w + q);
+#if WHOLE_ROWS
+            } else if (out_step_h == 1 && out_step_w == 1 && out_start_w == 0 && out_width == Wout &&
+                       (p + out_start_h) * out_width + VEC <= (min(p0 + BLOCK_V, Hout) + out_start_h) * out_width) {
+                /* A vector store past the row's end, into the rows this work-item stores next (b ascending):
+                 * the last of them is stored lane by lane and overwrites what spilled into it. */
+                VSTORE(VEC, result, out_row);
+#endif
             } else {
                 acc_t lanes[VEC];
                 CAT(vstore, VEC)(result, 0, lanes);

@@ -480,6 +480,77 @@ def test_image_grids_are_joined_where_that_saves_a_twentieth_of_the_tiles_on_poc
     assert joined == (joined_on_pocl and info.type == "CPU" and info.implementation == "pocl")
 
 
+# Layers whose forward pass or input gradient fits WHOLE_ROWS (input rows as vectors, taps as rotations) in 8 lanes:
+# planes of 7 columns (3x3, "same"), 6 columns with 5x5 taps and 30 rows (three tiles: a vector store that spills
+# into the next row, the tile's last row lane by lane), an unpadded layer (output rows narrower than the input's,
+# one input channel, as unpadded forward passes with more run on whole planes; its input gradient the other way
+# round), groups with more padding on one side, a plane of one row.
+WHOLE_ROWS_CASES = (
+    check.Case("dw-3x3-p1-7x7", (3, 6, 7, 7), (6, 1, 3, 3), padding=1, groups=6),
+    check.Case("dw-5x5-p2-30x6", (2, 4, 30, 6), (4, 1, 5, 5), padding=2, groups=4),
+    check.Case("3x3-c1-k5-unpadded", (2, 1, 9, 7), (5, 1, 3, 3)),
+    check.Case("3x3-g2-p20-21", (2, 4, 5, 6), (6, 2, 3, 3), padding=((2, 0), (2, 1)), groups=2),
+    check.Case("dw-3x3-p1-1-row", (2, 4, 1, 7), (4, 1, 3, 3), padding=1, groups=4),
+)
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("pass_name", ["forward", "grad_input"])
+@pytest.mark.parametrize("case", WHOLE_ROWS_CASES, ids=lambda case: case.name)
+def test_whole_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype):
+    """Forward passes and input gradients with each input row as one vector (WHOLE_ROWS) on every device, in every
+    dtype, wherever the rule would send them, on a tile of 8 lanes x 2 channels (channels past a group's repeat
+    the last): the same bytes as the same tile on rows (the same multiply-adds in the same order), and the
+    oracle."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
+    from clconv.algorithms import tiled
+
+    params = case.params(dtype)
+    target = platforms.resolve(device.device)
+    if tiled.widest_vector(params, target.info) < 8:
+        pytest.skip(f"{target.info.summary()} builds {np.dtype(dtype).name} vectors of at most "
+                    f"{tiled.widest_vector(params, target.info)} lanes (vector_bits_limit); these rows need 8")
+    inputs = check.random_inputs(case, dtype)
+    tile = CorrelationConfig(vec=8, block_k=2, block_v=2, local=(1, 1, 1))
+    choices = {name: planning.Choice("tiled", tile if name == pass_name else None, "requested") for name in PASSES}
+    monkeypatch.setattr(tiled, "whole_rows_pay", lambda *args: False)
+    rows = call_plan(planning.Conv2DPlan(params, target, choices=choices), pass_name, inputs)
+    assert not any(defines.get("WHOLE_ROWS") for defines in tiled_defines(kernel_launches))
+    kernel_launches.clear()
+    monkeypatch.setattr(tiled, "whole_rows_pay", lambda *args: True)
+    whole = call_plan(planning.Conv2DPlan(params, target, choices=choices), pass_name, inputs)
+    launches = tiled_defines(kernel_launches)
+    assert launches and all(defines.get("WHOLE_ROWS") == 1 for defines in launches)
+    assert whole.tobytes() == rows.tobytes()
+    result = check.compare_with_oracle(pass_name, case, inputs, whole, dtype)
+    assert result.passed, f"{params.describe()} on whole rows on {device.summary()}: {result.message}"
+
+
+@pytest.mark.parametrize("shape, pass_name, on_cpus", [
+    pytest.param(((2, 32, 14, 14), (32, 1, 3, 3), 1, 32, 1), "forward", True, id="dw-3x3-14x14-forward"),
+    pytest.param(((2, 32, 14, 14), (32, 1, 3, 3), 1, 32, 1), "grad_input", True, id="dw-3x3-14x14-grad_input"),
+    pytest.param(((2, 32, 7, 7), (64, 2, 5, 5), 2, 16, 1), "forward", True, id="g16-5x5-7x7-forward"),
+    pytest.param(((2, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1), "grad_input", False, id="lenet5-conv2-16-channels"),
+    pytest.param(((2, 32, 16, 16), (32, 1, 3, 3), 1, 32, 1), "forward", False, id="dw-16-wide-rows"),
+    pytest.param(((2, 32, 14, 14), (32, 1, 3, 3), 1, 32, 2), "forward", False, id="dw-stride-2"),
+    pytest.param(((2, 32, 28, 28), (32, 1, 3, 3), 1, 32, 1), "forward", False, id="dw-28-wide-rows"),
+])
+def test_whole_rows_where_they_fit_a_vector_and_channels_are_few_on_cpus(kernel_launches, device, shape, pass_name,
+                                                                         on_cpus):
+    """The rule for WHOLE_ROWS: CPUs whose tile has 16 lanes (all of them here), fewer than 8 input channels per
+    group, stride 1, and rows that every tap's rotation fits."""
+    x_shape, w_shape, padding, groups, stride = shape
+    params = clconv.Conv2DParams.create(x_shape, w_shape, padding=padding, groups=groups, stride=stride)
+    target = platforms.resolve(device.device)
+    plan = planning.Conv2DPlan(params, target)
+    call_plan(plan, pass_name, check.layer_inputs(params))
+    whole = [defines.get("WHOLE_ROWS") == 1 for defines in tiled_defines(kernel_launches)]
+    vec = plan._implementation(pass_name).configs[pass_name].vec
+    expected = on_cpus and target.info.type == "CPU" and vec >= 16
+    assert (bool(whole) and all(whole)) == expected, f"{pass_name} of {params.describe()}: {whole}"
+
+
 def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
     return dataclasses.replace(clconv.devices()[0], type="CPU", name=name, platform_name=platform_name,
                                native_float_lanes=lanes, device_version=device_version)

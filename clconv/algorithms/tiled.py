@@ -505,6 +505,38 @@ def channels_inner(params: Conv2DParams, pass_name: str) -> bool:
     return in_channels >= CHANNELS_INNER_MIN
 
 
+# The accumulator vectors a tile of whole rows (WHOLE_ROWS) keeps: its rows are as many as fit beside its channels.
+WHOLE_ROWS_ACCUMULATORS = 24
+
+
+def whole_rows(info, config: CorrelationConfig, channels: int, in_w: int, grid_w: int, taps, offset_w: int,
+               stride, dilation) -> bool:
+    """Whether a forward pass or input gradient on rows (not whole planes) takes each input row as one vector
+    (WHOLE_ROWS in cl/conv2d_tiled.cl), its taps reading it rotated: where the kernel can (stride 1, no dilation,
+    and every tap's rotation of a row of ``in_w`` elements brings zero lanes, not the row's other end, into the
+    ``grid_w`` output columns: rows of 7 or 14 columns with 3x3 or 5x5 kernels) and where that pays
+    (``whole_rows_pay``, for ``channels`` input channels per group). ``taps``: (R, S) of the launch, of which a
+    phase of a transposed convolution's input gradient may have none."""
+    first_shift, last_shift = offset_w, offset_w + taps[1] - 1
+    return (not config.along_row and not config.channel_lanes and min(taps) > 0 and tuple(stride) == (1, 1)
+            and tuple(dilation) == (1, 1) and in_w + max(0, -first_shift) <= config.vec
+            and grid_w + max(0, last_shift) <= config.vec and whole_rows_pay(info, channels))
+
+
+def whole_rows_pay(info, channels: int) -> bool:
+    """On CPUs, with fewer than FLAT_PLANE_MIN_CHANNELS input channels per group: more share each tap's lane masks
+    on the other tiles (LeNet-5 conv2's input gradient, 16 channels, ran 0.8x on whole rows). Measured on Zen 4,
+    see the README."""
+    return info.type == "CPU" and channels < FLAT_PLANE_MIN_CHANNELS
+
+
+def whole_rows_block(rows: int, block_k: int) -> int:
+    """Output rows per work-item on whole rows: the grid's rows split evenly into the fewest tiles of at most
+    WHOLE_ROWS_ACCUMULATORS / block_k rows, so that each loaded row serves as many tap rows as it can."""
+    most = max(1, WHOLE_ROWS_ACCUMULATORS // block_k)
+    return div_up(rows, div_up(rows, most))
+
+
 def reads_planes_in_place(params: Conv2DParams) -> bool:
     """Whether a layer is pointwise (1x1, stride 1, no padding): each output element reads the input element
     at its own plane index."""
@@ -885,16 +917,21 @@ class TiledAlgorithm(AlgorithmBase):
             return config.items(self.params), config.target_items, int(np.prod(self.params.weight_shape))
         return super().reduction(pass_name)
 
-    def _pass_defines(self, pass_name: str, flat_plane: bool = False, images_joined: bool = False) -> dict:
+    def _pass_defines(self, pass_name: str, flat_plane: bool = False, images_joined: bool = False,
+                      rows_taps: dict | None = None) -> dict:
+        """The kernel's defines for a pass; ``rows_taps``: WHOLE_ROWS's (BLOCK_V, TAPS_R, TAPS_S, OFFSET_W) where
+        its input rows are vectors."""
         config = self.configs[pass_name]
         defines = dict(config.defines(), **column_stride_define(_column_stride(self.params, pass_name)))
-        if flat_plane:
+        if rows_taps:
+            defines.update(rows_taps, WHOLE_ROWS=1)
+        elif flat_plane:
             defines["FLAT_PLANE"] = 1
             if images_joined:
                 defines["ACROSS_IMAGES"] = 1
         elif isinstance(config, CorrelationConfig) and config.along_row:
             defines["ALONG_ROW"] = 1
-        if (isinstance(config, CorrelationConfig) and not flat_plane and not config.along_row
+        if (isinstance(config, CorrelationConfig) and not flat_plane and not config.along_row and not rows_taps
                 and channels_inner(self.kernel_layer, pass_name)):
             defines["CHANNELS_INNER"] = 1
         if isinstance(config, GradWeightConfig):
@@ -934,15 +971,22 @@ class TiledAlgorithm(AlgorithmBase):
         grid_plane = h_grid * w_in
         images_joined = flat_plane and grids_across_images(self.target.info, n, grid_plane, ci_total * h_in * w_in,
                                                            config)
+        rows_taps = None
+        if not flat_plane and whole_rows(self.target.info, config, ci_total // p.groups, w_in, w_grid, taps,
+                                         offsets[1], stride, dilation):
+            rows_taps = {"BLOCK_V": whole_rows_block(h_grid, config.block_k), "TAPS_R": taps[0], "TAPS_S": taps[1],
+                         "OFFSET_W": offsets[1]}
         if images_joined:  # the images' grids as one sequence
             size, local = (div_up(n * grid_plane, config.vec * config.block_v), 1, blocks // n), flat_local
         elif flat_plane:  # rows as wide as the input's (see cl/conv2d_tiled.cl)
             size, local = (div_up(grid_plane, config.vec * config.block_v), 1, blocks), flat_local
+        elif rows_taps:  # one vector per row
+            size = (1, div_up(h_grid, rows_taps["BLOCK_V"]), blocks)
         elif config.along_row:
             size = (div_up(w_grid, config.vec * config.block_v), h_grid, blocks)
         else:
             size = (div_up(w_grid, config.vec), div_up(h_grid, config.block_v), blocks)
-        defines = self._pass_defines(pass_name, flat_plane, images_joined)
+        defines = self._pass_defines(pass_name, flat_plane, images_joined, rows_taps)
         return self.launch(KERNELS[pass_name], defines, size, local, args, wait_for)
 
     def _matrix_product(self, pass_name, source, weight, bias, out, wait_for):
