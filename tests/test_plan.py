@@ -551,6 +551,44 @@ def test_whole_rows_where_they_fit_a_vector_and_channels_are_few_on_cpus(kernel_
     assert (bool(whole) and all(whole)) == expected, f"{pass_name} of {params.describe()}: {whole}"
 
 
+@pytest.mark.parametrize("pass_name", PASSES)
+def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatch, device, pass_name):
+    """Where a device computing in host memory needs an alignment that a NumPy input lacks (4096 bytes on Intel's CPU
+    runtime; 64 here on every such device), the aligned copy goes into host memory the plan keeps from call to call
+    (a fresh copy each call cost Intel's runtime more than the copy itself): each call gets its own inputs' bytes,
+    from one thread or from four at once, and a copy over the plan's limit gets fresh memory."""
+    if not device.host_memory:
+        pytest.skip(f"{device.summary()} has memory of its own: NumPy inputs are uploaded, not used in place")
+    monkeypatch.setattr(platforms.DeviceInfo, "host_pointer_alignment", property(lambda self: 64))
+    case = check.Case("3x3-p1-c5-k6", (2, 5, 9, 8), (6, 5, 3, 3), padding=1)
+    plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, **case.conv_args)
+    names = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight"),
+             "grad_weight": ("x", "grad_output"), "grad_bias": ("grad_output",)}[pass_name]
+    inputs = [check.random_inputs(case, np.float32, seed) for seed in range(4)]
+
+    def misaligned(array):
+        """A copy one element past a 64-byte boundary."""
+        moved = arrays.aligned_empty((array.size + 1,), array.dtype, 64)[1:].reshape(array.shape)
+        moved[...] = array
+        return moved
+
+    def run(index, layout=misaligned):
+        return getattr(plan, pass_name)(*(layout(inputs[index][name]) for name in names)).tobytes()
+
+    aligned = [run(index, lambda array: arrays.aligned_copy(array, 64)) for index in range(len(inputs))]
+    assert not plan._conversions._host_copies
+    assert [run(index) for index in range(len(inputs))] == aligned
+    kept = dict(plan._conversions._host_copies)
+    assert set(kept) == set(names)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(run, [index % len(inputs) for index in range(24)]))
+    assert together == [aligned[index % len(inputs)] for index in range(24)]
+    assert all(plan._conversions._host_copies[name][0] is entry[0] for name, entry in kept.items())
+    monkeypatch.setattr(plan._conversions, "_most_bytes", 0)
+    monkeypatch.setattr(plan._conversions, "_host_copies", {})
+    assert run(0) == aligned[0] and not plan._conversions._host_copies
+
+
 def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
     return dataclasses.replace(clconv.devices()[0], type="CPU", name=name, platform_name=platform_name,
                                native_float_lanes=lanes, device_version=device_version)
