@@ -423,6 +423,19 @@ def tiled_defines(kernel_launches) -> list:
     return [defines for _, name, defines in kernel_launches if name == "conv2d_tiled"]
 
 
+def without_and_with(monkeypatch, kernel_launches, rule: str, plan_for, pass_name: str, inputs) -> list:
+    """A pass run on a new plan (``plan_for()``) with tiled.<rule> saying no, then yes: (result, defines of its
+    conv2d_tiled launches) each."""
+    from clconv.algorithms import tiled
+
+    runs = []
+    for pays in (False, True):
+        kernel_launches.clear()
+        monkeypatch.setattr(tiled, rule, lambda *args, pays=pays: pays)
+        runs.append((call_plan(plan_for(), pass_name, inputs), tiled_defines(kernel_launches)))
+    return runs
+
+
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case, pass_name", [
     (check.Case("3x3-p1-14x14", (3, 8, 14, 14), (9, 8, 3, 3), padding=1), "forward"),
@@ -442,19 +455,13 @@ def test_whole_planes_across_images(monkeypatch, kernel_launches, device, case, 
     dilation. The same bytes as one image at a time, and the oracle."""
     if np.dtype(dtype) == np.float64 and not device.fp64:
         pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
-    from clconv.algorithms import tiled
-
     params = case.params(dtype)
     target = platforms.resolve(device.device)
     inputs = check.random_inputs(case, dtype)
-    monkeypatch.setattr(tiled, "image_grids_joined_pay", lambda *args: False)
-    separate = call_plan(planning.Conv2DPlan(params, target), pass_name, inputs)
-    launches = tiled_defines(kernel_launches)
-    assert launches and all("FLAT_PLANE" in defines and "ACROSS_IMAGES" not in defines for defines in launches)
-    kernel_launches.clear()
-    monkeypatch.setattr(tiled, "image_grids_joined_pay", lambda *args: True)
-    joined = call_plan(planning.Conv2DPlan(params, target), pass_name, inputs)
-    launches = tiled_defines(kernel_launches)
+    (separate, one_image), (joined, launches) = without_and_with(
+        monkeypatch, kernel_launches, "image_grids_joined_pay", lambda: planning.Conv2DPlan(params, target),
+        pass_name, inputs)
+    assert one_image and all("FLAT_PLANE" in defines and "ACROSS_IMAGES" not in defines for defines in one_image)
     assert launches and all(defines.get("ACROSS_IMAGES") == 1 for defines in launches)
     assert joined.tobytes() == separate.tobytes()
     result = check.compare_with_oracle(pass_name, case, inputs, joined, dtype)
@@ -514,13 +521,10 @@ def test_whole_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype
     inputs = check.random_inputs(case, dtype)
     tile = CorrelationConfig(vec=8, block_k=2, block_v=2, local=(1, 1, 1))
     choices = {name: planning.Choice("tiled", tile if name == pass_name else None, "requested") for name in PASSES}
-    monkeypatch.setattr(tiled, "whole_rows_pay", lambda *args: False)
-    rows = call_plan(planning.Conv2DPlan(params, target, choices=choices), pass_name, inputs)
-    assert not any(defines.get("WHOLE_ROWS") for defines in tiled_defines(kernel_launches))
-    kernel_launches.clear()
-    monkeypatch.setattr(tiled, "whole_rows_pay", lambda *args: True)
-    whole = call_plan(planning.Conv2DPlan(params, target, choices=choices), pass_name, inputs)
-    launches = tiled_defines(kernel_launches)
+    (rows, on_rows), (whole, launches) = without_and_with(
+        monkeypatch, kernel_launches, "whole_rows_pay", lambda: planning.Conv2DPlan(params, target, choices=choices),
+        pass_name, inputs)
+    assert on_rows and not any(defines.get("WHOLE_ROWS") for defines in on_rows)
     assert launches and all(defines.get("WHOLE_ROWS") == 1 for defines in launches)
     assert whole.tobytes() == rows.tobytes()
     result = check.compare_with_oracle(pass_name, case, inputs, whole, dtype)
