@@ -85,7 +85,8 @@
 #ifndef WHOLE_ROWS
 #define WHOLE_ROWS 0
 #endif
-#if WHOLE_ROWS && (FLAT_PLANE || ALONG_ROW || CHANNELS_INNER || !defined(TAPS_R) || !defined(TAPS_S) || !defined(OFFSET_W))
+#if WHOLE_ROWS && (FLAT_PLANE || ALONG_ROW || CHANNELS_INNER || !defined(TAPS_R) || !defined(TAPS_S) || \
+                   !defined(OFFSET_W))
 #error "WHOLE_ROWS is a tile on several rows with TAPS_R, TAPS_S and OFFSET_W defined"
 #endif
 /* Where vector b of a row tile lies: on row p0 + TILE_ROW(b), from column q0 + TILE_COL(b). */

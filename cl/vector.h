@@ -45,8 +45,8 @@ inline maskv_t lane_index(void)
 
 /* Lane j of x's lanes (j + k) mod VEC, for k known at compile time: one permute, its indices a constant. */
 #define LANE_INDICES_TYPE CAT(CAT(u, MASK_NAME), VEC)
-#define ROTATE_LANES(x, k) \
-    ((k) % VEC == 0 ? (x) : shuffle((x), CAT(as_, LANE_INDICES_TYPE)((LANE_INDICES + (maskv_t)(k)) & (maskv_t)(VEC - 1))))
+#define ROTATED_INDICES(k) CAT(as_, LANE_INDICES_TYPE)((LANE_INDICES + (maskv_t)(k)) & (maskv_t)(VEC - 1))
+#define ROTATE_LANES(x, k) ((k) % VEC == 0 ? (x) : shuffle((x), ROTATED_INDICES(k)))
 
 /* (start + j) % m in lane j, for start >= 0 and m >= 1: one scalar division and a conditional subtraction per
  * m below VEC, where a vector % is a division per lane (16 of them at every work-item's start, which cost
