@@ -27,6 +27,7 @@ os.environ["OCLGRIND_MAX_ERRORS"] = "1000000"
 for _switch in ("OCLGRIND_UNINITIALIZED", "OCLGRIND_QUICK"):
     os.environ.pop(_switch, None)
 
+import concurrent.futures  # noqa: E402
 import functools  # noqa: E402
 
 import pytest  # noqa: E402
@@ -110,6 +111,28 @@ def kernel_launches(monkeypatch) -> list:
 
     monkeypatch.setattr(base.KernelLauncher, "launch", recorded)
     return launches
+
+
+@pytest.fixture
+def copies_kept(monkeypatch):
+    """``check(plan, store, names, run, expected)``: the copies a plan keeps in ``plan._conversions.<store>``, one per
+    input in ``names``, serve every call: ``run(index)`` gives ``expected[index]`` one call after another and from
+    four threads at once, in the same memory, and a copy over the plan's limit gets fresh memory instead."""
+
+    def check(plan, store: str, names, run, expected):
+        kept_now = functools.partial(getattr, plan._conversions, store)
+        assert [run(index) for index in range(len(expected))] == expected
+        kept = dict(kept_now())
+        assert set(kept) == set(names)
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(run, [index % len(expected) for index in range(24)]))
+        assert together == [expected[index % len(expected)] for index in range(24)]
+        assert all(kept_now()[name][0] is entry[0] for name, entry in kept.items())
+        monkeypatch.setattr(plan._conversions, "_most_bytes", 0)
+        monkeypatch.setattr(plan._conversions, store, {})
+        assert run(0) == expected[0] and not kept_now()
+
+    return check
 
 
 @pytest.fixture

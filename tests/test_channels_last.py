@@ -3,7 +3,6 @@ cl/channels_first.cl, with the same bytes out as channels-first inputs, no host 
 and a kernel variant that fails its check giving way to the next; 1x1 layers read in place by
 cl/pointwise_product.cl and depthwise layers by clconv.channels_last_depthwise's kernels, against the oracle."""
 
-import concurrent.futures
 import time
 
 import numpy as np
@@ -314,7 +313,8 @@ def activations_channels_last(inputs: dict) -> dict:
 
 
 @pytest.mark.parametrize("pass_name", PASSES)
-def test_plans_keep_their_conversion_buffers_and_share_them_safely_by_threads(monkeypatch, device, pass_name):
+def test_plans_keep_their_conversion_buffers_and_share_them_safely_by_threads(monkeypatch, copies_kept, device,
+                                                                            pass_name):
     """A plan converts each channels-last input into one buffer it keeps from call to call (a fresh one costs a
     page fault per page); calls from several threads at once, each on its own inputs and with time between
     the conversion and the kernels reading it, still get the bytes of channels-first inputs. A copy over the
@@ -329,9 +329,6 @@ def test_plans_keep_their_conversion_buffers_and_share_them_safely_by_threads(mo
         return getattr(plan, pass_name)(*(layout(inputs[index])[name] for name in names)).tobytes()
 
     channels_first = [run(index, dict) for index in range(len(inputs))]
-    assert [run(index) for index in range(len(inputs))] == channels_first
-    kept = dict(plan._conversions._buffers)
-    assert set(kept) == set(names)
     original = channels_last.ChannelsFirst.convert
 
     def convert_then_pause(self, *args):
@@ -340,13 +337,7 @@ def test_plans_keep_their_conversion_buffers_and_share_them_safely_by_threads(mo
         return event
 
     monkeypatch.setattr(channels_last.ChannelsFirst, "convert", convert_then_pause)
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        together = list(pool.map(run, [index % len(inputs) for index in range(24)]))
-    assert together == [channels_first[index % len(inputs)] for index in range(24)]
-    assert all(plan._conversions._buffers[name][0] is entry[0] for name, entry in kept.items())
-    monkeypatch.setattr(plan._conversions, "_most_bytes", 0)
-    monkeypatch.setattr(plan._conversions, "_buffers", {})
-    assert run(0) == channels_first[0] and not plan._conversions._buffers
+    copies_kept(plan, "_buffers", names, run, channels_first)
 
 
 @pytest.fixture

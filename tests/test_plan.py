@@ -556,7 +556,7 @@ def test_whole_rows_where_they_fit_a_vector_and_channels_are_few_on_cpus(kernel_
 
 
 @pytest.mark.parametrize("pass_name", PASSES)
-def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatch, device, pass_name):
+def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatch, copies_kept, device, pass_name):
     """Where a device computing in host memory needs an alignment that a NumPy input lacks (4096 bytes on Intel's CPU
     runtime; 64 here on every such device), the aligned copy goes into host memory the plan keeps from call to call
     (a fresh copy each call cost Intel's runtime more than the copy itself): each call gets its own inputs' bytes,
@@ -581,16 +581,7 @@ def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatc
 
     aligned = [run(index, lambda array: arrays.aligned_copy(array, 64)) for index in range(len(inputs))]
     assert not plan._conversions._host_copies
-    assert [run(index) for index in range(len(inputs))] == aligned
-    kept = dict(plan._conversions._host_copies)
-    assert set(kept) == set(names)
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        together = list(pool.map(run, [index % len(inputs) for index in range(24)]))
-    assert together == [aligned[index % len(inputs)] for index in range(24)]
-    assert all(plan._conversions._host_copies[name][0] is entry[0] for name, entry in kept.items())
-    monkeypatch.setattr(plan._conversions, "_most_bytes", 0)
-    monkeypatch.setattr(plan._conversions, "_host_copies", {})
-    assert run(0) == aligned[0] and not plan._conversions._host_copies
+    copies_kept(plan, "_host_copies", names, run, aligned)
 
 
 def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
