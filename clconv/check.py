@@ -25,7 +25,9 @@ from .params_3d import Conv3DParams, ConvTranspose3DParams
 #: Largest accepted normalised error per dtype, about 170 units of roundoff: room for the rounding
 #: of sums of many thousand terms (the error grows about as sqrt(terms) * unit roundoff), yet a kernel
 #: that drops or repeats a single term of a 10,000-term sum fails. fp16 is stored in half and summed in
-#: float, so its limit is the final rounding to half (2**-11) with a factor 2 of margin.
+#: float, so its limit is the final rounding to half (2**-11) with a factor 2 of margin. Those roundings are
+#: relative only down to the dtype's smallest normal number; below it a result is rounded to a fixed spacing, so
+#: the bound an error is measured against is never taken below that number (``compare``).
 TOLERANCE = {
     np.dtype(np.float16): 1e-3,
     np.dtype(np.float32): 1e-5,
@@ -225,7 +227,9 @@ class Comparison:
 
 
 def compare(got, expected, bound, dtype) -> Comparison:
-    """Normalised error of ``got`` against ``expected`` (float64) with ``bound`` from absolute values."""
+    """Normalised error of ``got`` against ``expected`` (float64) with ``bound`` from absolute values, taken no
+    smaller than the dtype's smallest normal number: fp16 rounds a product of 2.7e-5 to a multiple of 6e-8, a
+    relative 1.1e-3 that is the best a half result can hold there."""
     tolerance = TOLERANCE[np.dtype(dtype)]
     got = np.asarray(got)
     if got.shape != expected.shape:
@@ -235,7 +239,7 @@ def compare(got, expected, bound, dtype) -> Comparison:
     if got.size == 0:
         return Comparison(0.0, tolerance, "empty")
     difference = np.abs(got.astype(np.float64) - expected)
-    error = np.where(difference == 0, 0.0, difference / np.maximum(bound, np.finfo(np.float64).tiny))
+    error = np.where(difference == 0, 0.0, difference / np.maximum(bound, np.finfo(dtype).tiny))
     error = np.where(np.isnan(error), np.inf, error)
     worst = np.unravel_index(np.argmax(error), error.shape)
     message = (f"max normalised error {error[worst]:.3g} (tolerance {tolerance:.0e}) "

@@ -131,3 +131,14 @@ def test_compare_flags_a_single_wrong_element():
     assert not check.compare(got, expected, bound, np.float32).passed
     assert not check.compare(got[:1], expected, bound, np.float32).passed
     assert not check.compare(expected, expected, bound, np.float32).passed  # float64 is the wrong dtype
+
+
+def test_compare_accepts_the_nearest_half_below_the_smallest_normal_and_no_further():
+    """A half result under fp16's smallest normal number (6.1e-5) lies on a grid of 2**-24 (6e-8): the nearest
+    point of it passes however small the value, and a point two steps further fails."""
+    expected = np.array([-2.6734662242233753e-05, 3.1e-7])
+    bound = np.abs(expected)
+    nearest = expected.astype(np.float16)
+    assert check.compare(nearest, expected, bound, np.float16).passed
+    spacing = np.float16(2.0 ** -24)
+    assert not check.compare(nearest + 2 * spacing, expected, bound, np.float16).passed
