@@ -228,18 +228,26 @@ def test_simulated_planes_across_images_are_clean_and_correct(case, dtype, cpu, 
 
 # Input rows as vectors, taps as rotations (WHOLE_ROWS in cl/conv2d_tiled.cl), which the rule sends only CPUs: a
 # row's load at the end of the input buffer, vector stores that spill into the rows a work-item stores next (three
-# tiles of 10 rows), output rows narrower than the input's and wider (the input gradient of an unpadded layer),
-# more padding on one side, groups.
+# tiles of 10 rows; tiles of 7 and 6 rows, the last one partial), output rows narrower than the input's and wider
+# (the input gradient of an unpadded layer), more padding on one side, groups, and the four phases of a strided
+# input gradient, stored a column at a time at a step of 2. WHOLE_ROWS per conv2d_tiled launch of each pass.
 WHOLE_ROWS_LAYERS = (
-    check.Case("dw-5x5-p2-30x6", (2, 4, 30, 6), (4, 1, 5, 5), padding=2, groups=4),
-    check.Case("3x3-c1-k5-unpadded", (2, 1, 9, 7), (5, 1, 3, 3)),
-    check.Case("3x3-g2-p20-21", (2, 4, 5, 6), (6, 2, 3, 3), padding=((2, 0), (2, 1)), groups=2),
+    (check.Case("dw-5x5-p2-30x6", (2, 4, 30, 6), (4, 1, 5, 5), padding=2, groups=4),
+     {"forward": [1], "grad_input": [1]}),
+    (check.Case("dw-3x3-p1-13x7", (1, 2, 13, 7), (2, 1, 3, 3), padding=1, groups=2),
+     {"forward": [1], "grad_input": [1]}),
+    (check.Case("3x3-c1-k5-unpadded", (2, 1, 9, 7), (5, 1, 3, 3)), {"forward": [1], "grad_input": [1]}),
+    (check.Case("3x3-g2-p20-21", (2, 4, 5, 6), (6, 2, 3, 3), padding=((2, 0), (2, 1)), groups=2),
+     {"forward": [1], "grad_input": [1]}),
+    (check.Case("dw-5x5-s2-p2-13x13", (1, 2, 13, 13), (2, 1, 5, 5), padding=2, stride=2, groups=2),
+     {"grad_input": [1, 1, 1, 1]}),
 )
 
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case", WHOLE_ROWS_LAYERS, ids=lambda case: case.name)
-def test_simulated_whole_rows_are_clean_and_correct(case, dtype, simulator, clean_log, monkeypatch, kernel_launches):
+@pytest.mark.parametrize("case, launched", WHOLE_ROWS_LAYERS, ids=[case.name for case, _ in WHOLE_ROWS_LAYERS])
+def test_simulated_whole_rows_are_clean_and_correct(case, launched, dtype, simulator, clean_log, monkeypatch,
+                                                    kernel_launches):
     params = case.params(dtype)
     inputs = check.random_inputs(case, dtype)
     monkeypatch.setattr(tiled, "whole_rows_pay", lambda *args: True)
@@ -247,12 +255,12 @@ def test_simulated_whole_rows_are_clean_and_correct(case, dtype, simulator, clea
     choices = {name: Choice("tiled", tile if name in ("forward", "grad_input") else None, "requested")
                for name in PASSES}
     plan = Conv2DPlan(params, platforms.resolve(simulator.device), choices=choices)
-    for pass_name in ("forward", "grad_input"):
+    for pass_name, whole_rows in launched.items():
         kernel_launches.clear()
         got = tuner.pass_runner(plan, pass_name, inputs)()
         result = check.compare_with_oracle(pass_name, case, inputs, got, dtype)
         assert result.passed, f"{pass_name} {params.describe()} on whole rows on Oclgrind: {result.message}"
-        assert [defines.get("WHOLE_ROWS") for _, _, defines in kernel_launches] == [1], pass_name
+        assert [defines.get("WHOLE_ROWS") for _, _, defines in kernel_launches] == whole_rows, pass_name
 
 
 # Channels-last inputs, converted on the device (cl/channels_first.cl): x with a whole 8x8 block and blocks cut

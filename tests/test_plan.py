@@ -489,26 +489,23 @@ def test_image_grids_are_joined_where_that_saves_a_twentieth_of_the_tiles_on_poc
 
 # Layers whose forward pass or input gradient fits WHOLE_ROWS (input rows as vectors, taps as rotations) in 8 lanes:
 # planes of 7 columns (3x3, "same"), 6 columns with 5x5 taps and 30 rows (three tiles: a vector store that spills
-# into the next row, the tile's last row lane by lane), an unpadded layer (output rows narrower than the input's,
-# one input channel, as unpadded forward passes with more run on whole planes; its input gradient the other way
-# round), groups with more padding on one side, a plane of one row.
+# into the next row, the tile's last row lane by lane), 13 rows (tiles of 7 and 6: the last one partial), an
+# unpadded layer (output rows narrower than the input's, one input channel, as unpadded forward passes with more run
+# on whole planes; its input gradient the other way round), groups with more padding on one side, a plane of one row.
 WHOLE_ROWS_CASES = (
     check.Case("dw-3x3-p1-7x7", (3, 6, 7, 7), (6, 1, 3, 3), padding=1, groups=6),
     check.Case("dw-5x5-p2-30x6", (2, 4, 30, 6), (4, 1, 5, 5), padding=2, groups=4),
+    check.Case("dw-3x3-p1-13x7", (2, 4, 13, 7), (4, 1, 3, 3), padding=1, groups=4),
     check.Case("3x3-c1-k5-unpadded", (2, 1, 9, 7), (5, 1, 3, 3)),
     check.Case("3x3-g2-p20-21", (2, 4, 5, 6), (6, 2, 3, 3), padding=((2, 0), (2, 1)), groups=2),
     check.Case("dw-3x3-p1-1-row", (2, 4, 1, 7), (4, 1, 3, 3), padding=1, groups=4),
 )
 
 
-@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("pass_name", ["forward", "grad_input"])
-@pytest.mark.parametrize("case", WHOLE_ROWS_CASES, ids=lambda case: case.name)
-def test_whole_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype):
-    """Forward passes and input gradients with each input row as one vector (WHOLE_ROWS) on every device, in every
-    dtype, wherever the rule would send them, on a tile of 8 lanes x 2 channels (channels past a group's repeat
-    the last): the same bytes as the same tile on rows (the same multiply-adds in the same order), and the
-    oracle."""
+def whole_rows_against_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype) -> list:
+    """A pass on a tile of 8 lanes x 2 channels (channels past a group's repeat the last), first with the whole-rows
+    rule saying no, then yes: the same bytes both ways (the same multiply-adds in the same order) and the oracle's.
+    Returns, per conv2d_tiled launch with the rule saying yes, whether it ran WHOLE_ROWS."""
     if np.dtype(dtype) == np.float64 and not device.fp64:
         pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
     from clconv.algorithms import tiled
@@ -525,25 +522,54 @@ def test_whole_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype
         monkeypatch, kernel_launches, "whole_rows_pay", lambda: planning.Conv2DPlan(params, target, choices=choices),
         pass_name, inputs)
     assert on_rows and not any(defines.get("WHOLE_ROWS") for defines in on_rows)
-    assert launches and all(defines.get("WHOLE_ROWS") == 1 for defines in launches)
     assert whole.tobytes() == rows.tobytes()
     result = check.compare_with_oracle(pass_name, case, inputs, whole, dtype)
     assert result.passed, f"{params.describe()} on whole rows on {device.summary()}: {result.message}"
+    return [defines.get("WHOLE_ROWS") == 1 for defines in launches]
 
 
-@pytest.mark.parametrize("shape, pass_name, on_cpus", [
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("pass_name", ["forward", "grad_input"])
+@pytest.mark.parametrize("case", WHOLE_ROWS_CASES, ids=lambda case: case.name)
+def test_whole_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype):
+    """Forward passes and input gradients with each input row as one vector (WHOLE_ROWS) on every device, in every
+    dtype, wherever the rule would send them: the same bytes as the same tile on rows, and the oracle."""
+    whole = whole_rows_against_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype)
+    assert whole and all(whole)
+
+
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case, phases_on_whole_rows", [
+    (check.Case("dw-3x3-s2-p1-14x14", (2, 4, 14, 14), (4, 1, 3, 3), padding=1, stride=2, groups=4), 1),
+    (check.Case("dw-5x5-s2-p2-13x13", (2, 2, 13, 13), (2, 1, 5, 5), padding=2, stride=2, groups=2), 4),
+], ids=lambda value: value.name if isinstance(value, check.Case) else str(value))
+def test_whole_rows_in_the_phases_of_a_strided_input_gradient(monkeypatch, kernel_launches, device, case,
+                                                              phases_on_whole_rows, dtype):
+    """A strided layer's input gradient runs one phase of input positions at a time, each a stride-1 correlation
+    of grad_output with some of the taps, and stores each output column at a step of the stride (no spilling
+    vector store): the 3x3 layer's phase of 2 x 2 taps runs on whole rows beside three on rows, the 5x5 layer's
+    four phases (2 or 3 taps a side) all do. The same bytes as on rows, and the oracle."""
+    whole = whole_rows_against_rows(monkeypatch, kernel_launches, device, case, "grad_input", dtype)
+    assert len(whole) == 4 and sum(whole) == phases_on_whole_rows, whole
+
+
+@pytest.mark.parametrize("shape, pass_name, few_channels", [
     pytest.param(((2, 32, 14, 14), (32, 1, 3, 3), 1, 32, 1), "forward", True, id="dw-3x3-14x14-forward"),
     pytest.param(((2, 32, 14, 14), (32, 1, 3, 3), 1, 32, 1), "grad_input", True, id="dw-3x3-14x14-grad_input"),
-    pytest.param(((2, 32, 7, 7), (64, 2, 5, 5), 2, 16, 1), "forward", True, id="g16-5x5-7x7-forward"),
+    pytest.param(((2, 32, 7, 7), (32, 1, 3, 3), 1, 32, 1), "forward", True, id="dw-3x3-7x7-forward"),
+    pytest.param(((2, 32, 14, 14), (64, 2, 5, 5), 2, 16, 1), "forward", True, id="g16-5x5-14x14-forward"),
+    pytest.param(((2, 32, 7, 7), (64, 2, 5, 5), 2, 16, 1), "grad_input", True, id="g16-5x5-7x7-grad_input"),
     pytest.param(((2, 6, 14, 14), (16, 6, 5, 5), 0, 1, 1), "grad_input", False, id="lenet5-conv2-16-channels"),
-    pytest.param(((2, 32, 16, 16), (32, 1, 3, 3), 1, 32, 1), "forward", False, id="dw-16-wide-rows"),
+    pytest.param(((2, 32, 16, 16), (32, 1, 3, 3), 1, 32, 1), "forward", True, id="dw-16-wide-rows"),
     pytest.param(((2, 32, 14, 14), (32, 1, 3, 3), 1, 32, 2), "forward", False, id="dw-stride-2"),
-    pytest.param(((2, 32, 28, 28), (32, 1, 3, 3), 1, 32, 1), "forward", False, id="dw-28-wide-rows"),
+    pytest.param(((2, 32, 28, 28), (32, 1, 3, 3), 1, 32, 1), "forward", True, id="dw-28-wide-rows"),
 ])
 def test_whole_rows_where_they_fit_a_vector_and_channels_are_few_on_cpus(kernel_launches, device, shape, pass_name,
-                                                                         on_cpus):
-    """The rule for WHOLE_ROWS: CPUs, fewer than 8 input channels per group, stride 1, and rows that every tap's
-    rotation fits in the tile's vector (16 lanes; 8 on PyPI's PoCL 3.0 on Zen 4, where these rows do not fit)."""
+                                                                         few_channels):
+    """The rule for WHOLE_ROWS: CPUs, fewer than 8 input channels per group, stride 1 (``few_channels`` says whether
+    a layer meets these two), and rows that every tap's rotation fits in the tile's vector: input columns and the
+    left padding, output columns and the taps past it, each at most the vector's lanes (16, or 8 for rows of 7
+    and on PyPI's PoCL 3.0 on Zen 4, in which no row of 14 fits)."""
     x_shape, w_shape, padding, groups, stride = shape
     params = clconv.Conv2DParams.create(x_shape, w_shape, padding=padding, groups=groups, stride=stride)
     target = platforms.resolve(device.device)
@@ -551,8 +577,10 @@ def test_whole_rows_where_they_fit_a_vector_and_channels_are_few_on_cpus(kernel_
     call_plan(plan, pass_name, check.layer_inputs(params))
     whole = [defines.get("WHOLE_ROWS") == 1 for defines in tiled_defines(kernel_launches)]
     vec = plan._implementation(pass_name).configs[pass_name].vec
-    expected = on_cpus and target.info.type == "CPU" and vec >= 16
-    assert (bool(whole) and all(whole)) == expected, f"{pass_name} of {params.describe()}: {whole}"
+    left = params.padding[2]
+    fits = max(params.W + left, params.Q + params.S - 1 - left) <= vec
+    expected = few_channels and target.info.type == "CPU" and fits
+    assert (bool(whole) and all(whole)) == expected, f"{pass_name} of {params.describe()} at {vec} lanes: {whole}"
 
 
 @pytest.mark.parametrize("pass_name", PASSES)
