@@ -13,6 +13,7 @@ import contextlib
 import math
 import threading
 import typing
+import weakref
 
 import numpy as np
 import pyopencl as cl
@@ -86,20 +87,59 @@ def read_as_channels_last(array: Array) -> bool:
     return not array.flags.c_contiguous and array.dtype.isnative and channels_last.is_channels_last(array)
 
 
+class KeptMemory:
+    """The bytes that every plan on one device keeps in copies from call to call (ConversionBuffers), against one
+    limit for them all: the functional API caches a plan per layer, and on Intel's CPU runtime each would otherwise
+    keep an aligned copy of every input of its layer, a second copy of a network's activations."""
+
+    def __init__(self, most_bytes: int):
+        self.most_bytes = most_bytes
+        self.held_bytes = 0
+        self._lock = threading.Lock()
+
+    def take(self, nbytes: int) -> bool:
+        """Whether ``nbytes`` more may be kept (and are now counted as kept)."""
+        with self._lock:
+            if self.held_bytes + nbytes > self.most_bytes:
+                return False
+            self.held_bytes += nbytes
+            return True
+
+    def give_back(self, nbytes: int) -> None:
+        with self._lock:
+            self.held_bytes -= nbytes
+
+
+_kept_memory = {}
+_kept_memory_lock = threading.Lock()
+
+
+def kept_memory(info: platforms.DeviceInfo, share: float) -> KeptMemory:
+    """The KeptMemory of a device, whose limit is ``share`` of its memory (set by the first call)."""
+    with _kept_memory_lock:
+        kept = _kept_memory.get(info.device.int_ptr)
+        if kept is None:
+            kept = _kept_memory[info.device.int_ptr] = KeptMemory(int(share * info.global_mem_bytes))
+        return kept
+
+
 class ConversionBuffers:
     """The channels-first copies a plan makes of channels-last inputs (CallArrays._channels_first), one buffer per
     input kept from call to call: on CPUs a fresh buffer costs a page fault per page at its first write (MobileNet-v2
     features.2.dw-s2's forward pass on its 308 MB channels-last input: 157 ms with a fresh buffer, 68 ms with the
     kept one, 35 ms channels-first; PoCL 3.1, Zen 4). Likewise the aligned host copies of NumPy inputs that a device
-    computing in host memory needs at an alignment they lack (CallArrays._wrap). A copy larger than ``most_bytes``
-    gets fresh memory each call instead of being kept.
+    computing in host memory needs at an alignment they lack (CallArrays._wrap). A copy that does not fit in what
+    ``kept`` (the device's KeptMemory) has left gets fresh memory each call instead; a plan's copies count against
+    it until the plan is gone.
 
     ``use()`` holds a lock while a call converts and launches the kernels that read the copies; the call sets
     ``last_read`` (its last event), which the next call's conversion into the same buffer waits for."""
 
-    def __init__(self, context: cl.Context, most_bytes: int):
+    def __init__(self, context: cl.Context, kept: KeptMemory):
         self._context = context
-        self._most_bytes = most_bytes
+        self._kept = kept
+        self._held = [0]  # this plan's bytes counted in ``kept``, given back when the plan is collected
+        weakref.finalize(self, _give_back_held, kept, self._held)
         self._lock = threading.RLock()
         self._buffers = {}  # input name -> [buffer, the event of the last call that read it, or None]
         self._host_copies = {}  # input name -> [aligned host bytes (CallArrays._wrap), that event]
@@ -113,20 +153,34 @@ class ConversionBuffers:
                 entry[1] = session.last_read
 
     def _entry(self, name: str, nbytes: int):
-        if nbytes > self._most_bytes:
-            return None
-        entry = self._buffers.get(name)
-        if entry is None or entry[0].size < nbytes:
-            entry = self._buffers[name] = [cl.Buffer(self._context, cl.mem_flags.READ_WRITE, nbytes), None]
-        return entry
+        return self._kept_entry(self._buffers, name, nbytes, lambda: cl.Buffer(
+            self._context, cl.mem_flags.READ_WRITE, nbytes), lambda buffer: buffer.size)
 
     def _host_entry(self, name: str, nbytes: int, alignment: int):
-        if nbytes > self._most_bytes:
+        return self._kept_entry(self._host_copies, name, nbytes, lambda: aligned_empty(
+            (nbytes,), np.uint8, alignment), lambda host: host.nbytes)
+
+    def _kept_entry(self, store: dict, name: str, nbytes: int, allocate, size_of):
+        """``store``'s entry for input ``name``, holding at least ``nbytes``: the kept one, a larger one in its place,
+        or None where the device's KeptMemory has no room for it."""
+        entry = store.get(name)
+        if entry is not None and size_of(entry[0]) >= nbytes:
+            return entry
+        if not self._kept.take(nbytes):
             return None
-        entry = self._host_copies.get(name)
-        if entry is None or entry[0].nbytes < nbytes:
-            entry = self._host_copies[name] = [aligned_empty((nbytes,), np.uint8, alignment), None]
+        if entry is not None:
+            self._release(size_of(entry[0]))
+        self._held[0] += nbytes
+        entry = store[name] = [allocate(), None]
         return entry
+
+    def _release(self, nbytes: int) -> None:
+        self._held[0] -= nbytes
+        self._kept.give_back(nbytes)
+
+
+def _give_back_held(kept: KeptMemory, held: list) -> None:
+    kept.give_back(held[0])
 
 
 class ConversionSession:

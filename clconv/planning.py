@@ -107,10 +107,10 @@ class Conv2DPlan:
         # (pass, choice) -> implementation, and (pass, choice, channels-last input names) -> reader.
         self._channels_last_implementations = {}
         self._channels_last_readers = {}
-        # Channels-first copies of channels-last inputs, kept up to the share of the device's memory the lanes
-        # kernels' copies may take.
+        # Channels-first copies of channels-last inputs and aligned copies of NumPy inputs, which the plans of a
+        # device keep up to the share of its memory the lanes kernels' copies may take.
         self._conversions = arrays.ConversionBuffers(
-            target.context, int(LANES_COPY_MEMORY_SHARE * target.info.global_mem_bytes))
+            target.context, arrays.kept_memory(target.info, LANES_COPY_MEMORY_SHARE))
 
     # -- what the plan runs -------------------------------------------------------------------
     @property

@@ -32,7 +32,7 @@ import functools  # noqa: E402
 
 import pytest  # noqa: E402
 
-from clconv import kernel_check, platforms  # noqa: E402  (after POCL_CACHE_DIR is set)
+from clconv import arrays, kernel_check, platforms  # noqa: E402  (after POCL_CACHE_DIR is set)
 from clconv.algorithms import base  # noqa: E402
 
 
@@ -117,7 +117,8 @@ def kernel_launches(monkeypatch) -> list:
 def copies_kept(monkeypatch):
     """``check(plan, store, names, run, expected)``: the copies a plan keeps in ``plan._conversions.<store>``, one per
     input in ``names``, serve every call: ``run(index)`` gives ``expected[index]`` one call after another and from
-    four threads at once, in the same memory, and a copy over the plan's limit gets fresh memory instead."""
+    four threads at once, in the same memory, and a copy for which the device's kept memory has no room gets fresh
+    memory instead."""
 
     def check(plan, store: str, names, run, expected):
         kept_now = functools.partial(getattr, plan._conversions, store)
@@ -128,7 +129,7 @@ def copies_kept(monkeypatch):
             together = list(pool.map(run, [index % len(expected) for index in range(24)]))
         assert together == [expected[index % len(expected)] for index in range(24)]
         assert all(kept_now()[name][0] is entry[0] for name, entry in kept.items())
-        monkeypatch.setattr(plan._conversions, "_most_bytes", 0)
+        monkeypatch.setattr(plan._conversions, "_kept", arrays.KeptMemory(0))
         monkeypatch.setattr(plan._conversions, store, {})
         assert run(0) == expected[0] and not kept_now()
 

@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import dataclasses
+import gc
 import json
 import math
 import re
@@ -610,6 +611,36 @@ def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatc
     aligned = [run(index, lambda array: arrays.aligned_copy(array, 64)) for index in range(len(inputs))]
     assert not plan._conversions._host_copies
     copies_kept(plan, "_host_copies", names, run, aligned)
+
+
+def test_the_plans_of_a_device_keep_their_copies_within_one_limit(monkeypatch, device):
+    """The aligned copies every plan of a device keeps count against one limit (arrays.KeptMemory): a plan that
+    finds no room copies into fresh memory each call, with the same result, and a plan's copies stop counting when
+    the plan is gone."""
+    if not device.host_memory:
+        pytest.skip(f"{device.summary()} has memory of its own: NumPy inputs are uploaded, not used in place")
+    monkeypatch.setattr(platforms.DeviceInfo, "host_pointer_alignment", property(lambda self: 64))
+    case = check.Case("3x3-p1-c5-k6", (2, 5, 9, 8), (6, 5, 3, 3), padding=1)
+    inputs = check.random_inputs(case, np.float32)
+    misaligned = {name: arrays.aligned_empty((array.size + 1,), array.dtype, 64)[1:].reshape(array.shape)
+                  for name, array in inputs.items()}
+    for name, array in misaligned.items():
+        array[...] = inputs[name]
+    copy_bytes = inputs["x"].nbytes + inputs["weight"].nbytes
+    kept = arrays.KeptMemory(copy_bytes)
+    monkeypatch.setattr(arrays, "kept_memory", lambda info, share: kept)
+    target = platforms.resolve(device.device)
+    first, second = (planning.Conv2DPlan(case.params(np.float32), target) for _ in range(2))
+    expected = first.forward(inputs["x"], inputs["weight"])
+    assert first.forward(misaligned["x"], misaligned["weight"]).tobytes() == expected.tobytes()
+    assert set(first._conversions._host_copies) == {"x", "weight"} and kept.held_bytes == copy_bytes
+    assert second.forward(misaligned["x"], misaligned["weight"]).tobytes() == expected.tobytes()
+    assert not second._conversions._host_copies
+    del first
+    gc.collect()
+    assert kept.held_bytes == 0
+    assert second.forward(misaligned["x"], misaligned["weight"]).tobytes() == expected.tobytes()
+    assert set(second._conversions._host_copies) == {"x", "weight"} and kept.held_bytes == copy_bytes
 
 
 def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
