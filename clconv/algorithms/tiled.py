@@ -526,7 +526,7 @@ def whole_rows(info, config: CorrelationConfig, channels: int, in_w: int, grid_w
 def whole_rows_pay(info, channels: int) -> bool:
     """On CPUs, with fewer than FLAT_PLANE_MIN_CHANNELS input channels per group: more share each tap's lane masks
     on the other tiles (LeNet-5 conv2's input gradient, 16 channels, ran 0.8x on whole rows). Measured on Zen 4,
-    see the README."""
+    see the README: stride-1 layers, and the phases of stride-2 depthwise input gradients (1.1-1.15x)."""
     return info.type == "CPU" and channels < FLAT_PLANE_MIN_CHANNELS
 
 
