@@ -6,10 +6,12 @@ import gc
 import json
 import math
 import re
+import threading
 import time
 import types
 
 import numpy as np
+import pyopencl as cl
 import pyopencl.array as cl_array
 import pytest
 
@@ -610,6 +612,17 @@ def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatc
 
     aligned = [run(index, lambda array: arrays.aligned_copy(array, 64)) for index in range(len(inputs))]
     assert not plan._conversions._host_copies
+    original_init = arrays.CallArrays.__init__
+
+    def kernels_start_late(self, target, *args, **kwargs):
+        """A call whose kernels wait 5 ms for an event: time for another thread to rewrite the kept copies they read
+        unless it waits for them."""
+        original_init(self, target, *args, **kwargs)
+        start = cl.UserEvent(target.context)
+        threading.Timer(0.005, start.set_status, (cl.command_execution_status.COMPLETE,)).start()
+        self.wait_for.append(start)
+
+    monkeypatch.setattr(arrays.CallArrays, "__init__", kernels_start_late)
     copies_kept(plan, "_host_copies", names, run, aligned)
 
 
