@@ -37,6 +37,12 @@ TOLERANCE = {
 DTYPES = tuple(TOLERANCE)
 
 
+def bound_floor(dtype) -> float:
+    """The smallest magnitude an error is measured against: the dtype's smallest normal number, below which its
+    values lie on a fixed grid (2**-24 apart in fp16), so that rounding is no longer relative to the value."""
+    return float(np.finfo(dtype).tiny)
+
+
 def pairwise_tolerance(dtype) -> float:
     """The largest normalised difference between two results that each pass against the oracle: both carry
     up to TOLERANCE of error, in either direction, so they may differ by twice it."""
@@ -228,8 +234,8 @@ class Comparison:
 
 def compare(got, expected, bound, dtype) -> Comparison:
     """Normalised error of ``got`` against ``expected`` (float64) with ``bound`` from absolute values, taken no
-    smaller than the dtype's smallest normal number: fp16 rounds a product of 2.7e-5 to a multiple of 6e-8, a
-    relative 1.1e-3 that is the best a half result can hold there."""
+    smaller than ``bound_floor``: fp16 rounds a product of 2.7e-5 to a multiple of 6e-8, a relative 1.1e-3 that
+    is the best a half result can hold there."""
     tolerance = TOLERANCE[np.dtype(dtype)]
     got = np.asarray(got)
     if got.shape != expected.shape:
@@ -239,7 +245,7 @@ def compare(got, expected, bound, dtype) -> Comparison:
     if got.size == 0:
         return Comparison(0.0, tolerance, "empty")
     difference = np.abs(got.astype(np.float64) - expected)
-    error = np.where(difference == 0, 0.0, difference / np.maximum(bound, np.finfo(dtype).tiny))
+    error = np.where(difference == 0, 0.0, difference / np.maximum(bound, bound_floor(dtype)))
     error = np.where(np.isnan(error), np.inf, error)
     worst = np.unravel_index(np.argmax(error), error.shape)
     message = (f"max normalised error {error[worst]:.3g} (tolerance {tolerance:.0e}) "

@@ -98,7 +98,7 @@ def tune(layers, device=None, passes=TUNED_PASSES, repeats: int = 3, progress: b
         absolute = to_device(target.queue, {name: np.abs(value) for name, value in host.items()})
         bound = pass_runner(simplest, pass_name, absolute)().get().astype(np.float64)
         # Both results carry rounding error: the candidate may differ from the simplest by the pairwise tolerance.
-        limit = check.pairwise_tolerance(params.dtype) * np.maximum(bound, np.finfo(np.float64).tiny)
+        limit = check.pairwise_tolerance(params.dtype) * np.maximum(bound, check.bound_floor(params.dtype))
         best, rejected = None, 0
         for choice in candidates:
             bar.set_postfix_str(f"{params.label} {pass_name} {choice.algo}")

@@ -21,10 +21,11 @@ def assert_matches_torch(ours_function, torch_function, x, w, b, **args):
     absolute = [t.detach().abs().double().requires_grad_() for t in (x, w, b)]
     bound_output = torch_function(*absolute, **args)
     bounds = (bound_output, *torch.autograd.grad(bound_output, absolute, grad.abs().double()))
-    tolerance = check.pairwise_tolerance(np.dtype(str(x.dtype).replace("torch.", "")))
+    dtype = np.dtype(str(x.dtype).replace("torch.", ""))
+    tolerance = check.pairwise_tolerance(dtype)
     for name, a, e, bound in zip(("output", "grad_x", "grad_w", "grad_b"), ours_all, theirs_all, bounds):
         assert a.shape == e.shape, name
-        error = ((a.double() - e.double()).abs() / bound.clamp_min(np.finfo(np.float64).tiny)).max().item()
+        error = ((a.double() - e.double()).abs() / bound.clamp_min(check.bound_floor(dtype))).max().item()
         assert error <= tolerance, f"{name}: normalised error {error:.2e}"
 
 
