@@ -95,7 +95,9 @@ class KeptMemory:
     def __init__(self, most_bytes: int):
         self.most_bytes = most_bytes
         self.held_bytes = 0
-        self._lock = threading.Lock()
+        # Reentrant: a plan's finalizer gives its bytes back, and the garbage collector may run it on a thread that
+        # is inside take().
+        self._lock = threading.RLock()
 
     def take(self, nbytes: int) -> bool:
         """Whether ``nbytes`` more may be kept (and are now counted as kept)."""
@@ -164,19 +166,20 @@ class ConversionBuffers:
         """``store``'s entry for input ``name``, holding at least ``nbytes``: the kept one, a larger one in its place,
         or None where the device's KeptMemory has no room for it."""
         entry = store.get(name)
-        if entry is not None and size_of(entry[0]) >= nbytes:
+        kept_bytes = size_of(entry[0]) if entry is not None else 0
+        if kept_bytes >= nbytes:
             return entry
-        if not self._kept.take(nbytes):
+        growth = nbytes - kept_bytes  # the smaller copy it replaces is freed once the calls that read it are done
+        if not self._kept.take(growth):
             return None
-        if entry is not None:
-            self._release(size_of(entry[0]))
-        self._held[0] += nbytes
-        entry = store[name] = [allocate(), None]
+        try:
+            memory = allocate()
+        except BaseException:
+            self._kept.give_back(growth)
+            raise
+        self._held[0] += growth
+        entry = store[name] = [memory, None]
         return entry
-
-    def _release(self, nbytes: int) -> None:
-        self._held[0] -= nbytes
-        self._kept.give_back(nbytes)
 
 
 def _give_back_held(kept: KeptMemory, held: list) -> None:

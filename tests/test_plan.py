@@ -545,7 +545,7 @@ def test_whole_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype
 @pytest.mark.parametrize("case, phases_on_whole_rows", [
     (check.Case("dw-3x3-s2-p1-14x14", (2, 4, 14, 14), (4, 1, 3, 3), padding=1, stride=2, groups=4), 1),
     (check.Case("dw-5x5-s2-p2-13x13", (2, 2, 13, 13), (2, 1, 5, 5), padding=2, stride=2, groups=2), 4),
-], ids=lambda value: value.name if isinstance(value, check.Case) else str(value))
+], ids=lambda value: value.name if isinstance(value, check.Case) else f"{value}-of-4-phases")
 def test_whole_rows_in_the_phases_of_a_strided_input_gradient(monkeypatch, kernel_launches, device, case,
                                                               phases_on_whole_rows, dtype):
     """A strided layer's input gradient runs one phase of input positions at a time, each a stride-1 correlation
@@ -591,7 +591,8 @@ def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatc
     """Where a device computing in host memory needs an alignment that a NumPy input lacks (4096 bytes on Intel's CPU
     runtime; 64 here on every such device), the aligned copy goes into host memory the plan keeps from call to call
     (a fresh copy each call cost Intel's runtime more than the copy itself): each call gets its own inputs' bytes,
-    from one thread or from four at once, and a copy over the plan's limit gets fresh memory."""
+    from one thread or from four at once, and a copy for which the device's kept memory has no room gets fresh
+    memory."""
     if not device.host_memory:
         pytest.skip(f"{device.summary()} has memory of its own: NumPy inputs are uploaded, not used in place")
     monkeypatch.setattr(platforms.DeviceInfo, "host_pointer_alignment", property(lambda self: 64))
@@ -654,6 +655,29 @@ def test_the_plans_of_a_device_keep_their_copies_within_one_limit(monkeypatch, d
     assert kept.held_bytes == 0
     assert second.forward(misaligned["x"], misaligned["weight"]).tobytes() == expected.tobytes()
     assert set(second._conversions._host_copies) == {"x", "weight"} and kept.held_bytes == copy_bytes
+
+
+def test_kept_memory_counts_the_copies_that_exist():
+    """A plan's kept copies count against its device's KeptMemory once each: a copy that grows counts its new
+    size, one that finds no room or whose allocation fails counts nothing, and all are given back with the plan."""
+    kept = arrays.KeptMemory(1000)
+    buffers = arrays.ConversionBuffers(platforms.resolve(None).context, kept)
+
+    def out_of_memory(*args):
+        raise MemoryError("no host memory left")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(arrays, "aligned_empty", out_of_memory)
+        with pytest.raises(MemoryError):
+            buffers._host_entry("x", 100, 64)
+    assert kept.held_bytes == 0
+    assert buffers._host_entry("x", 100, 64) is not None and kept.held_bytes == 100
+    assert buffers._host_entry("x", 300, 64)[0].nbytes >= 300 and kept.held_bytes == 300
+    assert buffers._entry("weight", 600) is not None and kept.held_bytes == 900
+    assert buffers._host_entry("grad_output", 200, 64) is None and kept.held_bytes == 900
+    del buffers
+    gc.collect()
+    assert kept.held_bytes == 0
 
 
 def _cpu(name: str, platform_name: str, lanes: int = 16, device_version: str = "OpenCL 3.0"):
