@@ -586,27 +586,39 @@ def test_whole_rows_where_they_fit_a_vector_and_channels_are_few_on_cpus(kernel_
     assert (bool(whole) and all(whole)) == expected, f"{pass_name} of {params.describe()} at {vec} lanes: {whole}"
 
 
+# A layer whose inputs the next tests hand over one element past a 64-byte boundary.
+UNALIGNED_CASE = check.Case("3x3-p1-c5-k6", (2, 5, 9, 8), (6, 5, 3, 3), padding=1)
+
+
+@pytest.fixture
+def needs_64_byte_alignment(monkeypatch, device):
+    """Every device that computes in host memory asks NumPy inputs for a 64-byte alignment, as Intel's CPU runtime
+    asks for 4096; a device with memory of its own is skipped."""
+    if not device.host_memory:
+        pytest.skip(f"{device.summary()} has memory of its own: NumPy inputs are uploaded, not used in place")
+    monkeypatch.setattr(platforms.DeviceInfo, "host_pointer_alignment", property(lambda self: 64))
+
+
+def misaligned(array: np.ndarray) -> np.ndarray:
+    """A copy one element past a 64-byte boundary."""
+    moved = arrays.aligned_empty((array.size + 1,), array.dtype, 64)[1:].reshape(array.shape)
+    moved[...] = array
+    return moved
+
+
 @pytest.mark.parametrize("pass_name", PASSES)
-def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatch, copies_kept, device, pass_name):
+def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatch, needs_64_byte_alignment,
+                                                                       copies_kept, device, pass_name):
     """Where a device computing in host memory needs an alignment that a NumPy input lacks (4096 bytes on Intel's CPU
     runtime; 64 here on every such device), the aligned copy goes into host memory the plan keeps from call to call
     (a fresh copy each call cost Intel's runtime more than the copy itself): each call gets its own inputs' bytes,
     from one thread or from four at once, and a copy for which the device's kept memory has no room gets fresh
     memory."""
-    if not device.host_memory:
-        pytest.skip(f"{device.summary()} has memory of its own: NumPy inputs are uploaded, not used in place")
-    monkeypatch.setattr(platforms.DeviceInfo, "host_pointer_alignment", property(lambda self: 64))
-    case = check.Case("3x3-p1-c5-k6", (2, 5, 9, 8), (6, 5, 3, 3), padding=1)
+    case = UNALIGNED_CASE
     plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, **case.conv_args)
     names = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight"),
              "grad_weight": ("x", "grad_output"), "grad_bias": ("grad_output",)}[pass_name]
     inputs = [check.random_inputs(case, np.float32, seed) for seed in range(4)]
-
-    def misaligned(array):
-        """A copy one element past a 64-byte boundary."""
-        moved = arrays.aligned_empty((array.size + 1,), array.dtype, 64)[1:].reshape(array.shape)
-        moved[...] = array
-        return moved
 
     def run(index, layout=misaligned):
         return getattr(plan, pass_name)(*(layout(inputs[index][name]) for name in names)).tobytes()
@@ -627,33 +639,27 @@ def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatc
     copies_kept(plan, "_host_copies", names, run, aligned)
 
 
-def test_the_plans_of_a_device_keep_their_copies_within_one_limit(monkeypatch, device):
+def test_the_plans_of_a_device_keep_their_copies_within_one_limit(monkeypatch, needs_64_byte_alignment, device):
     """The aligned copies every plan of a device keeps count against one limit (arrays.KeptMemory): a plan that
     finds no room copies into fresh memory each call, with the same result, and a plan's copies stop counting when
     the plan is gone."""
-    if not device.host_memory:
-        pytest.skip(f"{device.summary()} has memory of its own: NumPy inputs are uploaded, not used in place")
-    monkeypatch.setattr(platforms.DeviceInfo, "host_pointer_alignment", property(lambda self: 64))
-    case = check.Case("3x3-p1-c5-k6", (2, 5, 9, 8), (6, 5, 3, 3), padding=1)
+    case = UNALIGNED_CASE
     inputs = check.random_inputs(case, np.float32)
-    misaligned = {name: arrays.aligned_empty((array.size + 1,), array.dtype, 64)[1:].reshape(array.shape)
-                  for name, array in inputs.items()}
-    for name, array in misaligned.items():
-        array[...] = inputs[name]
+    x, weight = misaligned(inputs["x"]), misaligned(inputs["weight"])
     copy_bytes = inputs["x"].nbytes + inputs["weight"].nbytes
     kept = arrays.KeptMemory(copy_bytes)
     monkeypatch.setattr(arrays, "kept_memory", lambda info, share: kept)
     target = platforms.resolve(device.device)
     first, second = (planning.Conv2DPlan(case.params(np.float32), target) for _ in range(2))
     expected = first.forward(inputs["x"], inputs["weight"])
-    assert first.forward(misaligned["x"], misaligned["weight"]).tobytes() == expected.tobytes()
+    assert first.forward(x, weight).tobytes() == expected.tobytes()
     assert set(first._conversions._host_copies) == {"x", "weight"} and kept.held_bytes == copy_bytes
-    assert second.forward(misaligned["x"], misaligned["weight"]).tobytes() == expected.tobytes()
+    assert second.forward(x, weight).tobytes() == expected.tobytes()
     assert not second._conversions._host_copies
     del first
     gc.collect()
     assert kept.held_bytes == 0
-    assert second.forward(misaligned["x"], misaligned["weight"]).tobytes() == expected.tobytes()
+    assert second.forward(x, weight).tobytes() == expected.tobytes()
     assert set(second._conversions._host_copies) == {"x", "weight"} and kept.held_bytes == copy_bytes
 
 
