@@ -317,8 +317,8 @@ def test_plans_keep_their_conversion_buffers_and_share_them_safely_by_threads(mo
                                                                             pass_name):
     """A plan converts each channels-last input into one buffer it keeps from call to call (a fresh one costs a
     page fault per page); calls from several threads at once, each on its own inputs and with time between
-    the conversion and the kernels reading it, still get the bytes of channels-first inputs. A copy over the
-    plan's limit gets a fresh buffer each call."""
+    the conversion and the kernels reading it, still get the bytes of channels-first inputs. A copy for which the
+    device's kept memory has no room gets a fresh buffer each call."""
     case = check.Case("3x3-s2-c5-k6", (2, 5, 9, 8), (6, 5, 3, 3), stride=2, padding=1)
     plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, algo="direct", **case.conv_args)
     names = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight"),
