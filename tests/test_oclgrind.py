@@ -230,7 +230,8 @@ def test_simulated_planes_across_images_are_clean_and_correct(case, dtype, cpu, 
 # row's load at the end of the input buffer, vector stores that spill into the rows a work-item stores next (three
 # tiles of 10 rows; tiles of 7 and 6 rows, the last one partial), output rows narrower than the input's and wider
 # (the input gradient of an unpadded layer), more padding on one side, groups, and the four phases of a strided
-# input gradient, stored a column at a time at a step of 2. WHOLE_ROWS per conv2d_tiled launch of each pass.
+# input gradient, stored a column at a time at a step of 2 (of 2 or 3 taps a side, and of a single tap, which reads
+# grad_output one row and column on where the padding is 2). WHOLE_ROWS per conv2d_tiled launch of each pass.
 WHOLE_ROWS_LAYERS = (
     (check.Case("dw-5x5-p2-30x6", (2, 4, 30, 6), (4, 1, 5, 5), padding=2, groups=4),
      {"forward": [1], "grad_input": [1]}),
@@ -240,6 +241,8 @@ WHOLE_ROWS_LAYERS = (
     (check.Case("3x3-g2-p20-21", (2, 4, 5, 6), (6, 2, 3, 3), padding=((2, 0), (2, 1)), groups=2),
      {"forward": [1], "grad_input": [1]}),
     (check.Case("dw-5x5-s2-p2-13x13", (1, 2, 13, 13), (2, 1, 5, 5), padding=2, stride=2, groups=2),
+     {"grad_input": [1, 1, 1, 1]}),
+    (check.Case("dw-3x3-s2-p21-9x9", (1, 2, 9, 9), (2, 1, 3, 3), padding=((2, 1), (2, 1)), stride=2, groups=2),
      {"grad_input": [1, 1, 1, 1]}),
 )
 

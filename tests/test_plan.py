@@ -543,15 +543,17 @@ def test_whole_rows(monkeypatch, kernel_launches, device, case, pass_name, dtype
 
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case, phases_on_whole_rows", [
-    (check.Case("dw-3x3-s2-p1-14x14", (2, 4, 14, 14), (4, 1, 3, 3), padding=1, stride=2, groups=4), 1),
+    (check.Case("dw-3x3-s2-p1-14x14", (2, 4, 14, 14), (4, 1, 3, 3), padding=1, stride=2, groups=4), 4),
+    (check.Case("dw-3x3-s2-p21-12x11", (2, 4, 12, 11), (4, 1, 3, 3), padding=((2, 1), (2, 1)), stride=2, groups=4), 4),
     (check.Case("dw-5x5-s2-p2-13x13", (2, 2, 13, 13), (2, 1, 5, 5), padding=2, stride=2, groups=2), 4),
 ], ids=lambda value: value.name if isinstance(value, check.Case) else f"{value}-of-4-phases")
 def test_whole_rows_in_the_phases_of_a_strided_input_gradient(monkeypatch, kernel_launches, device, case,
                                                               phases_on_whole_rows, dtype):
     """A strided layer's input gradient runs one phase of input positions at a time, each a stride-1 correlation
     of grad_output with some of the taps, and stores each output column at a step of the stride (no spilling
-    vector store): the 3x3 layer's phase of 2 x 2 taps runs on whole rows beside three on rows, the 5x5 layer's
-    four phases (2 or 3 taps a side) all do. The same bytes as on rows, and the oracle."""
+    vector store): all four phases run on whole rows, those of a single tap on an axis (three of a 3x3 layer's four)
+    too, also where that tap reads grad_output one column or row on (padding 2). The same bytes as on rows, and the
+    oracle."""
     whole = whole_rows_against_rows(monkeypatch, kernel_launches, device, case, "grad_input", dtype)
     assert len(whole) == 4 and sum(whole) == phases_on_whole_rows, whole
 

@@ -526,7 +526,8 @@ def whole_rows(info, config: CorrelationConfig, channels: int, in_w: int, grid_w
 def whole_rows_pay(info, channels: int) -> bool:
     """On CPUs, with fewer than FLAT_PLANE_MIN_CHANNELS input channels per group: more share each tap's lane masks
     on the other tiles (LeNet-5 conv2's input gradient, 16 channels, ran 0.8x on whole rows). Measured on Zen 4,
-    see the README: stride-1 layers, and the phases of stride-2 depthwise input gradients (1.1-1.15x)."""
+    see the README: stride-1 layers, and the phases of stride-2 depthwise input gradients (1.1-1.15x those of several
+    taps on each axis, then 1.27-1.44x more those of a single tap on an axis)."""
     return info.type == "CPU" and channels < FLAT_PLANE_MIN_CHANNELS
 
 
@@ -816,9 +817,13 @@ def _phase_taps(phase: int, pad: int, dilation: int, stride: int, extent: int) -
     taps = [t for t in range(extent) if (phase + pad - t * dilation) % stride == 0]
     if not taps:
         return PhaseTaps(0, 0, 1, 0, 1)
-    spacing = taps[1] - taps[0] if len(taps) > 1 else 1
-    return PhaseTaps(len(taps), taps[-1], spacing, (phase + pad - taps[-1] * dilation) // stride,
-                     spacing * dilation // stride)
+    offset = (phase + pad - taps[-1] * dilation) // stride
+    if len(taps) == 1:
+        # A single tap has no step to take; 1 (not dilation // stride, 0 at stride 2) keeps the phase a plain
+        # stride-1 correlation, which may then take whole rows (whole_rows).
+        return PhaseTaps(1, taps[0], 1, offset, 1)
+    spacing = taps[1] - taps[0]
+    return PhaseTaps(len(taps), taps[-1], spacing, offset, spacing * dilation // stride)
 
 
 # The column stride each pass reads its input at (grad_input reads grad_output at stride 1, phase by phase).
