@@ -188,6 +188,9 @@ class CpuTiles:
     matrix_product: tuple  # (rows, vectors) of cl/pointwise_product.cl's tile, see matrix_product_tile
     # Its tile on planes of at most SMALL_PLANE positions, where that differs.
     small_plane_matrix_product: tuple | None = None
+    # (channels, vectors) of a forward or input-gradient tile on whole planes of at most SMALL_PLANE positions, where
+    # that differs from the tile the accumulators give.
+    small_plane: tuple | None = None
     grad_weight_channels: int = 6  # the most input channels of a weight-gradient tile (a listed block)
     # (vectors of output channels, input channels) of a weight-gradient tile with the output channels in the lanes
     # (cl/conv2d_grad_weight_channel_lanes.cl); a layer with fewer vectors takes more input channels, up to as many
@@ -221,9 +224,13 @@ ZEN4_POCL_TILES = CpuTiles(accumulators=24, channels=6, pointwise_channels=8, gr
 # channels in the lanes (measured on Zen 5, which takes this table too): 2 vectors x 14 input channels 1.5x faster
 # than 4 x 6 on 7x7 and 14x14 planes (ResNet-18 layer4.conv, VGG-16 conv5_2, ResNet-50 layer4.1.conv3), 1.0-1.2x
 # on most other suite layers, 0.86-0.95x on ResNet-50 layer1.0.conv1 and ResNet-18 layer1.conv (56x56).
+# On whole planes of at most SMALL_PLANE positions, 8 channels x 2 vectors (Zen 4, not measured on Zen 5; alternating
+# in one process, end to end, forward / input gradient): ResNet-18 layer4.conv (7 x 7, where 6 x 4 took a plane per
+# work-item) 1.16x / 1.14x, layer3.conv and VGG-16 conv5_2 (14 x 14) 1.20x / 1.07x and 1.06x / 1.12x over 8 x 3, 3x3
+# layers of 7 x 7, 14 x 14 and 16 x 16 planes with 64-128 channels 1.03-1.14x.
 ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, grad_weight_accumulators=36,
                             grad_weight_pair_accumulators=18, matrix_product=(8, 2), grad_weight_lanes=(2, 14),
-                            grad_input_lanes_in_place_channels=None)
+                            grad_input_lanes_in_place_channels=None, small_plane=(8, 2))
 
 
 # AMD Zen 5 (x86 family 26) executes 512-bit operations whole. Against the Xeon's tables, the Zen 4 ones stayed
@@ -708,10 +715,13 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
     if whole_planes(params, pass_name):
         # A tile's vectors are consecutive on a plane (of rows as wide as the input's); a plane of at most 4
         # vectors goes to one work-item (7 x 7: 6 channels x 4 vectors measured 1.2x faster than 14 x 2,
-        # and 1.9x faster than 28 x 1).
+        # and 1.9x faster than 28 x 1), but for a table's own tile on small planes (Intel's runtime on AMD).
         plane = height * params.W
         vectors = div_up(plane, widest)
-        if vectors <= 4:
+        if tiles.small_plane is not None and plane <= SMALL_PLANE:
+            largest, block_v = tiles.small_plane
+            block_v = min(block_v, vectors)
+        elif vectors <= 4:
             block_v, largest = vectors, tiles.accumulators // vectors
         else:
             block_v = max(1, min(4, tiles.accumulators // channels))
