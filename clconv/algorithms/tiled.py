@@ -226,8 +226,8 @@ ZEN4_POCL_TILES = CpuTiles(accumulators=24, channels=6, pointwise_channels=8, gr
 # on most other suite layers, 0.86-0.95x on ResNet-50 layer1.0.conv1 and ResNet-18 layer1.conv (56x56).
 # On whole planes of at most SMALL_PLANE positions, 8 channels x 2 vectors (Zen 4, not measured on Zen 5; alternating
 # in one process, end to end, forward / input gradient): ResNet-18 layer4.conv (7 x 7, where 6 x 4 took a plane per
-# work-item) 1.16x / 1.14x, layer3.conv and VGG-16 conv5_2 (14 x 14) 1.20x / 1.07x and 1.06x / 1.12x over 8 x 3, 3x3
-# layers of 7 x 7, 14 x 14 and 16 x 16 planes with 64-128 channels 1.03-1.14x.
+# work-item) 1.13x / 1.12x, layer3.conv and VGG-16 conv5_2 (14 x 14) 1.03x / 1.05x and 1.09x / 1.13x over 8 x 3, 3x3
+# layers of 7 x 7, 14 x 14 and 16 x 16 planes with 64-128 channels 1.04-1.11x (device-resident 1.02-1.15x).
 ZEN4_INTEL_TILES = CpuTiles(accumulators=24, channels=8, pointwise_channels=8, grad_weight_accumulators=36,
                             grad_weight_pair_accumulators=18, matrix_product=(8, 2), grad_weight_lanes=(2, 14),
                             grad_input_lanes_in_place_channels=None, small_plane=(8, 2))
@@ -534,7 +534,7 @@ def whole_rows_pay(info, channels: int) -> bool:
     """On CPUs, with fewer than FLAT_PLANE_MIN_CHANNELS input channels per group: more share each tap's lane masks
     on the other tiles (LeNet-5 conv2's input gradient, 16 channels, ran 0.8x on whole rows). Measured on Zen 4,
     see the README: stride-1 layers, and the phases of stride-2 depthwise input gradients (1.1-1.15x those of several
-    taps on each axis, then 1.27-1.44x more those of a single tap on an axis)."""
+    taps on each axis, then 1.06-1.54x more those of a single tap on an axis)."""
     return info.type == "CPU" and channels < FLAT_PLANE_MIN_CHANNELS
 
 
