@@ -189,7 +189,7 @@ class CpuTiles:
     # Its tile on planes of at most SMALL_PLANE positions, where that differs.
     small_plane_matrix_product: tuple | None = None
     # (channels, vectors) of a forward or input-gradient tile on whole planes of at most SMALL_PLANE positions, where
-    # that differs from the tile the accumulators give.
+    # that differs from the tile the accumulators give (and covers the plane with no more vectors than that one).
     small_plane: tuple | None = None
     grad_weight_channels: int = 6  # the most input channels of a weight-gradient tile (a listed block)
     # (vectors of output channels, input channels) of a weight-gradient tile with the output channels in the lanes
@@ -715,13 +715,10 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
     if whole_planes(params, pass_name):
         # A tile's vectors are consecutive on a plane (of rows as wide as the input's); a plane of at most 4
         # vectors goes to one work-item (7 x 7: 6 channels x 4 vectors measured 1.2x faster than 14 x 2,
-        # and 1.9x faster than 28 x 1), but for a table's own tile on small planes (Intel's runtime on AMD).
+        # and 1.9x faster than 28 x 1).
         plane = height * params.W
         vectors = div_up(plane, widest)
-        if tiles.small_plane is not None and plane <= SMALL_PLANE:
-            largest, block_v = tiles.small_plane
-            block_v = min(block_v, vectors)
-        elif vectors <= 4:
+        if vectors <= 4:
             block_v, largest = vectors, tiles.accumulators // vectors
         else:
             block_v = max(1, min(4, tiles.accumulators // channels))
@@ -731,6 +728,13 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
             # vectors measured 1.25x faster there than 6 x 4 (6 x 3: 1.19x).
             if block_v == 4 and div_up(vectors, 3) * 3 * 1.1 <= div_up(vectors, 4) * 4:
                 block_v, largest = 3, tiles.accumulators // 3
+        # A table's own tile on small planes (Intel's runtime on AMD), where its tiles cover the plane with no more
+        # vectors: a plane of 1 or 3 vectors keeps the tile above (4 x 4 and 6 x 6 planes measured 0.87-0.99x and
+        # 0.75-0.8x with 8 x 1 and 8 x 2, against 14 x 1 and 8 x 3).
+        if tiles.small_plane is not None and plane <= SMALL_PLANE:
+            small_largest, small_v = tiles.small_plane
+            if vectors >= small_v and div_up(vectors, small_v) * small_v <= div_up(vectors, block_v) * block_v:
+                block_v, largest = small_v, small_largest
         block_k = _channel_block(out_channels, tiles.listed_block(largest))
         return CorrelationConfig(vec=_vector_width(plane, widest), block_k=block_k, block_v=block_v)
     block_k = _channel_block(out_channels, channels)
