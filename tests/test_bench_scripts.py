@@ -22,6 +22,10 @@ RESULT_ROW = re.compile(r"^\S.*\d+\.\d+")
     pytest.param("channels_last.py", ["LeNet-5/conv2"], ("forward", "grad_input", "grad_weight"), id="channels_last"),
     pytest.param("phase_split.py", [], ("ResNet-18/layer2.0.conv1",), id="phase_split"),
     pytest.param("vector_lanes.py", ["4"], ("forward 4:", "grad_input 4:", "grad_weight 4:"), id="vector_lanes"),
+    pytest.param("heuristic_rules.py", ["single-tap-phases", "1", "2,4,14,14,4,3,1,4,2"], ("grad_input",),
+                 id="heuristic_rules-single-tap-phases"),
+    pytest.param("heuristic_rules.py", ["small-plane-tiles", "1", "2,16,7,7,16,3,1,1,1"], ("forward", "grad_input"),
+                 id="heuristic_rules-small-plane-tiles"),
 ])
 def test_bench_script_runs(bench_device, script, arguments, rows):
     assert_script_prints(bench_device, script, arguments, rows)
