@@ -1,4 +1,4 @@
-"""Two of the CPU heuristic's rules against the tiles they replaced, on the same plans' layers, alternating.
+"""Two of the CPU heuristic's rules against what they replaced, timed in turns in one process.
 
     python bench/heuristic_rules.py DEVICE RULE [ROUNDS] [N,C,H,W,K,R,PAD,GROUPS,STRIDE ...]
 
@@ -13,8 +13,8 @@
   On a device whose table has no such tile both sides are the same.
 
 Forward pass (small-plane-tiles) and input gradient, device-resident with the output given and end to end from
-NumPy, each the best of ROUNDS medians (bench/alternating.py, the order turned round every round), and whether both
-sides gave the same bytes.
+NumPy, each the best of ROUNDS medians (bench/alternating.py; each side goes first in half of the rounds), and
+whether both sides gave the same bytes.
 """
 
 import contextlib
@@ -110,6 +110,7 @@ def main(argv):
         device = tuner.to_device(target.queue, host)
         for pass_name in PASSES[rule]:
             compare(target, rule, spec, p, pass_name, host, device, rounds)
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])
