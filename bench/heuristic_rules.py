@@ -13,14 +13,15 @@
   On a device whose table has no such tile both sides are the same.
 
 Forward pass (small-plane-tiles) and input gradient, device-resident with the output given and end to end from
-NumPy, each the best of ROUNDS medians (bench/alternating.py; each side goes first in half of the rounds), and
-whether both sides gave the same bytes.
+NumPy, each the best of ROUNDS medians (bench/alternating.py, which turns the order round every other round),
+and whether both sides gave the same bytes.
 """
 
 import contextlib
 import dataclasses
 import functools
 import sys
+from unittest import mock
 
 import numpy as np
 from alternating import alternating_seconds
@@ -41,28 +42,20 @@ PASS_INPUTS = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight
 RESULT_SHAPES = {"forward": "output_shape", "grad_input": "input_shape"}
 
 
-@contextlib.contextmanager
+PHASE_TAPS, CPU_TILES = tiled._phase_taps, tiled.cpu_tiles
+
+
+def step_zero(phase, pad, dilation, stride, extent):
+    """A phase's taps as before single taps took step 1."""
+    taps = PHASE_TAPS(phase, pad, dilation, stride, extent)
+    return taps._replace(step=dilation // stride) if taps.count == 1 else taps
+
+
 def replaced_rule(rule: str):
     """Within it, the heuristic as it was before ``rule``."""
     if rule == "single-tap-phases":
-        saved = tiled._phase_taps
-
-        def step_zero(phase, pad, dilation, stride, extent):
-            taps = saved(phase, pad, dilation, stride, extent)
-            return taps._replace(step=dilation // stride) if taps.count == 1 else taps
-
-        tiled._phase_taps = step_zero
-        try:
-            yield
-        finally:
-            tiled._phase_taps = saved
-    else:
-        saved = tiled.cpu_tiles
-        tiled.cpu_tiles = lambda info: dataclasses.replace(saved(info), small_plane=None)
-        try:
-            yield
-        finally:
-            tiled.cpu_tiles = saved
+        return mock.patch.object(tiled, "_phase_taps", step_zero)
+    return mock.patch.object(tiled, "cpu_tiles", lambda info: dataclasses.replace(CPU_TILES(info), small_plane=None))
 
 
 def layer(spec: str) -> Conv2DParams:
@@ -87,10 +80,7 @@ def compare(target, rule: str, spec: str, p: Conv2DParams, pass_name: str, host:
     timed = {}
     for label, tensors, out_array in (("device", device, out), ("e2e", host, None)):
         runs = {side: functools.partial(run_side, side, tensors, out_array) for side in plans}
-        # Each side first in half of the rounds.
-        one_way = alternating_seconds(runs, rounds=(rounds + 1) // 2)
-        other_way = alternating_seconds(dict(reversed(list(runs.items()))), rounds=max(1, rounds // 2))
-        timed[label] = {side: min(one_way[side], other_way[side]) for side in plans}
+        timed[label] = alternating_seconds(runs, rounds=rounds)
     device_s, e2e_s = timed["device"], timed["e2e"]
     print(f"{spec:28s} {pass_name:10s} device {device_s['before'] * 1e3:8.2f} -> {device_s['with'] * 1e3:8.2f} "
           f"({device_s['before'] / device_s['with']:.2f}x)  e2e {e2e_s['before'] * 1e3:8.2f} -> "
