@@ -714,13 +714,13 @@ def test_cpu_tiles_follow_cpu_maker_and_implementation():
     # vectors, 16 x 16: 8 tiles), 8 x 3 on larger ones, and where 2-vector tiles would compute more vectors than the
     # plane's own tile (6 x 6: 3 vectors, one tile of 3; 4 x 4: one vector, 14 x 1); PoCL keeps 6 x 4 on its planes of
     # 4 vectors or more.
-    intel_amd = _cpu("AMD EPYC 9R14", "Intel(R) OpenCL")
+    intel_amd, pocl_amd = _cpu("AMD EPYC 9R14", "Intel(R) OpenCL"), _cpu("pthread-skylake-avx512-AMD EPYC", pocl)
     for plane, intel_tile in ((4, (14, 1)), (6, (8, 3)), (7, (8, 2)), (10, (8, 2)), (16, (8, 2)), (17, (8, 3)),
                               (56, (8, 3))):
         square = clconv.Conv2DParams.create((4, 64, plane, plane), (64, 64, 3, 3), padding=1)
         for pass_name in ("forward", "grad_input"):
             intel = tiled.default_config(square, intel_amd, pass_name)
-            pocl_zen = tiled.default_config(square, _cpu("pthread-skylake-avx512-AMD EPYC", pocl), pass_name)
+            pocl_zen = tiled.default_config(square, pocl_amd, pass_name)
             assert (intel.block_k, intel.block_v) == intel_tile, (plane, pass_name)
             assert plane < 7 or (pocl_zen.block_k, pocl_zen.block_v) == (6, 4), (plane, pass_name)
     # The weight gradient's tiles along the positions (with the output channels in the lanes see
