@@ -10,7 +10,8 @@
 ``clconv.conv3d`` (N, C, D, H, W) and (K, C/groups, T, R, S); ``conv_transpose1d`` and ``conv_transpose3d`` too.
 
 ``clconv.reference`` holds the NumPy oracle with the same functions;
-``clconv.devices()`` and ``clconv.select_device()`` list and choose devices.
+``clconv.devices()`` and ``clconv.select_device()`` list and choose devices; ``clconv.free_held_memory()`` frees the
+device memory kept for reuse by the arrays that calls return.
 """
 
 __version__ = "0.2.0"
@@ -52,7 +53,7 @@ from .params import Conv2DParams, ConvTranspose2DParams
 from .params_1d import Conv1DParams
 from .params_3d import Conv3DParams, ConvTranspose3DParams
 from .planning import Conv2DPlan, plan
-from .platforms import DeviceInfo, default_device, devices, select_device
+from .platforms import DeviceInfo, default_device, devices, free_held_memory, select_device
 
 __all__ = [
     "Conv1DParams",
@@ -89,6 +90,7 @@ __all__ = [
     "conv_transpose3d_grad_weight",
     "default_device",
     "devices",
+    "free_held_memory",
     "plan",
     "reference",
     "select_device",

@@ -271,7 +271,7 @@ class CallArrays:
             host = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
             if self.in_place:
                 return DeviceTensor(self._wrap(name, host, cl.mem_flags.READ_ONLY), 0)
-            array = cl_array.to_device(self.target.queue, host)
+            array = cl_array.to_device(self.target.queue, host, allocator=self.target.memory_pool)
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
         return DeviceTensor(array.base_data, array.offset // array.dtype.itemsize)
 
@@ -289,7 +289,7 @@ class CallArrays:
             memory = np.moveaxis(array, 1, -1)
             if self.in_place:
                 return DeviceTensor(self._wrap(name, memory, cl.mem_flags.READ_ONLY), 0)
-            upload = cl_array.to_device(self.target.queue, memory)
+            upload = cl_array.to_device(self.target.queue, memory, allocator=self.target.memory_pool)
             self._wrapped.append((memory, upload.base_data))  # alive until the kernels have read it
             self.wait_for.extend(upload.events)
             return output_tensor(upload)
@@ -304,7 +304,8 @@ class CallArrays:
         source = self.channels_last_memory(name)
         kept, previous_reads = (self.conversions.buffer(name, array.nbytes) if self.conversions is not None
                                 else (None, []))
-        converted = cl_array.Array(self.target.queue, array.shape, array.dtype, data=kept)
+        converted = cl_array.Array(self.target.queue, array.shape, array.dtype, data=kept,
+                                   allocator=self.target.memory_pool)
         event = channels_last.channels_first(self.target, array.dtype).convert(
             source, output_tensor(converted), array.shape, list(self.wait_for) + previous_reads)
         converted.add_event(event)
@@ -314,7 +315,8 @@ class CallArrays:
 
     def result_array(self, name: str, shape, dtype) -> cl_array.Array:
         """The device array the kernels write the result into: the caller's device ``out``, a buffer
-        wrapping the NumPy ``out`` or a fresh NumPy result (computing in host memory), else a new one."""
+        wrapping the NumPy ``out`` or a fresh NumPy result (computing in host memory), else a new one from the
+        Target's memory pool."""
         if isinstance(self.out, cl_array.Array):
             return self.out
         check_allocation(self.target.info, name, shape, dtype)
@@ -325,7 +327,7 @@ class CallArrays:
                                  and out.ctypes.data % alignment == 0)
             host = self._host_result = out if writable_in_place else aligned_empty(shape, dtype, alignment)
             return cl_array.Array(self.target.queue, shape, dtype, data=self._wrap(name, host, cl.mem_flags.READ_WRITE))
-        return cl_array.empty(self.target.queue, shape, dtype)
+        return cl_array.empty(self.target.queue, shape, dtype, allocator=self.target.memory_pool)
 
     def finish(self, result: cl_array.Array, event):
         """The result as the caller gets it: on the device, or as NumPy (in ``out`` when given)."""

@@ -97,11 +97,10 @@ def channels_first(target, dtype) -> ChannelsFirst:
 def transposed(target, dtype, matrix: DeviceTensor, rows: int, columns: int, wait_for, matrices: int = 1,
                into: cl.Buffer | None = None):
     """``matrices`` consecutive C-contiguous (rows, columns) matrices each copied as (columns, rows) into ``into``,
-    or a buffer of its own (OpenCL keeps it until the queued commands that use it have read it), and the copy's
+    or a buffer of its own (Target.call_buffer), and the copy's
     event: each matrix is one image of ``rows`` positions of ``columns`` channels, which the converter turns
     channels-first in 8 x 8 blocks."""
     if into is None:
-        into = cl.Buffer(target.context, cl.mem_flags.READ_WRITE,
-                         matrices * rows * columns * np.dtype(dtype).itemsize)
+        into = target.call_buffer(matrices * rows * columns * np.dtype(dtype).itemsize)
     event = channels_first(target, dtype).convert(matrix, DeviceTensor(into, 0), (matrices, columns, rows), wait_for)
     return into, event

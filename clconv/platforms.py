@@ -8,7 +8,8 @@ one with the most compute units, then the newest platform and driver.
 
 A chosen device becomes a :class:`Target`: a context and an in-order queue,
 created once per device and reused, so compiled programs (cached per context)
-are reused too.
+are reused too, and a memory pool for the device arrays calls create
+(:func:`free_held_memory` gives back what it holds).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import re
 import threading
 
 import pyopencl as cl
+import pyopencl.tools as cl_tools
 
 ENV_VAR = "CLCONV_DEVICE"
 
@@ -293,11 +295,21 @@ def _match(spec, candidates: list[DeviceInfo]) -> DeviceInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Where a call runs: a device with its context and in-order queue."""
+    """Where a call runs: a device with its context and in-order queue, and the pool that the device arrays calls
+    create (results, uploads, scratch) come from (``memory_pool``, see :func:`_memory_pool`; None on a user's
+    out-of-order queue)."""
 
     info: DeviceInfo
     context: cl.Context
     queue: cl.CommandQueue
+    memory_pool: cl_tools.MemoryPool | None = dataclasses.field(default=None, compare=False, repr=False)
+
+    def call_buffer(self, nbytes: int):
+        """A read-write buffer for one call's own use, from the pool where there is one; it may go as soon as the
+        call has queued the commands that use it."""
+        if self.memory_pool is not None:
+            return self.memory_pool.allocate(nbytes)
+        return cl.Buffer(self.context, cl.mem_flags.READ_WRITE, nbytes)
 
 
 _targets: dict = {}
@@ -328,25 +340,59 @@ def _profiling_queue(context: cl.Context, device: cl.Device) -> cl.CommandQueue:
     return cl.CommandQueue(context, device, properties=cl.command_queue_properties.PROFILING_ENABLE)
 
 
+def _memory_pool(queue: cl.CommandQueue) -> cl_tools.MemoryPool | None:
+    """A pool keeping the buffers of a queue's device arrays for reuse once their arrays are gone, or None on an
+    out-of-order queue.
+
+    A CPU device gives a fresh buffer fresh pages, each a page fault at its first write, inside the kernel that
+    writes it: device-resident calls with new results ran 1.9-2.2x faster with a pool on MobileNet-v2
+    features.2.dw-s2's forward pass and input gradient on PoCL 3.1, 1.1-3.1x on the suite's memory-heavy layers on
+    Intel's runtime, and as fast on compute-heavy ones (Zen 4, alternating in one process). A buffer given back while
+    commands that use it are still queued is safe to hand out again on an in-order queue, whose next commands start
+    after those; an out-of-order queue has no such order, so it gets no pool."""
+    if queue.properties & cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE:
+        return None
+    return cl_tools.MemoryPool(cl_tools.ImmediateAllocator(queue))
+
+
+def _target(info: DeviceInfo, context: cl.Context, queue: cl.CommandQueue) -> Target:
+    return Target(info, context, queue, _memory_pool(queue))
+
+
 def target_for_device(info: DeviceInfo) -> Target:
     """The cached context and queue of a device, created on first use."""
     def make():
         context = cl.Context([info.device])
-        return Target(info, context, _profiling_queue(context, info.device))
+        return _target(info, context, _profiling_queue(context, info.device))
 
     return _cached_target(("device", info.device.int_ptr), make)
 
 
 def target_for_queue(queue: cl.CommandQueue) -> Target:
     """A user's own queue, used as it is."""
-    return _cached_target(("queue", queue.int_ptr), lambda: Target(_info_for(queue.device), queue.context, queue))
+    return _cached_target(("queue", queue.int_ptr), lambda: _target(_info_for(queue.device), queue.context, queue))
 
 
 def target_for_context(context: cl.Context) -> Target:
     """A queue on a user's own context (for device arrays that carry none)."""
     device = context.devices[0]
     return _cached_target(("context", context.int_ptr),
-                          lambda: Target(_info_for(device), context, _profiling_queue(context, device)))
+                          lambda: _target(_info_for(device), context, _profiling_queue(context, device)))
+
+
+def free_held_memory(spec=None) -> int:
+    """Free the device memory that the pools of ``spec``'s device (every Target made for it: its own queue, and
+    any user queue or context on it) hold for reuse, and return how many bytes that was. The arrays that calls
+    returned are not touched: their buffers go back to the pool when they are collected."""
+    device = resolve(spec).info.device
+    with _targets_lock:
+        pools = [target.memory_pool for target in _targets.values()
+                 if target.info.device == device and target.memory_pool is not None]
+    freed = 0
+    for pool in pools:
+        freed += pool.managed_bytes - pool.active_bytes
+        pool.free_held()
+    return freed
 
 
 def resolve(spec=None) -> Target:

@@ -149,7 +149,7 @@ class KernelLauncher:
         (``partial`` None) the result into ``out`` itself; the partial sums are then added in split order."""
         if splits == 1:
             return launch_split(None)
-        partial = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE, count * splits * acc_bytes)
+        partial = self.target.call_buffer(count * splits * acc_bytes)
         return self.reduce_partials(partial, count, splits, out, launch_split(partial))
 
     def reduce_partials(self, partial, count: int, splits: int, out: DeviceTensor, event):
