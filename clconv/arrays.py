@@ -10,6 +10,7 @@ otherwise.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import math
 import threading
 import typing
@@ -21,6 +22,10 @@ import pyopencl.array as cl_array
 
 from . import channels_last, platforms
 from .algorithms import DeviceTensor
+
+# The end of a read-only buffer that starts before its array is rounded up to this many bytes: Intel's guide asks for
+# buffers in host memory sized in whole cache lines.
+COVERED_END_ALIGNMENT = 64
 
 #: What the public functions take and return: a NumPy array, or a pyopencl array on a device.
 Array = typing.Union[np.ndarray, cl_array.Array]
@@ -130,9 +135,9 @@ class ConversionBuffers:
     input kept from call to call: on CPUs a fresh buffer costs a page fault per page at its first write (MobileNet-v2
     features.2.dw-s2's forward pass on its 308 MB channels-last input: 157 ms with a fresh buffer, 68 ms with the
     kept one, 35 ms channels-first; PoCL 3.1, Zen 4). Likewise the aligned host copies of NumPy inputs that a device
-    computing in host memory needs at an alignment they lack (CallArrays._wrap). A copy that does not fit in what
-    ``kept`` (the device's KeptMemory) has left gets fresh memory each call instead; a plan's copies count against
-    it until the plan is gone.
+    computing in host memory needs at an alignment they miss by a fraction of an element (CallArrays._wrap). A copy
+    that does not fit in what ``kept`` (the device's KeptMemory) has left gets fresh memory each call instead; a
+    plan's copies count against it until the plan is gone.
 
     ``use()`` holds a lock while a call converts and launches the kernels that read the copies; the call sets
     ``last_read`` (its last event), which the next call's conversion into the same buffer waits for."""
@@ -242,18 +247,32 @@ class CallArrays:
         self.conversions: ConversionSession | None = None  # a plan's kept buffers for channels-first copies
         self._host_result = None  # the NumPy array the result buffer wraps
 
-    def _wrap(self, name: str, host: np.ndarray, flags) -> cl.Buffer:
-        """A buffer using ``host`` (array ``name``) in place, or an aligned copy of it where the device needs an
-        alignment the array lacks: in the plan's kept memory where it has some. Intel's CPU runtime ran MobileNet-v2
-        features.14.dw's forward pass (a 29 MB input) in 24 ms end to end with a fresh copy each call and 10 ms with
-        the kept one (Zen 4): freeing the memory it had used in place cost more than the copy."""
+    def _wrap(self, name: str, host: np.ndarray, flags) -> DeviceTensor:
+        """``host`` (array ``name``, C-contiguous) as a buffer that uses its memory in place, where the device needs an
+        alignment the array lacks (host_pointer_alignment) from the boundary before it: an input whose address is off
+        that boundary by whole elements is read through a buffer starting there, at an offset, and ending on the next
+        64-byte boundary after it (Intel's CPU runtime uses such memory in place; both ends lie in pages of the
+        array's own, and the kernels only read the array's elements). Only read-only buffers start early: a runtime
+        may write a buffer it reads and writes back to all of its memory. An input off the boundary by a fraction of
+        an element gets an aligned copy, in the plan's kept memory where it has some. Against such copies, reading in
+        place ran MobileNet-v2 features.1.dw's weight gradient (two 103 MB inputs) 2.0x faster end to end on Intel's
+        runtime, ResNet-50 layer1.0.conv1's passes 1.13-1.36x, and compute-heavy layers with inputs of a few MB
+        0.95-1.07x (Zen 4, bench/unaligned_inputs.py)."""
         alignment = self.target.info.host_pointer_alignment
-        if host.ctypes.data % alignment:
+        misplaced = host.ctypes.data % alignment
+        read_only = not flags & cl.mem_flags.READ_WRITE
+        if misplaced and read_only and misplaced % host.itemsize == 0:
+            size = -(-(misplaced + host.nbytes) // COVERED_END_ALIGNMENT) * COVERED_END_ALIGNMENT
+            covered = (ctypes.c_char * size).from_address(host.ctypes.data - misplaced)
+            buffer = cl.Buffer(self.target.context, flags | cl.mem_flags.USE_HOST_PTR, hostbuf=covered)
+            self._wrapped.append((host, buffer))
+            return DeviceTensor(buffer, misplaced // host.itemsize)
+        if misplaced:
             kept = self.conversions.host_copy(name, host, alignment) if self.conversions is not None else None
             host = kept if kept is not None else aligned_copy(host, alignment)
         buffer = cl.Buffer(self.target.context, flags | cl.mem_flags.USE_HOST_PTR, hostbuf=host)
         self._wrapped.append((host, buffer))
-        return buffer
+        return DeviceTensor(buffer, 0)
 
     def device_tensor(self, name: str) -> DeviceTensor | None:
         """Input ``name`` as the kernels read it: C-contiguous (N, C, *spatial) memory on the call's device
@@ -270,7 +289,7 @@ class CallArrays:
             check_allocation(self.target.info, name, array.shape, array.dtype)
             host = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
             if self.in_place:
-                return DeviceTensor(self._wrap(name, host, cl.mem_flags.READ_ONLY), 0)
+                return self._wrap(name, host, cl.mem_flags.READ_ONLY)
             array = cl_array.to_device(self.target.queue, host, allocator=self.target.memory_pool)
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
         return DeviceTensor(array.base_data, array.offset // array.dtype.itemsize)
@@ -288,7 +307,7 @@ class CallArrays:
             check_allocation(self.target.info, name, array.shape, array.dtype)
             memory = np.moveaxis(array, 1, -1)
             if self.in_place:
-                return DeviceTensor(self._wrap(name, memory, cl.mem_flags.READ_ONLY), 0)
+                return self._wrap(name, memory, cl.mem_flags.READ_ONLY)
             upload = cl_array.to_device(self.target.queue, memory, allocator=self.target.memory_pool)
             self._wrapped.append((memory, upload.base_data))  # alive until the kernels have read it
             self.wait_for.extend(upload.events)
@@ -326,7 +345,8 @@ class CallArrays:
             writable_in_place = (out is not None and out.flags.c_contiguous and out.dtype.isnative
                                  and out.ctypes.data % alignment == 0)
             host = self._host_result = out if writable_in_place else aligned_empty(shape, dtype, alignment)
-            return cl_array.Array(self.target.queue, shape, dtype, data=self._wrap(name, host, cl.mem_flags.READ_WRITE))
+            wrapped = self._wrap(name, host, cl.mem_flags.READ_WRITE).buffer
+            return cl_array.Array(self.target.queue, shape, dtype, data=wrapped)
         return cl_array.empty(self.target.queue, shape, dtype, allocator=self.target.memory_pool)
 
     def finish(self, result: cl_array.Array, event):

@@ -27,6 +27,8 @@ RESULT_ROW = re.compile(r"^\S.*\d+\.\d+")
     pytest.param("heuristic_rules.py", ["small-plane-tiles", "1", "2,16,7,7,16,3,1,1,1"], ("forward", "grad_input"),
                  id="heuristic_rules-small-plane-tiles"),
     pytest.param("memory_pool.py", ["1", "LeNet-5/conv2"], ("forward", "grad_input", "grad_weight"), id="memory_pool"),
+    pytest.param("unaligned_inputs.py", ["1", "LeNet-5/conv2"], ("forward", "grad_input", "grad_weight"),
+                 id="unaligned_inputs"),
 ])
 def test_bench_script_runs(bench_device, script, arguments, rows):
     assert_script_prints(bench_device, script, arguments, rows)

@@ -602,10 +602,47 @@ def needs_64_byte_alignment(monkeypatch, device):
 
 
 def misaligned(array: np.ndarray) -> np.ndarray:
-    """A copy one element past a 64-byte boundary."""
-    moved = arrays.aligned_empty((array.size + 1,), array.dtype, 64)[1:].reshape(array.shape)
+    """A copy one byte past a 64-byte boundary: off it by a fraction of an element, so that no buffer can start on
+    the boundary and read the copy's elements at a whole offset."""
+    raw = arrays.aligned_empty((array.nbytes + 1,), np.uint8, 64)[1:]
+    moved = raw.view(array.dtype).reshape(array.shape)
     moved[...] = array
     return moved
+
+
+@pytest.mark.parametrize("pass_name", PASSES)
+def test_numpy_inputs_off_the_alignment_by_whole_elements_are_read_in_place(monkeypatch, needs_64_byte_alignment,
+                                                                           device, pass_name):
+    """An input whose address lies whole elements past the alignment boundary the device needs is read in place,
+    through a read-only buffer that starts on the boundary (at an offset) and ends on a 64-byte one: no copy of it
+    is made, and every pass gives the bytes it gives on aligned inputs."""
+    case = UNALIGNED_CASE
+    plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, **case.conv_args)
+    names = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight"),
+             "grad_weight": ("x", "grad_output"), "grad_bias": ("grad_output",)}[pass_name]
+    inputs = check.random_inputs(case, np.float32)
+    expected = getattr(plan, pass_name)(*(arrays.aligned_copy(inputs[name], 64) for name in names))
+    wrapped = {}
+    original_wrap = arrays.CallArrays._wrap
+
+    def recorded_wrap(self, name, host, flags):
+        wrapped[name] = original_wrap(self, name, host, flags)
+        return wrapped[name]
+
+    monkeypatch.setattr(arrays.CallArrays, "_wrap", recorded_wrap)
+    monkeypatch.setattr(arrays, "aligned_copy", lambda *args: pytest.fail("an aligned copy of an input"))
+    monkeypatch.setattr(arrays.ConversionSession, "host_copy", lambda *args: pytest.fail("a kept copy of an input"))
+    for elements in (1, 3, 15):
+        shifted = {}
+        for name in names:
+            memory = arrays.aligned_empty((inputs[name].size + elements,), np.float32, 64)[elements:]
+            shifted[name] = memory.reshape(inputs[name].shape)
+            shifted[name][...] = inputs[name]
+        got = getattr(plan, pass_name)(*(shifted[name] for name in names))
+        assert got.tobytes() == expected.tobytes(), elements
+        for name in names:
+            tensor = wrapped[name]
+            assert tensor.offset == elements and tensor.buffer.size % arrays.COVERED_END_ALIGNMENT == 0, name
 
 
 @pytest.mark.parametrize("pass_name", PASSES)
@@ -1363,7 +1400,8 @@ def test_multiply_add_form_follows_the_implementation(device):
 
 def test_numpy_arrays_off_page_boundaries_give_aligned_results(device):
     """Intel's CPU runtime copies host arrays that are not page-aligned (host_pointer_alignment); clconv hands
-    it aligned copies and aligned results, and every device still computes what the oracle does."""
+    it inputs in buffers that start on their page and aligned results, and every device still computes what the
+    oracle does."""
     assert device.host_pointer_alignment == (4096 if device.implementation == "intel" else 1)
     inputs = check.random_inputs(CASE, np.float32)
     backing = np.empty(inputs["x"].size + 1, np.float32)
