@@ -1,5 +1,6 @@
 """NumPy inputs off the device's alignment by whole elements, end to end: read in place through a buffer that starts
-on the boundary before them (arrays.CallArrays._wrap) against an aligned copy of each, timed in turns in one process.
+on the boundary before them (arrays.CallArrays._wrap_input) against an aligned copy of each, timed in turns in one
+process.
 
     python bench/unaligned_inputs.py DEVICE [ROUNDS] [LAYER ...]
 
@@ -15,7 +16,6 @@ import functools
 import sys
 from unittest import mock
 
-import pyopencl as cl
 from alternating import alternating_seconds
 
 from clconv import arrays, check, layers, platforms
@@ -24,13 +24,17 @@ from clconv.planning import Conv2DPlan
 
 DEFAULT_LAYERS = ("MobileNet-v2/features.1.dw", "ResNet-50/layer1.0.conv1", "ResNet-18/layer1.conv", "VGG-16/conv3_2")
 PASSES = ("forward", "grad_input", "grad_weight")
-WRAP = arrays.CallArrays._wrap
+WRAP_INPUT = arrays.CallArrays._wrap_input
 
 
-def wrap_copying(self, name, host, flags):
-    """The wrap as it was before inputs were read in place: a read-write buffer never starts before its array, so an
-    input off the alignment is copied."""
-    return WRAP(self, name, host, cl.mem_flags.READ_WRITE)
+def wrap_copying(self, name, host):
+    """Inputs as they were wrapped before they were read in place: one off the alignment is copied, into the plan's
+    kept memory (else fresh), and the aligned copy wrapped."""
+    alignment = self.target.info.host_pointer_alignment
+    if host.ctypes.data % alignment:
+        kept = self.conversions.host_copy(name, host, alignment) if self.conversions is not None else None
+        host = kept if kept is not None else arrays.aligned_copy(host, alignment)
+    return WRAP_INPUT(self, name, host)
 
 
 def compare(target, name: str, rounds: int) -> None:
@@ -42,7 +46,7 @@ def compare(target, name: str, rounds: int) -> None:
     plan = Conv2DPlan(p, target)
 
     def run(side, pass_name):
-        copying = mock.patch.object(arrays.CallArrays, "_wrap", wrap_copying)
+        copying = mock.patch.object(arrays.CallArrays, "_wrap_input", wrap_copying)
         with copying if side == "copy" else contextlib.nullcontext():
             return call_plan(plan, pass_name, host)
 

@@ -23,8 +23,8 @@ import pyopencl.array as cl_array
 from . import channels_last, platforms
 from .algorithms import DeviceTensor
 
-# The end of a read-only buffer that starts before its array is rounded up to this many bytes: Intel's guide asks for
-# buffers in host memory sized in whole cache lines.
+# A read-only buffer that starts before its array ends on a multiple of this many bytes (a cache line, inside the
+# array's last page): Intel's guide asks for buffers in host memory sized in whole cache lines.
 COVERED_END_ALIGNMENT = 64
 
 #: What the public functions take and return: a NumPy array, or a pyopencl array on a device.
@@ -94,8 +94,9 @@ def read_as_channels_last(array: Array) -> bool:
 
 class KeptMemory:
     """The bytes that every plan on one device keeps in copies from call to call (ConversionBuffers), against one
-    limit for them all: the functional API caches a plan per layer, and on Intel's CPU runtime each would otherwise
-    keep an aligned copy of every input of its layer, a second copy of a network's activations."""
+    limit for them all: the functional API caches a plan per layer, and each would otherwise keep a copy of every
+    channels-last input of its layer (on Intel's CPU runtime, of every input off its alignment by a fraction of an
+    element too), a second copy of a network's activations."""
 
     def __init__(self, most_bytes: int):
         self.most_bytes = most_bytes
@@ -135,9 +136,9 @@ class ConversionBuffers:
     input kept from call to call: on CPUs a fresh buffer costs a page fault per page at its first write (MobileNet-v2
     features.2.dw-s2's forward pass on its 308 MB channels-last input: 157 ms with a fresh buffer, 68 ms with the
     kept one, 35 ms channels-first; PoCL 3.1, Zen 4). Likewise the aligned host copies of NumPy inputs that a device
-    computing in host memory needs at an alignment they miss by a fraction of an element (CallArrays._wrap). A copy
-    that does not fit in what ``kept`` (the device's KeptMemory) has left gets fresh memory each call instead; a
-    plan's copies count against it until the plan is gone.
+    computing in host memory needs at an alignment they miss by a fraction of an element (CallArrays._wrap_input).
+    A copy that does not fit in what ``kept`` (the device's KeptMemory) has left gets fresh memory each call instead;
+    a plan's copies count against it until the plan is gone.
 
     ``use()`` holds a lock while a call converts and launches the kernels that read the copies; the call sets
     ``last_read`` (its last event), which the next call's conversion into the same buffer waits for."""
@@ -149,7 +150,7 @@ class ConversionBuffers:
         weakref.finalize(self, _give_back_held, kept, self._held)
         self._lock = threading.RLock()
         self._buffers = {}  # input name -> [buffer, the event of the last call that read it, or None]
-        self._host_copies = {}  # input name -> [aligned host bytes (CallArrays._wrap), that event]
+        self._host_copies = {}  # input name -> [aligned host bytes (CallArrays._wrap_input), that event]
 
     @contextlib.contextmanager
     def use(self):
@@ -247,30 +248,31 @@ class CallArrays:
         self.conversions: ConversionSession | None = None  # a plan's kept buffers for channels-first copies
         self._host_result = None  # the NumPy array the result buffer wraps
 
-    def _wrap(self, name: str, host: np.ndarray, flags) -> DeviceTensor:
-        """``host`` (array ``name``, C-contiguous) as a buffer that uses its memory in place, where the device needs an
-        alignment the array lacks (host_pointer_alignment) from the boundary before it: an input whose address is off
-        that boundary by whole elements is read through a buffer starting there, at an offset, and ending on the next
-        64-byte boundary after it (Intel's CPU runtime uses such memory in place; both ends lie in pages of the
-        array's own, and the kernels only read the array's elements). Only read-only buffers start early: a runtime
-        may write a buffer it reads and writes back to all of its memory. An input off the boundary by a fraction of
-        an element gets an aligned copy, in the plan's kept memory where it has some. Against such copies, reading in
-        place ran MobileNet-v2 features.1.dw's weight gradient (two 103 MB inputs) 2.0x faster end to end on Intel's
-        runtime, ResNet-50 layer1.0.conv1's passes 1.13-1.36x, and compute-heavy layers with inputs of a few MB
-        0.95-1.07x (Zen 4, bench/unaligned_inputs.py)."""
-        alignment = self.target.info.host_pointer_alignment
-        misplaced = host.ctypes.data % alignment
-        read_only = not flags & cl.mem_flags.READ_WRITE
-        if misplaced and read_only and misplaced % host.itemsize == 0:
-            size = -(-(misplaced + host.nbytes) // COVERED_END_ALIGNMENT) * COVERED_END_ALIGNMENT
-            covered = (ctypes.c_char * size).from_address(host.ctypes.data - misplaced)
-            buffer = cl.Buffer(self.target.context, flags | cl.mem_flags.USE_HOST_PTR, hostbuf=covered)
+    def _wrap_input(self, name: str, host: np.ndarray) -> DeviceTensor:
+        """Input ``host`` (array ``name``, C-contiguous) in a read-only buffer that uses its memory in place. Where the
+        device needs an alignment the array lacks (host_pointer_alignment) and the array is off it by whole elements,
+        the buffer starts on the boundary before it, the array at an offset, and ends on the 64-byte line after it
+        (Intel's CPU runtime uses such memory in place): both ends lie in pages of the array's own, and the buffer is
+        only read, so the bytes it covers beside the array (of other arrays, even of another buffer of the call) are
+        never written through it. An input off the boundary by a fraction of an element gets an aligned copy, in the
+        plan's kept memory where it has some. Against such copies, reading in place ran MobileNet-v2 features.1.dw's
+        weight gradient (two 103 MB inputs) 1.9-2.0x faster end to end on Intel's runtime, ResNet-50 layer1.0.conv1's
+        passes 1.11-1.36x, and compute-heavy layers with inputs of a few MB 0.95-1.07x (Zen 4,
+        bench/unaligned_inputs.py)."""
+        flags = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
+        address = host.ctypes.data
+        misplaced = address % self.target.info.host_pointer_alignment
+        if misplaced and misplaced % host.itemsize == 0:
+            end = -(-(address + host.nbytes) // COVERED_END_ALIGNMENT) * COVERED_END_ALIGNMENT
+            covered = (ctypes.c_char * (end - address + misplaced)).from_address(address - misplaced)
+            buffer = cl.Buffer(self.target.context, flags, hostbuf=covered)
             self._wrapped.append((host, buffer))
             return DeviceTensor(buffer, misplaced // host.itemsize)
         if misplaced:
+            alignment = self.target.info.host_pointer_alignment
             kept = self.conversions.host_copy(name, host, alignment) if self.conversions is not None else None
             host = kept if kept is not None else aligned_copy(host, alignment)
-        buffer = cl.Buffer(self.target.context, flags | cl.mem_flags.USE_HOST_PTR, hostbuf=host)
+        buffer = cl.Buffer(self.target.context, flags, hostbuf=host)
         self._wrapped.append((host, buffer))
         return DeviceTensor(buffer, 0)
 
@@ -289,8 +291,8 @@ class CallArrays:
             check_allocation(self.target.info, name, array.shape, array.dtype)
             host = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
             if self.in_place:
-                return self._wrap(name, host, cl.mem_flags.READ_ONLY)
-            array = cl_array.to_device(self.target.queue, host, allocator=self.target.memory_pool)
+                return self._wrap_input(name, host)
+            array = self.target.to_device(host)
             self.arrays[name] = array  # keeps the upload alive until the call's kernels are done
         return DeviceTensor(array.base_data, array.offset // array.dtype.itemsize)
 
@@ -307,8 +309,8 @@ class CallArrays:
             check_allocation(self.target.info, name, array.shape, array.dtype)
             memory = np.moveaxis(array, 1, -1)
             if self.in_place:
-                return self._wrap(name, memory, cl.mem_flags.READ_ONLY)
-            upload = cl_array.to_device(self.target.queue, memory, allocator=self.target.memory_pool)
+                return self._wrap_input(name, memory)
+            upload = self.target.to_device(memory)
             self._wrapped.append((memory, upload.base_data))  # alive until the kernels have read it
             self.wait_for.extend(upload.events)
             return output_tensor(upload)
@@ -323,8 +325,8 @@ class CallArrays:
         source = self.channels_last_memory(name)
         kept, previous_reads = (self.conversions.buffer(name, array.nbytes) if self.conversions is not None
                                 else (None, []))
-        converted = cl_array.Array(self.target.queue, array.shape, array.dtype, data=kept,
-                                   allocator=self.target.memory_pool)
+        converted = (cl_array.Array(self.target.queue, array.shape, array.dtype, data=kept) if kept is not None
+                     else self.target.empty(array.shape, array.dtype))
         event = channels_last.channels_first(self.target, array.dtype).convert(
             source, output_tensor(converted), array.shape, list(self.wait_for) + previous_reads)
         converted.add_event(event)
@@ -345,9 +347,10 @@ class CallArrays:
             writable_in_place = (out is not None and out.flags.c_contiguous and out.dtype.isnative
                                  and out.ctypes.data % alignment == 0)
             host = self._host_result = out if writable_in_place else aligned_empty(shape, dtype, alignment)
-            wrapped = self._wrap(name, host, cl.mem_flags.READ_WRITE).buffer
-            return cl_array.Array(self.target.queue, shape, dtype, data=wrapped)
-        return cl_array.empty(self.target.queue, shape, dtype, allocator=self.target.memory_pool)
+            buffer = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR, hostbuf=host)
+            self._wrapped.append((host, buffer))
+            return cl_array.Array(self.target.queue, shape, dtype, data=buffer)
+        return self.target.empty(shape, dtype)
 
     def finish(self, result: cl_array.Array, event):
         """The result as the caller gets it: on the device, or as NumPy (in ``out`` when given)."""

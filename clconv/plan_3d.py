@@ -119,7 +119,7 @@ class Conv3DPlan:
 
     def _scratch(self, shape) -> cl_array.Array:
         arrays.check_allocation(self.target.info, "the unfolded tensor of a 3-D layer", shape, self.params.dtype)
-        return cl_array.empty(self.target.queue, shape, self.params.dtype, allocator=self.target.memory_pool)
+        return self.target.empty(shape, self.params.dtype)
 
     def _device_array(self, call: arrays.CallArrays, name: str, shape) -> cl_array.Array | None:
         """The call's input ``name`` as a device array of ``shape`` (a view of the same elements)."""

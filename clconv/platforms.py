@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
 import threading
 
+import numpy as np
 import pyopencl as cl
+import pyopencl.array as cl_array
 import pyopencl.tools as cl_tools
 
 ENV_VAR = "CLCONV_DEVICE"
@@ -295,9 +298,9 @@ def _match(spec, candidates: list[DeviceInfo]) -> DeviceInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """Where a call runs: a device with its context and in-order queue, and the pool that the device arrays calls
-    create (results, uploads, scratch) come from (``memory_pool``, see :func:`_memory_pool`; None on a user's
-    out-of-order queue)."""
+    """Where a call runs: a device with its context and in-order queue, and the pool of that queue from which the
+    device arrays calls create come (``memory_pool``, see :func:`_memory_pool`; None on a user's out-of-order
+    queue)."""
 
     info: DeviceInfo
     context: cl.Context
@@ -305,11 +308,25 @@ class Target:
     memory_pool: cl_tools.MemoryPool | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def call_buffer(self, nbytes: int):
-        """A read-write buffer for one call's own use, from the pool where there is one; it may go as soon as the
-        call has queued the commands that use it."""
-        if self.memory_pool is not None:
-            return self.memory_pool.allocate(nbytes)
+        """A read-write buffer for one call's own use (a result, an upload, scratch), from the pool where there is one
+        and its rounded-up block stays within the device's largest allocation; it may go as soon as the call has
+        queued the commands that use it."""
+        pool = self.memory_pool
+        if pool is not None and pool.alloc_size(pool.bin_number(nbytes)) <= self.info.max_alloc_bytes:
+            return pool.allocate(nbytes)
         return cl.Buffer(self.context, cl.mem_flags.READ_WRITE, nbytes)
+
+    def empty(self, shape, dtype) -> cl_array.Array:
+        """A new device array on the queue, its buffer from :meth:`call_buffer`; the array itself keeps pyopencl's
+        own allocator, so that what a caller computes from it does not draw on the pool."""
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        return cl_array.Array(self.queue, shape, dtype, data=self.call_buffer(nbytes) if nbytes else None)
+
+    def to_device(self, host: np.ndarray) -> cl_array.Array:
+        """A copy of ``host`` in a new device array (:meth:`empty`)."""
+        array = self.empty(host.shape, host.dtype)
+        array.set(host)
+        return array
 
 
 _targets: dict = {}
@@ -340,19 +357,29 @@ def _profiling_queue(context: cl.Context, device: cl.Device) -> cl.CommandQueue:
     return cl.CommandQueue(context, device, properties=cl.command_queue_properties.PROFILING_ENABLE)
 
 
+_pools: dict = {}  # queue int_ptr -> (queue, its MemoryPool)
+_pools_lock = threading.Lock()  # apart from _targets_lock, under which Targets are made
+
+
 def _memory_pool(queue: cl.CommandQueue) -> cl_tools.MemoryPool | None:
-    """A pool keeping the buffers of a queue's device arrays for reuse once their arrays are gone, or None on an
-    out-of-order queue.
+    """The pool of ``queue`` (one per queue, however many Targets name it), which keeps the buffers of the device
+    arrays that calls create on it for reuse once their arrays are gone, or None on an out-of-order queue.
 
     A CPU device gives a fresh buffer fresh pages, each a page fault at its first write, inside the kernel that
-    writes it: device-resident calls with new results ran 1.9-2.2x faster with a pool on MobileNet-v2
-    features.2.dw-s2's forward pass and input gradient on PoCL 3.1, 1.1-3.1x on the suite's memory-heavy layers on
-    Intel's runtime, and as fast on compute-heavy ones (Zen 4, alternating in one process). A buffer given back while
-    commands that use it are still queued is safe to hand out again on an in-order queue, whose next commands start
-    after those; an out-of-order queue has no such order, so it gets no pool."""
+    writes it: device-resident calls with new results ran 1.8x faster with a pool on MobileNet-v2 features.2.dw-s2's
+    forward pass and input gradient on PoCL 3.1 (1.6-1.75x on PoCL 3.0), 1.3-4x on the suite's memory-heavy layers on
+    Intel's runtime, and as fast on compute-heavy ones (Zen 4, bench/memory_pool.py). A buffer given back while
+    commands on this queue still use it is safe to hand out again on an in-order queue, whose next commands start
+    after those; an out-of-order queue has no such order, so it gets no pool. Commands on other queues are not
+    ordered either: an array a caller hands to another queue must be finished there before it is dropped. The pool
+    keeps what it holds until :func:`free_held_memory`, or until an allocation fails for want of memory."""
     if queue.properties & cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE:
         return None
-    return cl_tools.MemoryPool(cl_tools.ImmediateAllocator(queue))
+    with _pools_lock:
+        entry = _pools.get(queue.int_ptr)
+        if entry is None:
+            entry = _pools[queue.int_ptr] = (queue, cl_tools.MemoryPool(cl_tools.ImmediateAllocator(queue)))
+        return entry[1]
 
 
 def _target(info: DeviceInfo, context: cl.Context, queue: cl.CommandQueue) -> Target:
@@ -381,17 +408,17 @@ def target_for_context(context: cl.Context) -> Target:
 
 
 def free_held_memory(spec=None) -> int:
-    """Free the device memory that the pools of ``spec``'s device (every Target made for it: its own queue, and
-    any user queue or context on it) hold for reuse, and return how many bytes that was. The arrays that calls
-    returned are not touched: their buffers go back to the pool when they are collected."""
-    device = resolve(spec).info.device
-    with _targets_lock:
-        pools = [target.memory_pool for target in _targets.values()
-                 if target.info.device == device and target.memory_pool is not None]
+    """Free the device memory that the pools of ``spec``'s device (those of its queues: clconv's own and any a caller
+    passed) hold for reuse, and return how many bytes that was. The arrays that calls returned are not touched:
+    their buffers go back to the pool when they are collected."""
+    device = spec.device if isinstance(spec, cl.CommandQueue) else resolve(spec).info.device
+    with _pools_lock:
+        pools = [pool for queue, pool in _pools.values() if queue.device == device]
     freed = 0
     for pool in pools:
-        freed += pool.managed_bytes - pool.active_bytes
+        before = pool.managed_bytes
         pool.free_held()
+        freed += before - pool.managed_bytes
     return freed
 
 

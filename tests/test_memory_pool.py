@@ -1,6 +1,8 @@
 """The memory pool of each Target: device arrays that calls create come from it and go back to it, and a buffer
 handed out again (holding whatever its last user left there) gives the same results as fresh memory."""
 
+import dataclasses
+
 import numpy as np
 import pyopencl as cl
 import pyopencl.array as cl_array
@@ -36,6 +38,7 @@ def test_device_results_reuse_pooled_memory_whatever_it_holds(device, case, pass
     pool.free_held()
     first = check.run_pass(pass_name, case, given, device=device.device)
     assert isinstance(first.base_data, cl_tools.PooledBuffer)
+    assert first.allocator is None  # what a caller computes from a result does not draw on clconv's pool
     first.fill(np.nan)
     target.queue.finish()
     del first
@@ -75,3 +78,23 @@ def test_an_out_of_order_queue_gets_no_pool(device):
     result = check.run_pass("forward", case, on_device(platforms.resolve(queue), inputs), device=queue)
     assert not isinstance(result.base_data, cl_tools.PooledBuffer)
     assert np.array_equal(result.get(), expected)
+
+
+def test_targets_on_one_queue_share_its_pool(device):
+    """A device result passed back in (its queue, not the device, then names the call's Target) finds the same pool."""
+    target = platforms.resolve(device.device)
+    assert platforms.target_for_queue(target.queue).memory_pool is target.memory_pool is not None
+
+
+def test_blocks_past_the_largest_allocation_are_not_pooled(device):
+    """The pool rounds a request up to its block size; where that block would pass the device's largest allocation,
+    the buffer is allocated at its exact size instead, outside the pool, so a request the device allows still runs."""
+    target = platforms.resolve(device.device)
+    pool = target.memory_pool
+    nbytes = 4096 + 4
+    block = pool.alloc_size(pool.bin_number(nbytes))
+    assert block > nbytes
+    assert isinstance(target.call_buffer(nbytes), cl_tools.PooledBuffer)
+    tight = dataclasses.replace(target, info=dataclasses.replace(target.info, max_alloc_bytes=block - 1))
+    exact = tight.call_buffer(nbytes)
+    assert not isinstance(exact, cl_tools.PooledBuffer) and exact.size == nbytes

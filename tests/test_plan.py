@@ -588,7 +588,7 @@ def test_whole_rows_where_they_fit_a_vector_and_channels_are_few_on_cpus(kernel_
     assert (bool(whole) and all(whole)) == expected, f"{pass_name} of {params.describe()} at {vec} lanes: {whole}"
 
 
-# A layer whose inputs the next tests hand over one element past a 64-byte boundary.
+# A layer whose inputs the next tests hand over off a 64-byte boundary, by whole elements or by a byte.
 UNALIGNED_CASE = check.Case("3x3-p1-c5-k6", (2, 5, 9, 8), (6, 5, 3, 3), padding=1)
 
 
@@ -610,45 +610,53 @@ def misaligned(array: np.ndarray) -> np.ndarray:
     return moved
 
 
+@pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("pass_name", PASSES)
 def test_numpy_inputs_off_the_alignment_by_whole_elements_are_read_in_place(monkeypatch, needs_64_byte_alignment,
-                                                                           device, pass_name):
-    """An input whose address lies whole elements past the alignment boundary the device needs is read in place,
-    through a read-only buffer that starts on the boundary (at an offset) and ends on a 64-byte one: no copy of it
-    is made, and every pass gives the bytes it gives on aligned inputs."""
+                                                                           device, pass_name, dtype):
+    """An input whose address lies whole elements past the alignment boundary the device needs (the bias too) is read
+    in place, through a read-only buffer that starts on the boundary, the input at an offset, and ends on the 64-byte
+    line after the input: no copy of it is made, and every pass gives the bytes it gives on aligned inputs."""
+    if np.dtype(dtype) == np.float64 and not device.fp64:
+        pytest.skip("float64 needs cl_khr_fp64, which this device lacks (tested in test_errors.py)")
     case = UNALIGNED_CASE
-    plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, **case.conv_args)
-    names = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight"),
+    plan = clconv.plan(case.input_shape, case.weight_shape, device=device.device, dtype=dtype, **case.conv_args)
+    names = {"forward": ("x", "weight", "bias"), "grad_input": ("grad_output", "weight"),
              "grad_weight": ("x", "grad_output"), "grad_bias": ("grad_output",)}[pass_name]
-    inputs = check.random_inputs(case, np.float32)
+    inputs = check.random_inputs(case, dtype)
+    itemsize = np.dtype(dtype).itemsize
     expected = getattr(plan, pass_name)(*(arrays.aligned_copy(inputs[name], 64) for name in names))
     wrapped = {}
-    original_wrap = arrays.CallArrays._wrap
+    original_wrap = arrays.CallArrays._wrap_input
 
-    def recorded_wrap(self, name, host, flags):
-        wrapped[name] = original_wrap(self, name, host, flags)
-        return wrapped[name]
+    def recorded_wrap(self, name, host):
+        wrapped[name] = (host.ctypes.data, host.nbytes, original_wrap(self, name, host))
+        return wrapped[name][2]
 
-    monkeypatch.setattr(arrays.CallArrays, "_wrap", recorded_wrap)
+    monkeypatch.setattr(arrays.CallArrays, "_wrap_input", recorded_wrap)
     monkeypatch.setattr(arrays, "aligned_copy", lambda *args: pytest.fail("an aligned copy of an input"))
     monkeypatch.setattr(arrays.ConversionSession, "host_copy", lambda *args: pytest.fail("a kept copy of an input"))
     for elements in (1, 3, 15):
         shifted = {}
         for name in names:
-            memory = arrays.aligned_empty((inputs[name].size + elements,), np.float32, 64)[elements:]
+            memory = arrays.aligned_empty((inputs[name].size + elements,), dtype, 64)[elements:]
             shifted[name] = memory.reshape(inputs[name].shape)
             shifted[name][...] = inputs[name]
         got = getattr(plan, pass_name)(*(shifted[name] for name in names))
         assert got.tobytes() == expected.tobytes(), elements
         for name in names:
-            tensor = wrapped[name]
-            assert tensor.offset == elements and tensor.buffer.size % arrays.COVERED_END_ALIGNMENT == 0, name
+            address, nbytes, tensor = wrapped[name]
+            start = tensor.buffer.get_host_array((tensor.buffer.size,), np.uint8).ctypes.data
+            assert start % 64 == 0 and tensor.offset == (elements * itemsize) % 64 // itemsize, name
+            assert start == address - tensor.offset * itemsize, name
+            assert start + tensor.buffer.size == -(-(address + nbytes) // 64) * 64, name
 
 
 @pytest.mark.parametrize("pass_name", PASSES)
 def test_unaligned_numpy_inputs_are_copied_into_memory_the_plan_keeps(monkeypatch, needs_64_byte_alignment,
                                                                        copies_kept, device, pass_name):
-    """Where a device computing in host memory needs an alignment that a NumPy input lacks (4096 bytes on Intel's CPU
+    """Where a device computing in host memory needs an alignment that a NumPy input misses by a fraction of an element
+    (4096 bytes on Intel's CPU
     runtime; 64 here on every such device), the aligned copy goes into host memory the plan keeps from call to call
     (a fresh copy each call cost Intel's runtime more than the copy itself): each call gets its own inputs' bytes,
     from one thread or from four at once, and a copy for which the device's kept memory has no room gets fresh
