@@ -257,7 +257,7 @@ class CallArrays:
         never written through it. An input off the boundary by a fraction of an element gets an aligned copy, in the
         plan's kept memory where it has some. Against such copies, reading in place ran MobileNet-v2 features.1.dw's
         weight gradient (two 103 MB inputs) 1.9-2.0x faster end to end on Intel's runtime, ResNet-50 layer1.0.conv1's
-        passes 1.11-1.36x, and compute-heavy layers with inputs of a few MB 0.95-1.07x (Zen 4,
+        passes 1.11-1.36x, and compute-heavy layers with inputs of a few MB 0.90-1.07x (Zen 4,
         bench/unaligned_inputs.py)."""
         flags = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
         address = host.ctypes.data
