@@ -30,10 +30,8 @@ WRAP_INPUT = arrays.CallArrays._wrap_input
 def wrap_copying(self, name, host):
     """Inputs as they were wrapped before they were read in place: one off the alignment is copied, into the plan's
     kept memory (else fresh), and the aligned copy wrapped."""
-    alignment = self.target.info.host_pointer_alignment
-    if host.ctypes.data % alignment:
-        kept = self.conversions.host_copy(name, host, alignment) if self.conversions is not None else None
-        host = kept if kept is not None else arrays.aligned_copy(host, alignment)
+    if host.ctypes.data % self.target.info.host_pointer_alignment:
+        host = self._aligned_copy(name, host)
     return WRAP_INPUT(self, name, host)
 
 

@@ -259,22 +259,29 @@ class CallArrays:
         weight gradient (two 103 MB inputs) 1.9-2.0x faster end to end on Intel's runtime, ResNet-50 layer1.0.conv1's
         passes 1.11-1.36x, and compute-heavy layers with inputs of a few MB 0.90-1.07x (Zen 4,
         bench/unaligned_inputs.py)."""
-        flags = cl.mem_flags.READ_ONLY | cl.mem_flags.USE_HOST_PTR
         address = host.ctypes.data
         misplaced = address % self.target.info.host_pointer_alignment
         if misplaced and misplaced % host.itemsize == 0:
             end = -(-(address + host.nbytes) // COVERED_END_ALIGNMENT) * COVERED_END_ALIGNMENT
             covered = (ctypes.c_char * (end - address + misplaced)).from_address(address - misplaced)
-            buffer = cl.Buffer(self.target.context, flags, hostbuf=covered)
-            self._wrapped.append((host, buffer))
-            return DeviceTensor(buffer, misplaced // host.itemsize)
+            return DeviceTensor(self._host_buffer(host, covered, cl.mem_flags.READ_ONLY), misplaced // host.itemsize)
         if misplaced:
-            alignment = self.target.info.host_pointer_alignment
-            kept = self.conversions.host_copy(name, host, alignment) if self.conversions is not None else None
-            host = kept if kept is not None else aligned_copy(host, alignment)
-        buffer = cl.Buffer(self.target.context, flags, hostbuf=host)
+            host = self._aligned_copy(name, host)
+        return DeviceTensor(self._host_buffer(host, host, cl.mem_flags.READ_ONLY), 0)
+
+    def _aligned_copy(self, name: str, host: np.ndarray) -> np.ndarray:
+        """A copy of input ``host`` at the device's host_pointer_alignment, in the plan's kept memory where it has
+        some."""
+        alignment = self.target.info.host_pointer_alignment
+        kept = self.conversions.host_copy(name, host, alignment) if self.conversions is not None else None
+        return kept if kept is not None else aligned_copy(host, alignment)
+
+    def _host_buffer(self, host: np.ndarray, memory, flags) -> cl.Buffer:
+        """A buffer using ``memory`` (``host`` or a region around it) in place, ``host`` kept alive with it until the
+        call's kernels are done."""
+        buffer = cl.Buffer(self.target.context, flags | cl.mem_flags.USE_HOST_PTR, hostbuf=memory)
         self._wrapped.append((host, buffer))
-        return DeviceTensor(buffer, 0)
+        return buffer
 
     def device_tensor(self, name: str) -> DeviceTensor | None:
         """Input ``name`` as the kernels read it: C-contiguous (N, C, *spatial) memory on the call's device
@@ -347,8 +354,7 @@ class CallArrays:
             writable_in_place = (out is not None and out.flags.c_contiguous and out.dtype.isnative
                                  and out.ctypes.data % alignment == 0)
             host = self._host_result = out if writable_in_place else aligned_empty(shape, dtype, alignment)
-            buffer = cl.Buffer(self.target.context, cl.mem_flags.READ_WRITE | cl.mem_flags.USE_HOST_PTR, hostbuf=host)
-            self._wrapped.append((host, buffer))
+            buffer = self._host_buffer(host, host, cl.mem_flags.READ_WRITE)
             return cl_array.Array(self.target.queue, shape, dtype, data=buffer)
         return self.target.empty(shape, dtype)
 

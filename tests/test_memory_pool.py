@@ -5,12 +5,11 @@ import dataclasses
 
 import numpy as np
 import pyopencl as cl
-import pyopencl.array as cl_array
 import pyopencl.tools as cl_tools
 import pytest
 
 import clconv
-from clconv import check, platforms
+from clconv import check, platforms, tuner
 from clconv.params import PASSES
 
 # A 2-D layer, a 1-D one and a 3-D one (whose plan adds scratch arrays of its own, which come from the pool too).
@@ -18,10 +17,6 @@ POOL_CASES = [pytest.param(next(case for case in check.CASES if case.name == "3x
               pytest.param(next(case for case in check.CASES_1D if case.name == "k7-s2-d3-g3"), id="1d"),
               pytest.param(next(case for case in check.CASES_3D if case.name == "2x3x1-s2x1x2-d2x1x1-asympad"),
                            id="3d")]
-
-
-def on_device(target, inputs: dict) -> dict:
-    return {name: cl_array.to_device(target.queue, value) for name, value in inputs.items()}
 
 
 @pytest.mark.parametrize("pass_name", PASSES)
@@ -34,7 +29,7 @@ def test_device_results_reuse_pooled_memory_whatever_it_holds(device, case, pass
     pool = target.memory_pool
     inputs = check.random_inputs(case, np.float32)
     expected = check.run_pass(pass_name, case, inputs, device=device.device)
-    given = on_device(target, inputs)
+    given = tuner.to_device(target.queue, inputs)
     pool.free_held()
     first = check.run_pass(pass_name, case, given, device=device.device)
     assert isinstance(first.base_data, cl_tools.PooledBuffer)
@@ -52,7 +47,7 @@ def test_device_results_reuse_pooled_memory_whatever_it_holds(device, case, pass
 def test_free_held_memory_gives_back_what_results_left(device):
     case = POOL_CASES[0].values[0]
     target = platforms.resolve(device.device)
-    given = on_device(target, check.random_inputs(case, np.float32))
+    given = tuner.to_device(target.queue, check.random_inputs(case, np.float32))
     clconv.free_held_memory(device.device)
     result = check.run_pass("forward", case, given, device=device.device)
     nbytes = result.nbytes
@@ -75,7 +70,7 @@ def test_an_out_of_order_queue_gets_no_pool(device):
     queue = cl.CommandQueue(context, device.device,
                             properties=cl.command_queue_properties.OUT_OF_ORDER_EXEC_MODE_ENABLE)
     assert platforms.resolve(queue).memory_pool is None
-    result = check.run_pass("forward", case, on_device(platforms.resolve(queue), inputs), device=queue)
+    result = check.run_pass("forward", case, tuner.to_device(queue, inputs), device=queue)
     assert not isinstance(result.base_data, cl_tools.PooledBuffer)
     assert np.array_equal(result.get(), expected)
 
