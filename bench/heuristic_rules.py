@@ -11,10 +11,13 @@
 - ``small-plane-tiles``: the device's CPU table's own tile on small whole planes (``CpuTiles.small_plane``,
   Intel's runtime on AMD) against the table's other tiles. Default layers: 3x3 layers of 7 x 7 to 16 x 16 planes.
   On a device whose table has no such tile both sides are the same.
+- ``padded-lanes``: padded stride-1 forward passes and input gradients with the channels they write in the lanes, 2
+  vectors x 7 columns and the row compiled in (``tiled.padded_lanes_pay``), against the tiles along whole planes
+  they replaced. Default layers: the benchmark suite's seven dense 3x3 2-D layers, at batches of about 2-4 GFLOP.
 
-Forward pass (small-plane-tiles) and input gradient, device-resident with the output given and end to end from
-NumPy, each the best of ROUNDS medians (bench/alternating.py, which turns the order round every other round),
-and whether both sides gave the same bytes.
+Forward pass (small-plane-tiles, padded-lanes) and input gradient (single-tap-phases, small-plane-tiles,
+padded-lanes), device-resident with the output given and end to end from NumPy, each the best of ROUNDS medians
+(bench/alternating.py, which turns the order round every other round), and whether both sides gave the same bytes.
 """
 
 import contextlib
@@ -35,8 +38,12 @@ DEFAULT_LAYERS = {
     "single-tap-phases": ("32,192,28,28,192,3,1,192,2", "64,576,14,14,576,3,1,576,2"),
     "small-plane-tiles": ("4,512,7,7,512,3,1,1,1", "16,64,7,7,64,3,1,1,1", "8,128,10,10,128,3,1,1,1",
                           "4,256,14,14,256,3,1,1,1", "8,96,16,16,96,3,1,1,1"),
+    "padded-lanes": ("8,64,56,56,64,3,1,1,1", "8,256,14,14,256,3,1,1,1", "8,512,7,7,512,3,1,1,1",
+                     "8,128,28,28,128,3,1,1,1", "1,64,224,224,64,3,1,1,1", "1,256,56,56,256,3,1,1,1",
+                     "4,512,14,14,512,3,1,1,1"),
 }
-PASSES = {"single-tap-phases": ("grad_input",), "small-plane-tiles": ("forward", "grad_input")}
+PASSES = {"single-tap-phases": ("grad_input",), "small-plane-tiles": ("forward", "grad_input"),
+          "padded-lanes": ("forward", "grad_input")}
 # The tensors each measured pass reads (bias left out), and the shape it writes.
 PASS_INPUTS = {"forward": ("x", "weight"), "grad_input": ("grad_output", "weight")}
 RESULT_SHAPES = {"forward": "output_shape", "grad_input": "input_shape"}
@@ -55,6 +62,8 @@ def replaced_rule(rule: str):
     """Within it, the heuristic as it was before ``rule``."""
     if rule == "single-tap-phases":
         return mock.patch.object(tiled, "_phase_taps", step_zero)
+    if rule == "padded-lanes":
+        return mock.patch.object(tiled, "padded_lanes_pay", lambda params, lanes, pass_name: False)
     return mock.patch.object(tiled, "cpu_tiles", lambda info: dataclasses.replace(CPU_TILES(info), small_plane=None))
 
 

@@ -19,11 +19,15 @@
  * written once. With PADDED, rows of taps outside the image are skipped, and columns are checked one by one
  * in the blocks where some tap reaches outside the row; without it (a layer with no padding, every tap of
  * which reads inside the image) no check is compiled: LeNet-5 conv2 ran 1.4x faster on PoCL 3.1 and 1.6x on
- * Intel's runtime without the checks that never failed there. A group's output channels are a multiple of VEC (the host
- * checks); its last block of vectors may be short, and then its vectors past the group's end repeat the last
- * one and are not stored. The output is channels-first: each lane goes to its own channel's plane, one row of
- * COLUMNS values per channel. x is read in (N, C, H, W) memory, or with X_CHANNELS_LAST in its channels-last
- * (N, H, W, C) memory, with nothing converted.
+ * Intel's runtime without the checks that never failed there. With FIXED_ROW (set by the host for small tiles of
+ * padded layers) the row's geometry is compiled in (FIXED_W, FIXED_Q, FIXED_S, FIXED_PAD_LEFT, FIXED_DIL_W): the
+ * first and the last block of a row each get their own copy of the channel loop, in which every column check is a
+ * constant once the column and tap loops are unrolled, so that a tap outside the row costs nothing, and the
+ * blocks between (which the host checks lie inside the row) run a third copy with no check. A group's output
+ * channels are a multiple of VEC (the host checks); its last block of vectors may be short, and then its vectors
+ * past the group's end repeat the last one and are not stored. The output is channels-first: each lane goes to
+ * its own channel's plane, one row of COLUMNS values per channel. x is read in (N, C, H, W) memory, or with
+ * X_CHANNELS_LAST in its channels-last (N, H, W, C) memory, with nothing converted.
  *
  * NDRange: dim0 = P * DIV_UP(Q, COLUMNS), dim1 = groups * DIV_UP(Kg, VEC * BLOCK_K), dim2 = N.
  */
@@ -42,6 +46,54 @@
 #define PADDED 1
 #endif
 #include "vector.h"
+
+/* Adds every input channel's taps to the accumulators of a block of COLUMNS output columns of row p whose first
+ * tap reads input column w0; `checked`: whether a column may read outside the row, and is then checked one by one.
+ * With FIXED_ROW every argument that decides a check is a compile-time constant where this is inlined. */
+static inline __attribute__((always_inline)) void accumulate_block(
+    accv_t acc[COLUMNS][BLOCK_K], __global const real_t *x_image, __global const real_t *weight_by_tap,
+    const int lane_channel[BLOCK_K], const int w0, const bool checked, const int C, const int Cg, const int H,
+    const int W, const int K, const int p, const int stride_h, const int pad_top, const int dil_h, const int R,
+    const int S, const int dil_w, const int col_stride)
+{
+    /* Whether every tap of every column of the block reads inside the row. */
+    const bool columns_inside = !checked || (w0 >= 0 && w0 + (COLUMNS - 1) * col_stride + (S - 1) * dil_w < W);
+    __global const real_t *w_channel = weight_by_tap;
+    for (int c = 0; c < Cg; ++c, w_channel += R * S * K) {
+        for (int r = 0; r < R; ++r) {
+            const int h = p * stride_h - pad_top + r * dil_h;
+#if PADDED
+            if (h < 0 || h >= H)
+                continue;
+#endif
+            __global const real_t *row = x_image + c * X_CHANNEL_STRIDE + (h * W + w0) * X_PIXEL_STRIDE;
+            __global const real_t *w_tap = w_channel + r * S * K;
+            UNROLL_TAPS
+            for (int s = 0; s < S; ++s) {
+                accv_t weight[BLOCK_K];
+#pragma unroll
+                for (int v = 0; v < BLOCK_K; ++v)
+                    weight[v] = VLOAD(VEC, w_tap + s * K + lane_channel[v]);
+#pragma unroll
+                for (int j = 0; j < COLUMNS; ++j) {
+                    const int column = j * col_stride + s * dil_w;  /* from w0 */
+                    const bool inside = columns_inside || (w0 + column >= 0 && w0 + column < W);
+#if FIXED_ROW
+                    /* A constant: a tap outside the row is left out, as the rows outside the image are. */
+                    if (!inside)
+                        continue;
+                    const accv_t input = (accv_t)((acc_t)LOAD(row, column * X_PIXEL_STRIDE));
+#else
+                    const accv_t input = (accv_t)(inside ? (acc_t)LOAD(row, column * X_PIXEL_STRIDE) : (acc_t)0);
+#endif
+#pragma unroll
+                    for (int v = 0; v < BLOCK_K; ++v)
+                        acc[j][v] = MULADD(weight[v], input, acc[j][v]);
+                }
+            }
+        }
+    }
+}
 
 __kernel void conv2d_channel_lanes(
     __global const real_t *restrict x, const int x_offset,
@@ -79,43 +131,21 @@ __kernel void conv2d_channel_lanes(
     }
 
     const int col_stride = COLUMN_STRIDE(stride_w);
-    const int w0 = q0 * col_stride - pad_left;
-#if PADDED
-    /* Whether every tap of every column of the block reads inside the row. */
-    const bool columns_inside = w0 >= 0 && (q0 + COLUMNS - 1) * col_stride - pad_left + (S - 1) * dil_w < W;
-#endif
-    __global const real_t *x_image = x + x_offset + n * C * H * W + g * Cg * X_CHANNEL_STRIDE + w0 * X_PIXEL_STRIDE;
-    __global const real_t *w_channel = weight_by_tap;
-    for (int c = 0; c < Cg; ++c, w_channel += R * S * K) {
-        for (int r = 0; r < R; ++r) {
-            const int h = p * stride_h - pad_top + r * dil_h;
-#if PADDED
-            if (h < 0 || h >= H)
-                continue;
-#endif
-            __global const real_t *row = x_image + c * X_CHANNEL_STRIDE + h * W * X_PIXEL_STRIDE;
-            __global const real_t *w_tap = w_channel + r * S * K;
-            for (int s = 0; s < S; ++s, w_tap += K) {
-                accv_t weight[BLOCK_K];
-#pragma unroll
-                for (int v = 0; v < BLOCK_K; ++v)
-                    weight[v] = VLOAD(VEC, w_tap + lane_channel[v]);
-#pragma unroll
-                for (int j = 0; j < COLUMNS; ++j) {
-                    const int column = j * col_stride + s * dil_w;  /* from w0 */
-#if PADDED
-                    const bool inside = columns_inside || (w0 + column >= 0 && w0 + column < W);
-                    const accv_t input = (accv_t)(inside ? (acc_t)LOAD(row, column * X_PIXEL_STRIDE) : (acc_t)0);
+    __global const real_t *x_image = x + x_offset + n * C * H * W + g * Cg * X_CHANNEL_STRIDE;
+#if FIXED_ROW
+    if (q0 == 0)
+        accumulate_block(acc, x_image, weight_by_tap, lane_channel, -FIXED_PAD_LEFT, true, C, Cg, H, FIXED_W, K, p,
+                         stride_h, pad_top, dil_h, R, FIXED_S, FIXED_DIL_W, col_stride);
+    else if (q0 == FIXED_Q - COLUMNS)
+        accumulate_block(acc, x_image, weight_by_tap, lane_channel, (FIXED_Q - COLUMNS) * col_stride - FIXED_PAD_LEFT,
+                         true, C, Cg, H, FIXED_W, K, p, stride_h, pad_top, dil_h, R, FIXED_S, FIXED_DIL_W, col_stride);
+    else
+        accumulate_block(acc, x_image, weight_by_tap, lane_channel, q0 * col_stride - FIXED_PAD_LEFT, false, C, Cg,
+                         H, FIXED_W, K, p, stride_h, pad_top, dil_h, R, FIXED_S, FIXED_DIL_W, col_stride);
 #else
-                    const accv_t input = (accv_t)((acc_t)LOAD(row, column * X_PIXEL_STRIDE));
+    accumulate_block(acc, x_image, weight_by_tap, lane_channel, q0 * col_stride - pad_left, PADDED, C, Cg, H, W, K, p,
+                     stride_h, pad_top, dil_h, R, S, dil_w, col_stride);
 #endif
-#pragma unroll
-                    for (int v = 0; v < BLOCK_K; ++v)
-                        acc[j][v] = MULADD(weight[v], input, acc[j][v]);
-                }
-            }
-        }
-    }
 
     /* Lanes stored one by one from a private copy: a union of the vector and its lanes made PoCL 3.1 keep the
      * accumulators in memory throughout the weight gradient's loop (cl/conv2d_grad_weight_channel_lanes.cl). */

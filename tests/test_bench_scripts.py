@@ -26,6 +26,8 @@ RESULT_ROW = re.compile(r"^\S.*\d+\.\d+")
                  id="heuristic_rules-single-tap-phases"),
     pytest.param("heuristic_rules.py", ["small-plane-tiles", "1", "2,16,7,7,16,3,1,1,1"], ("forward", "grad_input"),
                  id="heuristic_rules-small-plane-tiles"),
+    pytest.param("heuristic_rules.py", ["padded-lanes", "1", "2,32,7,7,32,3,1,1,1"], ("forward", "grad_input"),
+                 id="heuristic_rules-padded-lanes"),
     pytest.param("memory_pool.py", ["1", "LeNet-5/conv2"], ("forward", "grad_input", "grad_weight"), id="memory_pool"),
     pytest.param("unaligned_inputs.py", ["1", "LeNet-5/conv2"], ("forward", "grad_input", "grad_weight"),
                  id="unaligned_inputs"),

@@ -379,6 +379,7 @@ CHANNEL_LANES_LAYERS = (
     check.Case("3x3-c4-k16-6x10-valid", (2, 4, 6, 10), (16, 4, 3, 3)),
     check.Case("3x3-s2x3-asympad-d1x2-g2-k32", (2, 6, 5, 17), (32, 3, 3, 3), stride=(2, 3),
                padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2),
+    check.Case("3x3-c4-k16-6x13-asympad", (2, 4, 6, 13), (16, 4, 3, 3), padding=((1, 0), (2, 1))),
 )
 
 
@@ -403,13 +404,15 @@ def test_simulated_channel_lanes_are_clean_and_correct(case, dtype, lanes, vecto
     before) or in one block, 16 output channels (2 groups of 16 in the second layer) in 1, 2 or 4 vectors, 3 vectors
     per block (the last ones repeated, not stored), work-groups of 3, 1 and 2 work-items, its input's last rows
     read up to the end of the buffer; a strided, dilated, asymmetrically padded layer whose blocks reach into the
-    padding. (A column the overlapping block stored again would hold the same value, which neither the oracle
-    nor Oclgrind's race check tells apart.) x channels-first, or channels-last read in place."""
+    padding; an asymmetrically padded stride-1 layer (14 columns) whose rows are compiled in (FIXED_ROW), with
+    first, middle and last blocks. (A column the overlapping block stored again would hold the same value, which
+    neither the oracle nor Oclgrind's race check tells apart.) x channels-first, or channels-last read in place."""
     config = tiled.CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(local, 1, 1),
                                      channel_lanes=True)
     choices = {name: Choice("tiled", config if name == "forward" else None, "requested") for name in PASSES}
     plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
     assert plan._implementation("forward")._runs_channel_lanes("forward")
+    assert bool(tiled.fixed_row_defines(plan.params, config)) == (case.name == "3x3-c4-k16-6x13-asympad")
     inputs = check.random_inputs(case, dtype)
     got = (run_on_channels_last(plan, "forward", inputs, ("x",)) if channels_last_x
            else tuner.pass_runner(plan, "forward", inputs)())
@@ -417,22 +420,33 @@ def test_simulated_channel_lanes_are_clean_and_correct(case, dtype, lanes, vecto
     assert result.passed, f"{columns} columns x {lanes} lanes on Oclgrind: {result.message}"
 
 
+GRAD_INPUT_LANES_LAYERS = (
+    check.Case("3x3-s2x3-d1x2-asympad-g2-c16", (2, 16, 5, 7), (6, 8, 3, 3), stride=(2, 3),
+               padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2),
+    check.Case("3x3-c16-k6-5x13-asympad", (2, 16, 5, 13), (6, 16, 3, 3), padding=((1, 0), (2, 1))),
+)
+
+
 @pytest.mark.parametrize("channels_last_grad_output", [False, True], ids=["channels-first", "channels-last"])
 @pytest.mark.parametrize("lanes, vectors, columns, local", [(8, 1, 3, 1), (4, 3, 2, 2), (2, 4, 5, 1)])
 @pytest.mark.parametrize("dtype", check.DTYPES, ids=lambda d: np.dtype(d).name)
-def test_simulated_grad_input_channel_lanes_are_clean_and_correct(dtype, lanes, vectors, columns, local,
+@pytest.mark.parametrize("case", GRAD_INPUT_LANES_LAYERS, ids=lambda case: case.name)
+def test_simulated_grad_input_channel_lanes_are_clean_and_correct(case, dtype, lanes, vectors, columns, local,
                                                                   channels_last_grad_output, simulator, clean_log):
     """cl/conv2d_grad_input_channel_lanes.cl and its copy of the weight: two groups of 8 input channels in 1, 2 or
     4 vectors per block (3 of 2 vectors: the last one repeated, not stored), phases of 3 and 2 columns (7 at
     stride 3) in blocks of 3, 2 and 5 (wider than a phase), a dilation and asymmetric padding per axis, rows no
-    tap reaches, work-groups of 1 and 2 work-items; grad_output channels-first, or channels-last read in place."""
-    case = check.Case("3x3-s2x3-d1x2-asympad-g2-c16", (2, 16, 5, 7), (6, 8, 3, 3), stride=(2, 3),
-                      padding=((1, 0), (2, 1)), dilation=(1, 2), groups=2)
+    tap reaches, work-groups of 1 and 2 work-items; and a stride-1 layer of 16 input channels with padding that
+    differs by side, whose rows of 13 columns are compiled in (FIXED_ROW) on the two smaller tiles, with first,
+    middle and last blocks; grad_output channels-first, or channels-last read in place."""
     config = tiled.CorrelationConfig(vec=lanes, block_k=vectors, block_v=columns, local=(local, 1, 1),
                                      channel_lanes=True)
     choices = {name: Choice("tiled", config if name == "grad_input" else None, "requested") for name in PASSES}
     plan = Conv2DPlan(case.params(dtype), platforms.resolve(simulator.device), choices=choices)
     assert plan._implementation("grad_input")._runs_channel_lanes("grad_input")
+    fixed_row = bool(tiled.fixed_row_defines(plan.params, config, "grad_input"))
+    assert fixed_row == (case.name == "3x3-c16-k6-5x13-asympad"
+                         and vectors * columns <= tiled.FIXED_ROW_MOST_ACCUMULATORS)
     inputs = check.random_inputs(case, dtype)
     got = (run_on_channels_last(plan, "grad_input", inputs, ("grad_output",)) if channels_last_grad_output
            else tuner.pass_runner(plan, "grad_input", inputs)())

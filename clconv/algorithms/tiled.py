@@ -322,6 +322,70 @@ def channel_lanes_pays(params: Conv2DParams, lanes: int) -> bool:
             and params.Q <= CHANNEL_LANES_MOST_ROW_SHARE * params.W)
 
 
+# Padded stride-1 forward passes and input gradients of many channels (the dense 3x3 layers), measured on Zen 4
+# against this heuristic's tiles along whole planes (6 or 8 channels x 2 to 4 vectors), device-resident, alternating
+# in one process, fp32, 2 vectors x 7 columns with the row compiled in (fixed_row_defines), over 64 to 512 channels
+# of 56 x 56 to 7 x 7 planes, forward / input gradient: 1.14-1.51x / 1.15-1.23x faster on PoCL 3.1, 1.05-1.31x /
+# 1.10-1.35x on Intel's runtime, 1.06-1.41x / 1.32-1.78x on PyPI's PoCL 3.0 (2 vectors of 8 lanes). Larger tiles lost
+# on the forward pass: 4 x 6 0.6-0.83x, 2 x 14 0.65-0.83x, 1 x 28 0.52-0.61x. 1 x 14 matched 2 x 7 or beat it on
+# some input gradients (PoCL 3.0 up to 2.3x, PoCL 3.1 and Intel's runtime 1.2-1.4x on 14 x 14 planes), and lost on
+# 7 x 7 ones. fp16 (computed in float), 14 x 14 and 28 x 28 planes: forward 1.22-1.36x / 1.24-1.62x / 1.56-1.79x,
+# input gradients 0.73-0.79x / 0.92-1.19x / 1.10-1.23x, so fp16 input gradients keep the planes.
+PADDED_LANES_MIN_CHANNELS = 16
+PADDED_LANES_VECTORS = 2
+PADDED_LANES_COLUMNS = 7
+
+
+def padded_lanes_pay(params: Conv2DParams, lanes: int, pass_name: str = "forward") -> bool:
+    """Whether the heuristic runs a padded stride-1 forward pass (output channels in the lanes) or input gradient
+    (input channels in the lanes) in PADDED_LANES_VECTORS vectors x PADDED_LANES_COLUMNS columns: an ungrouped layer
+    of several taps, no dilation, that many vectors of the channels it writes and at least PADDED_LANES_MIN_CHANNELS
+    of those it sums; fp32, and fp16 forward passes (fp64 was not measured)."""
+    applies = channel_lanes_applies if pass_name == "forward" else grad_input_lanes_apply
+    written, summed = (params.K, params.C) if pass_name == "forward" else (params.C, params.K)
+    return (applies(params, lanes) and params.groups == 1 and params.stride == (1, 1)
+            and params.dilation == (1, 1) and any(params.padding) and params.R * params.S > 1
+            and summed >= PADDED_LANES_MIN_CHANNELS and written >= PADDED_LANES_VECTORS * lanes
+            and (params.dtype == np.float32 or (params.dtype == np.float16 and pass_name == "forward")))
+
+
+# FIXED_ROW in cl/conv2d_channel_lanes.cl and cl/conv2d_grad_input_channel_lanes.cl (the row's geometry compiled in,
+# so that no column is checked at run time): on tiles of at most this many accumulators. On the 2 x 7 tiles of padded
+# dense layers (the four above of 56 x 56 to 7 x 7 planes, same bytes) forward passes ran 1.32-1.82x faster with it
+# on PoCL 3.1 and 1.19-1.81x on Intel's runtime, input gradients 1.00-1.19x and 1.06-1.20x; the 4 x 6 tiles of
+# strided forward passes ran 0.52-0.87x as fast with it as without (their three copies of the unrolled channel loop
+# outgrow the registers), on both.
+FIXED_ROW_MOST_ACCUMULATORS = 16
+
+
+def fixed_row_defines(params: Conv2DParams, config, pass_name: str = "forward") -> dict:
+    """The FIXED_ROW defines of cl/conv2d_channel_lanes.cl (``pass_name`` forward) or
+    cl/conv2d_grad_input_channel_lanes.cl (grad_input) on a tile of at most FIXED_ROW_MOST_ACCUMULATORS
+    accumulators, where every block between a row's first and last reads inside the row it reads at every tap:
+    forward passes of padded layers whose column stride is compiled in (COL_STRIDE: 1 or 2), input gradients of
+    layers of column stride 1 (whose grad_output columns past the row's ends are always checked); none otherwise."""
+    columns = config.block_v
+    stride, pad_left, reach = params.stride[1], params.padding[2], (params.S - 1) * params.dilation[1]
+    if config.block_k * columns > FIXED_ROW_MOST_ACCUMULATORS:
+        return {}
+    if pass_name == "forward":
+        blocks = div_up(params.Q, columns)
+        between_inside = blocks <= 2 or (columns * stride - pad_left >= 0
+                                         and ((blocks - 1) * columns - 1) * stride - pad_left + reach < params.W)
+        applies = any(params.padding) and stride <= 2
+    else:
+        # Block b's first tap (the last of the kernel row) reads grad_output from column b * columns + pad_left -
+        # reach, its first from b * columns + pad_left.
+        blocks = div_up(params.W, columns)
+        between_inside = blocks <= 2 or (columns + pad_left - reach >= 0
+                                         and (blocks - 1) * columns + pad_left <= params.Q)
+        applies = stride == 1
+    if not (applies and between_inside):
+        return {}
+    return {"FIXED_ROW": 1, "FIXED_W": params.W, "FIXED_Q": params.Q, "FIXED_S": params.S, "FIXED_PAD_LEFT": pad_left,
+            "FIXED_DIL_W": params.dilation[1]}
+
+
 def channel_lanes_tile(channels: int, row: int, lanes: int, accumulators: int) -> tuple[int, int]:
     """(vectors, columns) of a forward or input-gradient tile with the channels it writes in the lanes: up to
     CHANNEL_LANES_VECTORS vectors of a group's ``channels``, the rest of ``accumulators`` columns of a ``row`` (an
@@ -707,6 +771,10 @@ def default_config(params: Conv2DParams, info, pass_name: str, channel_lanes: bo
     if pass_name == "forward" and channel_lanes and channel_lanes_pays(params, widest):
         vectors, columns = channel_lanes_tile(params.K_per_group, params.Q, widest, tiles.accumulators)
         return CorrelationConfig(vec=widest, block_k=vectors, block_v=columns, local=(1, 1, 1), channel_lanes=True)
+    if channel_lanes and padded_lanes_pay(params, widest, pass_name):
+        return CorrelationConfig(vec=widest, block_k=PADDED_LANES_VECTORS,
+                                 block_v=channel_lanes_columns(width, PADDED_LANES_COLUMNS), local=(1, 1, 1),
+                                 channel_lanes=True)
     if pass_name == "grad_input" and channel_lanes and grad_input_lanes_pay(params, widest):
         vectors, columns = channel_lanes_tile(params.C_per_group, div_up(params.W, params.stride[1]), widest,
                                               tiles.accumulators)
@@ -1061,6 +1129,7 @@ class TiledAlgorithm(AlgorithmBase):
                     p.groups * div_up(p.K_per_group, config.vec * config.block_k), p.N)
             defines = dict(config.defines(), PADDED=int(any(p.padding)), X_CHANNELS_LAST=int(x_channels_last),
                            **column_stride_define(p.stride[1]))
+            defines.update(fixed_row_defines(p, config))
             by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["forward"], defines, size, config.local, args,
                                            [copied])
             return by_tap.last_read
@@ -1078,7 +1147,8 @@ class TiledAlgorithm(AlgorithmBase):
                                       grad_input_offset=grad_input.offset, **self.geometry._asdict())
             size = (p.H * p.stride[1] * div_up(div_up(p.W, p.stride[1]), config.block_v),
                     p.groups * div_up(p.C_per_group, config.vec * config.block_k), p.N)
-            defines = dict(config.defines(), GRAD_OUTPUT_CHANNELS_LAST=int(grad_output_channels_last))
+            defines = dict(config.defines(), GRAD_OUTPUT_CHANNELS_LAST=int(grad_output_channels_last),
+                           **fixed_row_defines(p, config, "grad_input"))
             by_tap.last_read = self.launch(CHANNEL_LANES_KERNELS["grad_input"], defines, size, config.local, args,
                                            [copied])
             return by_tap.last_read
