@@ -46,6 +46,7 @@
 #define PADDED 1
 #endif
 #include "vector.h"
+#include "channel_lanes.h"
 
 /* Adds every input channel's taps to the accumulators of a block of COLUMNS output columns of row p whose first
  * tap reads input column w0; `checked`: whether a column may read outside the row, and is then checked one by one.
@@ -78,17 +79,7 @@ static inline __attribute__((always_inline)) void accumulate_block(
                 for (int j = 0; j < COLUMNS; ++j) {
                     const int column = j * col_stride + s * dil_w;  /* from w0 */
                     const bool inside = columns_inside || (w0 + column >= 0 && w0 + column < W);
-#if FIXED_ROW
-                    /* A constant: a tap outside the row is left out, as the rows outside the image are. */
-                    if (!inside)
-                        continue;
-                    const accv_t input = (accv_t)((acc_t)LOAD(row, column * X_PIXEL_STRIDE));
-#else
-                    const accv_t input = (accv_t)(inside ? (acc_t)LOAD(row, column * X_PIXEL_STRIDE) : (acc_t)0);
-#endif
-#pragma unroll
-                    for (int v = 0; v < BLOCK_K; ++v)
-                        acc[j][v] = MULADD(weight[v], input, acc[j][v]);
+                    add_broadcast(acc[j], weight, row, column * X_PIXEL_STRIDE, inside);
                 }
             }
         }

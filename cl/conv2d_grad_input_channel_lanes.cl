@@ -55,6 +55,7 @@
 #define GRAD_PIXEL_STRIDE 1
 #endif
 #include "vector.h"
+#include "channel_lanes.h"
 
 /* Adds every tap that reaches the block of COLUMNS columns of one phase of row h, starting at the phase's column j0,
  * and every output channel of group g to the accumulators; `checked`: whether a tap may read grad_output columns
@@ -89,18 +90,8 @@ static inline __attribute__((always_inline)) void accumulate_columns(
                     weight[v] = VLOAD(VEC, w_tap + lane_channel[v]);
 #pragma unroll
                 for (int j = 0; j < COLUMNS; ++j) {
-                    const bool inside = columns_inside || (q0 + j >= 0 && q0 + j < Q);
-#if FIXED_ROW
-                    /* A constant: a column outside grad_output's row adds nothing. */
-                    if (!inside)
-                        continue;
-                    const accv_t grad = (accv_t)((acc_t)LOAD(grad_row, j * GRAD_PIXEL_STRIDE));
-#else
-                    const accv_t grad = (accv_t)(inside ? (acc_t)LOAD(grad_row, j * GRAD_PIXEL_STRIDE) : (acc_t)0);
-#endif
-#pragma unroll
-                    for (int v = 0; v < BLOCK_K; ++v)
-                        acc[j][v] = MULADD(weight[v], grad, acc[j][v]);
+                    add_broadcast(acc[j], weight, grad_row, j * GRAD_PIXEL_STRIDE,
+                                  columns_inside || (q0 + j >= 0 && q0 + j < Q));
                 }
             }
         }

@@ -66,17 +66,6 @@ inline maskv_t lanes_mod(int start, int m)
 #endif
 #define COLUMN_STRIDE(runtime_stride) (COL_STRIDE ? COL_STRIDE : (runtime_stride))
 
-/* FIXED_ROW (the lanes kernels, cl/conv2d_channel_lanes.cl and cl/conv2d_grad_input_channel_lanes.cl): a row's
- * geometry compiled in, so that with their tap loops unrolled every column check is a constant. */
-#ifndef FIXED_ROW
-#define FIXED_ROW 0
-#endif
-#if FIXED_ROW
-#define UNROLL_TAPS _Pragma("unroll")
-#else
-#define UNROLL_TAPS
-#endif
-
 /* Elements a vector load at column stride 1 or 2 reads. */
 #define LOAD_SPAN(stride) ((stride) == 1 ? VEC : 2 * VEC)
 
