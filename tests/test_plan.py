@@ -1059,6 +1059,12 @@ def test_rows_are_compiled_into_small_channel_lanes_tiles_of_padded_layers():
     assert tiled.fixed_row_defines(clconv.Conv2DParams.create((2, 16, 9, 23), (32, 16, 3, 3), stride=3, padding=1),
                                    small) == {}
     assert tiled.fixed_row_defines(padded, dataclasses.replace(small, block_v=1)) == {}  # block 1 starts at -1
+    assert tiled.fixed_row_defines(padded, dataclasses.replace(small, block_v=2))["FIXED_ROW"] == 1  # starts at 0
+    # Right padding of 2, 10 columns (11 output columns): blocks of 5 read column 10 in block 1, past the row;
+    # blocks of 3 read up to column 9 in block 2.
+    right = clconv.Conv2DParams.create((2, 16, 9, 10), (32, 16, 3, 3), padding=((1, 1), (1, 2)))
+    assert tiled.fixed_row_defines(right, small) == {}
+    assert tiled.fixed_row_defines(right, dataclasses.replace(small, block_v=3))["FIXED_ROW"] == 1
     # Input gradients at column stride 1, padded or not; not strided ones. 5x5, padding 2, 23 columns: blocks of one
     # column read grad_output column 1 + 2 - 4 = -1 in block 1, blocks of 2 column 21 + 2 = 23 (past the row's 23)
     # in block 10; blocks of 3 read inside from block 1 to block 6.
@@ -1070,6 +1076,11 @@ def test_rows_are_compiled_into_small_channel_lanes_tiles_of_padded_layers():
     assert tiled.fixed_row_defines(wide, dataclasses.replace(small, block_v=1), "grad_input") == {}
     assert tiled.fixed_row_defines(wide, dataclasses.replace(small, block_v=2), "grad_input") == {}
     assert tiled.fixed_row_defines(wide, dataclasses.replace(small, block_v=3), "grad_input")["FIXED_ROW"] == 1
+    # Both bounds met exactly: 22 columns, no padding, blocks of 2 read grad_output columns 0 to 19 of 20 in blocks
+    # 1 to 9; blocks of one column read column -1 in block 1.
+    exact = clconv.Conv2DParams.create((2, 16, 9, 22), (32, 16, 3, 3))
+    assert tiled.fixed_row_defines(exact, dataclasses.replace(small, block_v=2), "grad_input")["FIXED_ROW"] == 1
+    assert tiled.fixed_row_defines(exact, dataclasses.replace(small, block_v=1), "grad_input") == {}
 
 
 # An unpadded stride-1 layer with rows of 13 output columns; a grouped one read at column stride 3, with dilation
@@ -1089,8 +1100,9 @@ FIXED_ROW_CASES = ("3x3-p1-0x2-1-k32-9x23", "3x3-s2-p1-k32-8x20")
                          ids=["16x1-c5", "16x2-c13", "8x3-c4", "4x4-c6"])
 @pytest.mark.parametrize("case", CHANNEL_LANES_CASES, ids=lambda case: case.name)
 def test_channel_lanes_tiles(device, case, lanes, vectors, columns, dtype):
-    """cl/conv2d_channel_lanes.cl, whatever the device's heuristic picks: rows of 13 columns in blocks of 5, 4 or 6
-    (the last one overlapping the one before) or in one block, 32 output channels (2 groups of 16 in the second
+    """cl/conv2d_channel_lanes.cl, whatever the device's heuristic picks: rows of 13, 14, 24 and 10 columns in
+    blocks of 5, 4 or 6 (the last one overlapping the one before) or in one block, the rows of the last two cases
+    compiled in on the tiles of at most 16 accumulators (FIXED_ROW), 32 output channels (2 groups of 16 in the second
     case) in vectors of 16, 8 or 4 lanes, 1 to 4 of them per work-item (3 of 8 lanes: a group's last block short),
     with a bias and without, x a view at an offset into a device buffer; the weight's copy is the pass's
     workspace."""

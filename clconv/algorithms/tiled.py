@@ -351,7 +351,7 @@ def padded_lanes_pay(params: Conv2DParams, lanes: int, pass_name: str = "forward
 
 # FIXED_ROW in cl/conv2d_channel_lanes.cl and cl/conv2d_grad_input_channel_lanes.cl (the row's geometry compiled in,
 # so that no column is checked at run time): on tiles of at most this many accumulators. On the 2 x 7 tiles of padded
-# dense layers (the four above of 56 x 56 to 7 x 7 planes, same bytes) forward passes ran 1.32-1.82x faster with it
+# dense layers (64 to 512 channels of 56 x 56 to 7 x 7 planes, same bytes) forward passes ran 1.32-1.82x faster with it
 # on PoCL 3.1 and 1.19-1.81x on Intel's runtime, input gradients 1.00-1.19x and 1.06-1.20x; the 4 x 6 tiles of
 # strided forward passes ran 0.52-0.87x as fast with it as without (their three copies of the unrolled channel loop
 # outgrow the registers), on both.
@@ -363,7 +363,8 @@ def fixed_row_defines(params: Conv2DParams, config, pass_name: str = "forward") 
     cl/conv2d_grad_input_channel_lanes.cl (grad_input) on a tile of at most FIXED_ROW_MOST_ACCUMULATORS
     accumulators, where every block between a row's first and last reads inside the row it reads at every tap:
     forward passes of padded layers whose column stride is compiled in (COL_STRIDE: 1 or 2), input gradients of
-    layers of column stride 1 (whose grad_output columns past the row's ends are always checked); none otherwise."""
+    layers of column stride 1, padded or not (grad_output's rows are read past both ends either way); none
+    otherwise."""
     columns = config.block_v
     stride, pad_left, reach = params.stride[1], params.padding[2], (params.S - 1) * params.dilation[1]
     if config.block_k * columns > FIXED_ROW_MOST_ACCUMULATORS:
@@ -374,8 +375,8 @@ def fixed_row_defines(params: Conv2DParams, config, pass_name: str = "forward") 
                                          and ((blocks - 1) * columns - 1) * stride - pad_left + reach < params.W)
         applies = any(params.padding) and stride <= 2
     else:
-        # Block b's first tap (the last of the kernel row) reads grad_output from column b * columns + pad_left -
-        # reach, its first from b * columns + pad_left.
+        # Column j of block b reads grad_output column b * columns + j + pad_left - s * dil_w at tap s: lowest in
+        # block 1 (j = 0, the last tap), highest in block blocks - 2 (j = columns - 1, the first tap).
         blocks = div_up(params.W, columns)
         between_inside = blocks <= 2 or (columns + pad_left - reach >= 0
                                          and (blocks - 1) * columns + pad_left <= params.Q)
